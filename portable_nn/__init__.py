@@ -1,0 +1,67 @@
+"""portable_nn: a small neural-network library written once against the Python Array API.
+
+The same forward and hand-written backward code runs on NumPy, CuPy, PyTorch,
+JAX and array-api-strict. See README.md for a tour.
+"""
+
+from __future__ import annotations
+
+from . import init, losses, optim
+from ._backend import Backend, namespace, to_numpy
+from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
+from ._layer import Layer
+from ._rng import host_rng
+from ._select import available_backends, get_backend, set_backend, use_backend
+from ._tree import tree_leaves, tree_map, tree_paths
+from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .dropout import Dropout
+from .io import load, save, to_backend
+from .layernorm import LayerNorm
+from .linear import Linear
+from .sequential import Sequential
+from .testing import assert_close, gradcheck
+from .train import FitInterrupted, evaluate, fit, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "CheckpointError",
+    "Dropout",
+    "FitInterrupted",
+    "GELU",
+    "GradientCheckError",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "NonFiniteError",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "__version__",
+    "assert_close",
+    "available_backends",
+    "evaluate",
+    "fit",
+    "get_backend",
+    "gradcheck",
+    "host_rng",
+    "init",
+    "load",
+    "losses",
+    "namespace",
+    "optim",
+    "predict",
+    "save",
+    "set_backend",
+    "to_backend",
+    "to_numpy",
+    "tree_leaves",
+    "tree_map",
+    "tree_paths",
+    "use_backend",
+]

@@ -1,0 +1,96 @@
+"""Input checks at the library's boundary, so bad input fails early and clearly.
+
+Every message names the place (layer or function), what was expected, what
+was got, and a fix. The NumPy path is kept to attribute reads: these run on
+every forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._backend import namespace
+
+__all__ = ["check_array", "is_float", "dtype_name"]
+
+
+def is_float(xp: Any, dtype: Any) -> bool:
+    """True for a real floating dtype of namespace ``xp``."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "f"
+    return bool(xp.isdtype(dtype, "real floating"))
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``numpy.float32``, ``torch.float32``, ``xp.float32``..."""
+    return str(dtype).rpartition(".")[2]
+
+
+def check_array(
+    where: str,
+    X: Any,
+    *,
+    like: Any = None,
+    ndim: int | None = None,
+    features: int | None = None,
+    name: str = "X",
+    xp: Any = None,
+) -> Any:
+    """Check one float input of a layer or loss and return its namespace.
+
+    Args:
+        where: the layer or function, for the message (e.g. ``"Linear(3, 2)"``).
+        X: the array to check.
+        like: a param array of the layer; X must share its namespace, device and dtype.
+        ndim: required number of dimensions, if any.
+        features: required size of the last axis, if any.
+        name: how the message calls X.
+
+    Raises:
+        TypeError: not an array, not floating, another namespace or dtype than ``like``.
+        ValueError: wrong ndim or feature count, another device than ``like``.
+    """
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        raise TypeError(
+            f"{where}: {name} must be an array, got {type(X).__name__}. "
+            "Convert host data with be.asarray(data, dtype='float32')."
+        )
+    if like is None:
+        xp = namespace(X, xp=xp)
+    else:
+        try:
+            xp = namespace(X, like, xp=xp)
+        except TypeError as e:
+            raise TypeError(f"{where}: {name} and the layer's params: {e}") from None
+    if not is_float(xp, X.dtype):
+        raise TypeError(
+            f"{where}: {name} has dtype {X.dtype}, a real floating dtype is needed. "
+            f"Convert it, e.g. be.asarray(data, dtype='float64') or xp.astype({name}, xp.float32)."
+        )
+    if ndim is not None and X.ndim != ndim:
+        raise ValueError(
+            f"{where}: {name} must have {ndim} dimensions (batch, features), got shape "
+            f"{tuple(X.shape)}. Reshape it, e.g. X.reshape(n_samples, -1)."
+        )
+    if features is not None and (X.ndim == 0 or X.shape[-1] != features):
+        raise ValueError(
+            f"{where}: {name} must have {features} features on its last axis, got shape "
+            f"{tuple(X.shape)}. Check the layer's in_features against the data's columns."
+        )
+    if like is not None:
+        if X.dtype != like.dtype:
+            raise TypeError(
+                f"{where}: {name} has dtype {X.dtype} but the params are {like.dtype}. "
+                f"Cast the data to {dtype_name(like.dtype)} or init the model with that dtype."
+            )
+        if type(X) is not np.ndarray:
+            dx, dp = array_api_compat.device(X), array_api_compat.device(like)
+            if dx != dp:
+                raise ValueError(
+                    f"{where}: {name} is on device {dx} but the params are on {dp}. "
+                    "Move one of them, e.g. pnn.to_backend(params, be) or be.asarray(X)."
+                )
+    return xp

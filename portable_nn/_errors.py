@@ -1,0 +1,43 @@
+"""The library's exception types.
+
+Every bad-input error is a ``ValueError`` or ``TypeError`` (or one of the
+subclasses here), and its message names the layer or argument, what was
+expected, what was got, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BackendError", "CheckpointError", "NonFiniteError", "GradientCheckError"]
+
+
+class BackendError(ValueError):
+    """A backend is unknown, not installed, or the requested device does not exist."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupted, foreign or mismatched."""
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or inf loss or gradient.
+
+    Attributes:
+        params: the last params whose loss and gradients were finite (the
+            params *before* the failing step), so no work is lost.
+        epoch: 0-based epoch of the failing step.
+        step: 0-based step within that epoch.
+        history: the history up to the last completed epoch.
+    """
+
+    def __init__(self, message: str, *, params: Any, epoch: int, step: int, history: Any = None) -> None:
+        super().__init__(message)
+        self.params = params
+        self.epoch = epoch
+        self.step = step
+        self.history = history
+
+
+class GradientCheckError(AssertionError):
+    """Backprop and finite differences disagree (raised by :func:`gradcheck`)."""

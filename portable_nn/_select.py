@@ -1,0 +1,193 @@
+"""Choosing a backend: get_backend, set_backend, use_backend, available_backends.
+
+The default backend is the only global state in the library. It lives in a
+``ContextVar`` so :func:`use_backend` is safe across threads and async tasks.
+At import it is read from the environment variable ``PORTABLE_NN_BACKEND``
+(e.g. ``torch`` or ``torch:cuda``); otherwise it is ``numpy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from ._backend import BACKEND_NAMES, Backend
+from ._errors import BackendError
+
+__all__ = ["available_backends", "get_backend", "set_backend", "use_backend"]
+
+_INSTALL_HINT = {
+    "numpy": "pip install numpy",
+    "cupy": "pip install 'portable_nn[cupy]' (cupy-cuda12x; needs an NVIDIA GPU and driver)",
+    "torch": "pip install 'portable_nn[torch]' (pins torch==2.13.0)",
+    "jax": "pip install 'portable_nn[jax]' (CPU; 'jax[cuda12]' for a GPU)",
+    "array_api_strict": "pip install array-api-strict",
+}
+
+
+_DEFAULT: ContextVar[Backend | str] = ContextVar(
+    "portable_nn_backend", default=os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
+)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine now.
+
+    CuPy counts only when it imports and sees a CUDA device. The others count
+    when installed (they are not imported, which would be slow).
+    """
+    names = []
+    for name in BACKEND_NAMES:
+        if name == "cupy":
+            if _cuda_device_count() > 0:
+                names.append(name)
+        elif importlib.util.find_spec(name) is not None:
+            names.append(name)
+    return names
+
+
+def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
+    """Return a :class:`Backend`.
+
+    Args:
+        name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
+            ``"array_api_strict"``, ``"auto"`` (CuPy when a CUDA device is
+            usable, else NumPy), a ``"name:device"`` string such as
+            ``"torch:cuda"`` or ``"array_api_strict:device1"``, a Backend
+            (returned as is), or ``None`` for the current default.
+        device: a device name or object of that library (``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ``"gpu"``, ``"device1"``...). ``None``
+            means the library's default device.
+
+    Raises:
+        BackendError: unknown name, library not installed (the message says
+            what to install) or device missing (the message lists the devices).
+    """
+    if name is None:
+        name = _DEFAULT.get()
+    if isinstance(name, Backend):
+        if device is None:
+            return name
+        name = name.name
+    if not isinstance(name, str):
+        raise TypeError(f"get_backend: name must be a str or Backend, got {type(name).__name__}.")
+    if ":" in name and device is None:
+        name, device = name.split(":", 1)
+    if name == "auto":
+        name = "cupy" if _cuda_device_count() > 0 else "numpy"
+    if name not in BACKEND_NAMES:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'.")
+    return _make(name, None if device is None else str(device))
+
+
+def set_backend(name: str | Backend, device: Any = None) -> Backend:
+    """Set the default backend (used by ``init`` and data conversion); return it."""
+    be = get_backend(name, device)
+    _DEFAULT.set(be)
+    return be
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
+    """Context manager: make a backend the default inside a ``with`` block.
+
+    Example:
+        >>> with pnn.use_backend("array_api_strict") as be:
+        ...     params = model.init(seed=0)   # arrays of be
+    """
+    token = _DEFAULT.set(get_backend(name, device))
+    try:
+        yield _DEFAULT.get()  # type: ignore[misc]
+    finally:
+        _DEFAULT.reset(token)
+
+
+def _import(name: str) -> Any:
+    module = {
+        "numpy": "numpy",
+        "cupy": "cupy",
+        "torch": "torch",
+        "jax": "jax",
+        "array_api_strict": "array_api_strict",
+    }[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendError(
+            f"backend {name!r} is not installed here ({e}). Install it with: {_INSTALL_HINT[name]}. "
+            f"Installed now: {', '.join(available_backends())}."
+        ) from e
+
+
+@functools.cache
+def _make(name: str, device: str | None) -> Backend:
+    lib = _import(name)
+    if name == "numpy":
+        from ._backend import _NUMPY_NS
+
+        if device not in (None, "cpu"):
+            _no_device(name, device, ["cpu"])
+        return Backend("numpy", _NUMPY_NS, "cpu")
+    if name == "array_api_strict":
+        names = [d._device for d in lib.__array_namespace_info__().devices()]
+        dev = device or "CPU_DEVICE"
+        if dev not in names:
+            _no_device(name, dev, names)
+        return Backend(name, lib, lib.Device(dev))
+    if name == "torch":
+        import array_api_compat.torch as xp
+
+        dev = lib.device(device or "cpu")
+        if dev.type == "cuda":
+            count = lib.cuda.device_count() if lib.cuda.is_available() else 0
+            if (dev.index or 0) >= count:
+                _no_device(name, str(dev), ["cpu"] + [f"cuda:{i}" for i in range(count)])
+        elif dev.type != "cpu":
+            _no_device(name, str(dev), ["cpu", "cuda"])
+        return Backend(name, xp, dev)
+    if name == "jax":
+        lib.config.update("jax_enable_x64", True)  # float64 is needed for parity runs
+        import jax.numpy as jnp
+
+        platform, _, index = (device or "cpu").partition(":")
+        try:
+            devices = lib.devices("gpu" if platform == "cuda" else platform)
+        except RuntimeError:
+            devices = []
+        i = int(index or 0)
+        if i >= len(devices):
+            _no_device(name, device or "cpu", [str(d) for d in lib.devices()])
+        return Backend(name, jnp, devices[i])
+    # cupy
+    import array_api_compat.cupy as xp
+
+    count = _cuda_device_count()
+    index = int((device or "cuda:0").rpartition(":")[2] or 0)
+    if index >= count:
+        _no_device(name, device or "cuda:0", [f"cuda:{i}" for i in range(count)])
+    return Backend(name, xp, lib.cuda.Device(index))
+
+
+def _no_device(name: str, device: str, devices: list[str]) -> None:
+    listed = ", ".join(devices) if devices else "none"
+    raise BackendError(
+        f"backend {name!r} has no device {device!r}; devices here: {listed}. "
+        f"Pass one of those, or use get_backend('auto')."
+    )
+
+
+def _cuda_device_count() -> int:
+    if importlib.util.find_spec("cupy") is None:
+        return 0
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, no device, broken install: not usable
+        return 0

@@ -1,0 +1,62 @@
+"""Pytrees without JAX: nested dicts, lists and tuples whose leaves are arrays.
+
+Params, gradients and optimizer moments are all pytrees of the same shape, so
+optimizers are written once with :func:`tree_map`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["tree_map", "tree_leaves", "tree_paths", "tree_structure_equal"]
+
+
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``f`` leaf-wise over one or more pytrees of the same structure.
+
+    Dicts keep their keys, lists stay lists, tuples (and NamedTuples) stay
+    tuples. ``None`` is a leaf only if ``f`` is given it; empty containers map
+    to empty containers.
+    """
+    if isinstance(tree, dict):
+        return {k: tree_map(f, tree[k], *(r[k] for r in rest)) for k in tree}
+    if isinstance(tree, (list, tuple)):
+        mapped = [tree_map(f, *xs) for xs in zip(tree, *rest, strict=True)]
+        if isinstance(tree, list):
+            return mapped
+        return type(tree)(*mapped) if hasattr(tree, "_fields") else tuple(mapped)
+    return f(tree, *rest)
+
+
+def tree_leaves(tree: Any) -> list[Any]:
+    """The leaves of ``tree`` in a fixed order (dict insertion order)."""
+    return [leaf for _, leaf in tree_paths(tree)]
+
+
+def tree_paths(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield ``(path, leaf)`` pairs; paths are dotted, e.g. ``"0.W"``."""
+    if isinstance(tree, dict):
+        items: Any = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)
+    else:
+        yield prefix, tree
+        return
+    for k, sub in items:
+        yield from tree_paths(sub, f"{prefix}.{k}" if prefix else str(k))
+
+
+def tree_structure_equal(a: Any, b: Any) -> bool:
+    """True when two pytrees have the same containers, keys and lengths."""
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict) and a.keys() == b.keys() and all(tree_structure_equal(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, (list, tuple)):
+        return (
+            isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(tree_structure_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return not isinstance(b, (dict, list, tuple))

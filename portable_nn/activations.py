@@ -1,0 +1,143 @@
+"""Elementwise activations and Softmax, each with its backward beside its forward.
+
+Shapes: X of any shape -> Y of the same shape and dtype. No params.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._check import check_array
+from ._layer import Array, Backprop, Layer, Params
+from ._rng import Seed
+
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "sigmoid"]
+
+
+class ReLU(Layer):
+    """``Y = max(X, 0)``. The gradient is zero where X < 0 (X == 0 passes it), as in the notebook."""
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        Y = xp.maximum(X, 0.0)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return xp.where(X < 0, 0.0, dY), {}
+
+        return Y, backprop
+
+
+class LeakyReLU(Layer):
+    """``Y = X`` where X >= 0, else ``alpha * X``."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"LeakyReLU: alpha must be a finite float >= 0, got {alpha!r}.")
+        self.alpha = float(alpha)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        negative = X < 0
+        Y = xp.where(negative, self.alpha * X, X)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return xp.where(negative, self.alpha * dY, dY), {}
+
+        return Y, backprop
+
+
+def sigmoid(X: Array, xp: object = None) -> Array:
+    """Logistic function in a form that cannot overflow: ``exp`` only sees ``-|X|``."""
+    xp = check_array("sigmoid", X, xp=xp)
+    E = xp.exp(-xp.abs(X))
+    return xp.where(X >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
+
+
+class Sigmoid(Layer):
+    """``Y = 1 / (1 + exp(-X))``, computed stably for large |X|."""
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        Y = sigmoid(X, xp)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return dY * Y * (1.0 - Y), {}
+
+        return Y, backprop
+
+
+class Tanh(Layer):
+    """``Y = tanh(X)``."""
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        Y = xp.tanh(X)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return dY * (1.0 - Y * Y), {}
+
+        return Y, backprop
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Layer):
+    """GELU, tanh approximation: ``0.5 X (1 + tanh(c (X + 0.044715 X^3)))``.
+
+    The Array API standard has no ``erf``, so the exact form is not portable;
+    the tanh form differs from it by < 1e-3 everywhere.
+    """
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        X2 = X * X
+        T = xp.tanh(_GELU_C * (X + 0.044715 * X2 * X))
+        Y = 0.5 * X * (1.0 + T)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            dU = _GELU_C * (1.0 + 3 * 0.044715 * X2)
+            return dY * (0.5 * (1.0 + T) + 0.5 * X * (1.0 - T * T) * dU), {}
+
+        return Y, backprop
+
+
+class Softmax(Layer):
+    """``Y = exp(X) / sum(exp(X))`` along ``axis`` (shifted by the max, so it cannot overflow).
+
+    Backward is the full Jacobian-vector product ``dX = Y * (dY - sum(dY * Y))``.
+    For training a classifier prefer ``losses.softmax_cross_entropy`` on logits.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def __repr__(self) -> str:
+        return f"Softmax(axis={self.axis})"
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        if not -X.ndim <= self.axis < max(X.ndim, 1):
+            raise ValueError(f"{self!r}: axis out of range for X of shape {tuple(X.shape)}.")
+        E = xp.exp(X - xp.max(X, axis=self.axis, keepdims=True))
+        Y = E / xp.sum(E, axis=self.axis, keepdims=True)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return Y * (dY - xp.sum(dY * Y, axis=self.axis, keepdims=True)), {}
+
+        return Y, backprop

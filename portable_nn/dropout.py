@@ -1,0 +1,48 @@
+"""Dropout with a host-drawn mask, so a seed gives the same mask on every backend."""
+
+from __future__ import annotations
+
+import math
+
+import array_api_compat
+
+from ._check import check_array, dtype_name
+from ._layer import Array, Backprop, Layer, Params, no_grads
+from ._rng import Seed, host_rng
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Layer):
+    """Zero each element with probability ``rate`` while training; scale the rest by ``1/(1-rate)``.
+
+    At inference (``train=False``) it is the identity. The mask is drawn on the
+    host from ``rng`` (a ``numpy.random.Generator`` or seed; ``fit`` passes one
+    derived from its seed) and copied to X's device.
+
+    Shapes: X of any shape -> Y of the same shape and dtype. No params.
+    """
+
+    def __init__(self, rate: float = 0.5) -> None:
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0.0 <= rate < 1.0):
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}.")
+        self.rate = float(rate)
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        xp = check_array(repr(self), X)
+        if not train or self.rate == 0.0:
+            return X, no_grads
+        keep = host_rng(rng).random(tuple(X.shape)) >= self.rate
+        host_mask = (keep / (1.0 - self.rate)).astype(dtype_name(X.dtype))
+        mask = xp.asarray(host_mask, device=array_api_compat.device(X))
+        Y = X * mask
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            return dY * mask, {}
+
+        return Y, backprop

@@ -1,0 +1,142 @@
+"""save / load params as safetensors (never pickle), and to_backend.
+
+A file holds one tensor per leaf, named by its pytree path (``"0.W"``), and
+metadata: the format tag, the library version and the tree structure. Any
+file loads onto any backend and device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, to_numpy
+from ._errors import CheckpointError
+from ._select import get_backend
+from ._tree import tree_map, tree_paths
+
+__all__ = ["save", "load", "to_backend"]
+
+_FORMAT = "portable_nn.params/1"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _skeleton(tree: Any, prefix: str = "") -> Any:
+    """The tree with each leaf replaced by its path string (JSON-serialisable)."""
+    if isinstance(tree, dict):
+        for k in tree:
+            if not isinstance(k, str) or "." in k:
+                raise TypeError(f"save: dict keys must be strings without '.', got {k!r}.")
+        return {k: _skeleton(v, f"{prefix}.{k}" if prefix else k) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_skeleton(v, f"{prefix}.{i}" if prefix else str(i)) for i, v in enumerate(tree)]
+    return prefix
+
+
+def save(path: str | os.PathLike[str], params: Any) -> None:
+    """Write ``params`` (a pytree of arrays of any backend) to a safetensors file.
+
+    The write is atomic: a temporary file in the same directory is written,
+    fsynced and renamed over ``path``, so a crash never leaves a half-written
+    checkpoint in place of the previous one.
+    """
+    from safetensors.numpy import save as st_save
+
+    from . import __version__
+
+    tensors = {}
+    for name, leaf in tree_paths(params):
+        if not hasattr(leaf, "shape"):
+            raise TypeError(f"save: leaf {name!r} is a {type(leaf).__name__}, not an array.")
+        tensors[name] = np.ascontiguousarray(to_numpy(leaf))
+    meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(_skeleton(params))}
+    data = st_save(tensors, metadata=meta)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_checked(path: str) -> tuple[dict[str, Any], bytes]:
+    """Read and validate the safetensors header without trusting the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"load: no checkpoint at {path!r}.") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"load: {path!r} is a directory, not a checkpoint file.") from None
+    if len(data) < 8:
+        raise CheckpointError(f"load: {path!r} is truncated ({len(data)} bytes); not a safetensors file.")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        kind = "a pickle file, which is never unpickled" if data[:1] == b"\x80" else "not a safetensors file"
+        raise CheckpointError(
+            f"load: {path!r} has an invalid header ({kind}, or truncated). Re-save it with pnn.save."
+        )
+    try:
+        header = json.loads(data[8 : 8 + n])
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"load: {path!r} has a corrupted header ({e}).") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"load: {path!r} is a safetensors file but not a portable_nn checkpoint "
+            f"(format {meta.get('format')!r}). Load it with safetensors directly."
+        )
+    return meta, data
+
+
+def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, dtype: Any = None) -> Any:
+    """Read params saved by :func:`save` onto ``backend`` (default: the default backend).
+
+    Args:
+        dtype: cast every leaf to this dtype; ``None`` keeps the stored dtypes.
+
+    Raises:
+        CheckpointError (a ValueError): missing, truncated, corrupted, foreign
+        or pickle files. Nothing in the file is ever executed.
+    """
+    from safetensors.numpy import load as st_load
+
+    path = os.fspath(path)
+    meta, data = _read_checked(path)
+    try:
+        tensors = st_load(data)
+        skeleton = json.loads(meta["tree"])
+    except Exception as e:  # safetensors raises its own error types on bad bodies
+        raise CheckpointError(f"load: {path!r} is corrupted ({type(e).__name__}: {e}).") from None
+    be = get_backend(backend)
+    expected = {p for p, _ in tree_paths(skeleton)}
+    if expected != set(tensors):
+        raise CheckpointError(
+            f"load: {path!r} is inconsistent: tree names {sorted(expected)[:5]} but tensors are "
+            f"{sorted(tensors)[:5]}."
+        )
+    return tree_map(lambda name: be.asarray(tensors[name], dtype=dtype), skeleton)
+
+
+def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:
+    """Copy every array leaf of ``tree`` to ``backend`` (through host memory).
+
+    Args:
+        dtype: optional cast, e.g. ``"float32"``; ``None`` keeps each leaf's dtype.
+    """
+    be = get_backend(backend)
+    return tree_map(lambda a: be.asarray(to_numpy(a), dtype=dtype), tree)

@@ -1,0 +1,64 @@
+"""LayerNorm over the last axis, with learned scale ``gamma`` and shift ``beta``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._backend import Backend
+from ._check import check_array
+from ._layer import Array, Backprop, Layer, Params
+from ._rng import Seed
+
+__all__ = ["LayerNorm"]
+
+
+class LayerNorm(Layer):
+    """``Y = (X - mean) / sqrt(var + eps) * gamma + beta`` over the last axis.
+
+    Params: ``{"gamma": (features,), "beta": (features,)}`` (ones and zeros).
+    Shapes: X ``(..., features)`` -> Y of the same shape and dtype.
+    """
+
+    def __init__(self, features: int, *, eps: float = 1e-5) -> None:
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
+            raise ValueError(f"LayerNorm: features must be an int >= 1, got {features!r}.")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"LayerNorm: eps must be a finite float > 0, got {eps!r}.")
+        self.features = int(features)
+        self.eps = float(eps)
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.features})"
+
+    def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
+        return {
+            "gamma": be.asarray(np.ones(self.features, dtype=dtype)),
+            "beta": be.asarray(np.zeros(self.features, dtype=dtype)),
+        }
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        if not isinstance(params, dict) or set(params) != {"gamma", "beta"}:
+            raise TypeError(f"{self!r}: params must be a dict with 'gamma' and 'beta'.")
+        gamma, beta = params["gamma"], params["beta"]
+        xp = check_array(repr(self), X, like=gamma, features=self.features)
+        batch_axes = tuple(range(X.ndim - 1))
+        Xc = X - xp.mean(X, axis=-1, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(xp.mean(Xc * Xc, axis=-1, keepdims=True) + self.eps)
+        Xhat = Xc * inv_std
+        Y = Xhat * gamma + beta
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            dXhat = dY * gamma
+            dX = inv_std * (
+                dXhat
+                - xp.mean(dXhat, axis=-1, keepdims=True)
+                - Xhat * xp.mean(dXhat * Xhat, axis=-1, keepdims=True)
+            )
+            grads = {"gamma": xp.sum(dY * Xhat, axis=batch_axes), "beta": xp.sum(dY, axis=batch_axes)}
+            return dX, grads
+
+        return Y, backprop

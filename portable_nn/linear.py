@@ -1,0 +1,83 @@
+"""Linear: ``Y = X @ W + b`` with ``W`` stored ``(in_features, out_features)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import Backend
+from ._check import check_array
+from ._layer import Array, Backprop, Layer, Params
+from ._rng import Seed
+from .init import Initializer, get_initializer
+
+__all__ = ["Linear"]
+
+
+class Linear(Layer):
+    """Fully connected layer.
+
+    Args:
+        in_features: size of X's last axis (>= 1).
+        out_features: size of Y's last axis (>= 1).
+        bias: add a learned bias ``b`` of shape ``(out_features,)``.
+        init: ``"he"`` (default), ``"glorot"``, ``"normal"``, ``"zeros"`` or
+            a callable ``f(rng, (in, out)) -> numpy.ndarray``.
+
+    Params: ``{"W": (in, out), "b": (out,)}``, both of the model's dtype.
+    Shapes: X ``(batch, in)`` -> Y ``(batch, out)``.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, *, bias: bool = True, init: str | Initializer = "he"
+    ) -> None:
+        for arg, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"Linear: {arg} must be an int, got {type(value).__name__}.")
+            if value < 1:
+                raise ValueError(f"Linear: {arg} must be >= 1, got {value}.")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.bias = bool(bias)
+        self.initializer = get_initializer(init, repr(self))
+
+    def __repr__(self) -> str:
+        extra = "" if self.bias else ", bias=False"
+        return f"Linear({self.in_features}, {self.out_features}{extra})"
+
+    def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
+        W = self.initializer(rng, (self.in_features, self.out_features))
+        params = {"W": be.asarray(np.asarray(W, dtype=dtype))}
+        if self.bias:
+            params["b"] = be.asarray(np.zeros(self.out_features, dtype=dtype))
+        return params
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        W, b = self._unpack(params)
+        xp = check_array(repr(self), X, like=W, ndim=2, features=self.in_features)
+        Y = X @ W
+        if b is not None:
+            Y = Y + b
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            dW = X.T @ dY
+            dX = dY @ W.T
+            if b is None:
+                return dX, {"W": dW}
+            return dX, {"W": dW, "b": xp.sum(dY, axis=0)}
+
+        return Y, backprop
+
+    def _unpack(self, params: Params) -> tuple[Array, Array | None]:
+        if not isinstance(params, dict) or "W" not in params:
+            raise TypeError(f"{self!r}: params must be a dict with 'W', got {type(params).__name__}.")
+        W, b = params["W"], params.get("b")
+        if tuple(W.shape) != (self.in_features, self.out_features) or (b is None) == self.bias:
+            got = {k: tuple(v.shape) for k, v in params.items()}
+            raise ValueError(
+                f"{self!r}: params do not fit this layer: expected W {(self.in_features, self.out_features)}"
+                f"{' and b (' + str(self.out_features) + ',)' if self.bias else ' and no b'}, got {got}. "
+                "Were they made by another model? Re-run model.init(...)."
+            )
+        return W, b

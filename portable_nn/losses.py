@@ -1,0 +1,118 @@
+"""Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from ._check import check_array
+from ._layer import Array
+from .activations import sigmoid
+
+__all__ = [
+    "sum_squared_error",
+    "mean_squared_error",
+    "binary_cross_entropy_with_logits",
+    "softmax_cross_entropy",
+]
+
+
+def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
+    """Check float predictions Y against float targets T of the same shape, namespace, device."""
+    xp = check_array(where, Y, name="Y", xp=xp)
+    if not hasattr(T, "shape"):
+        raise TypeError(f"{where}: T must be an array, got {type(T).__name__}.")
+    check_array(where, T, like=Y, name="T", xp=xp)
+    if tuple(Y.shape) != tuple(T.shape):
+        raise ValueError(
+            f"{where}: Y has shape {tuple(Y.shape)} but T has {tuple(T.shape)}; they must match. "
+            "Reshape the targets, e.g. T.reshape(-1, 1) for one output."
+        )
+    return xp
+
+
+def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
+    """``sum((Y - T)**2)``, the notebook's loss.
+
+    Args:
+        Y: predictions, any shape, float.
+        T: targets, same shape, dtype, namespace and device as Y.
+
+    Returns:
+        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)``.
+    """
+    xp = _targets("sum_squared_error", Y, T, xp)
+    D = Y - T
+    return xp.sum(D * D), 2.0 * D
+
+
+def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
+    """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``."""
+    xp = _targets("mean_squared_error", Y, T, xp)
+    D = Y - T
+    return xp.mean(D * D), (2.0 / _size(Y)) * D
+
+
+def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
+    """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
+
+    Uses ``max(Y, 0) - Y T + log1p(exp(-|Y|))``, which cannot overflow.
+
+    Returns:
+        ``(loss, (sigmoid(Y) - T) / Y.size)``.
+    """
+    xp = _targets("binary_cross_entropy_with_logits", Y, T, xp)
+    losses = xp.maximum(Y, 0.0) - Y * T + xp.log1p(xp.exp(-xp.abs(Y)))
+    return xp.mean(losses), (sigmoid(Y, xp) - T) / float(_size(Y))
+
+
+def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[Array, Array]:
+    """Mean cross-entropy of logits ``Y`` (N, C) against integer class labels (N,).
+
+    Stable for large logits: log-softmax is computed after subtracting the row max.
+
+    Returns:
+        ``(loss, (softmax(Y) - onehot(labels)) / N)``, dY of shape (N, C).
+
+    Raises:
+        TypeError: labels not integer, or another namespace than Y.
+        ValueError: shapes do not match, or a label is outside [0, C).
+    """
+    where = "softmax_cross_entropy"
+    xp = check_array(where, Y, ndim=2, name="Y (logits)", xp=xp)
+    if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
+        raise TypeError(f"{where}: labels must be an integer array, got {type(labels).__name__}.")
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(
+            f"{where}: labels have dtype {labels.dtype}; integer class indices are needed "
+            f"(not one-hot or float). Convert with be.asarray(labels, dtype='int64')."
+        )
+    N, C = Y.shape
+    if tuple(labels.shape) != (N,):
+        raise ValueError(
+            f"{where}: labels have shape {tuple(labels.shape)} but Y has {N} rows; "
+            f"labels must have shape ({N},)."
+        )
+    if N == 0:
+        raise ValueError(f"{where}: empty batch (Y has shape {tuple(Y.shape)}).")
+    lo, hi = int(xp.min(labels)), int(xp.max(labels))
+    if lo < 0 or hi >= C:
+        raise ValueError(
+            f"{where}: labels must be in [0, {C}) for {C} classes, got values in [{lo}, {hi}]. "
+            "Check the number of output units or re-encode the labels."
+        )
+    classes = xp.arange(C, dtype=labels.dtype, device=array_api_compat.device(Y))
+    onehot = xp.astype(labels[:, None] == classes[None, :], Y.dtype)
+    Z = Y - xp.max(Y, axis=1, keepdims=True)
+    logsumexp = xp.log(xp.sum(xp.exp(Z), axis=1, keepdims=True))
+    logp = Z - logsumexp
+    loss = -xp.sum(logp * onehot) / float(N)
+    return loss, (xp.exp(logp) - onehot) / float(N)
+
+
+def _size(Y: Array) -> int:
+    n = 1
+    for s in Y.shape:
+        n *= int(s)
+    return n

@@ -1,0 +1,163 @@
+"""Optimizers as pure ``init``/``step`` pairs over pytrees (optax style).
+
+``state = opt.init(params)``; ``params, state = opt.step(params, grads, state)``.
+Updates are functional (``p - lr * g``), so they work on immutable JAX arrays
+and never write into arrays the caller holds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ._backend import namespace
+from ._tree import tree_map, tree_structure_equal
+
+__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer"]
+
+
+def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value < lo or value > hi or (hi_open and value == hi)):
+        ok = False
+    if not ok:
+        bracket = ")" if hi_open else "]"
+        raise ValueError(f"{opt}: {name} must be a finite number in [{lo}, {hi}{bracket}, got {value!r}.")
+    return float(value)
+
+
+def _check_tree(opt: str, params: Any, grads: Any) -> None:
+    if not tree_structure_equal(params, grads):
+        raise ValueError(
+            f"{opt}.step: grads do not have the structure of params. "
+            "Pass the grads returned by backprop for these params."
+        )
+
+
+def _zeros_like(p: Any) -> Any:
+    return namespace(p).zeros_like(p)
+
+
+class SGDState(NamedTuple):
+    """State of :class:`SGD`: the momentum buffers (a pytree like params), or None."""
+
+    velocity: Any
+
+
+class SGD:
+    """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
+
+    ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
+    the step uses ``v`` (or ``g + momentum * v`` with Nesterov); ``p = p - lr * step``.
+    """
+
+    def __init__(
+        self, lr: float = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+    ) -> None:
+        self.lr = _hyper("SGD", "lr", lr, 0.0)
+        self.momentum = _hyper("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
+        self.weight_decay = _hyper("SGD", "weight_decay", weight_decay, 0.0)
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0.")
+        self.nesterov = bool(nesterov)
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, weight_decay={self.weight_decay})"
+
+    def init(self, params: Any) -> SGDState:
+        """Momentum buffers of zeros (None without momentum)."""
+        return SGDState(tree_map(_zeros_like, params) if self.momentum else None)
+
+    def step(self, params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
+        """One update. Returns new params and state; the inputs are not modified."""
+        _check_tree("SGD", params, grads)
+        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        if wd:
+            grads = tree_map(lambda p, g: g + wd * p, params, grads)
+        if not mu:
+            return tree_map(lambda p, g: p - lr * g, params, grads), state
+        velocity = tree_map(lambda v, g: mu * v + g, state.velocity, grads)
+        if self.nesterov:
+            new = tree_map(lambda p, g, v: p - lr * (g + mu * v), params, grads, velocity)
+        else:
+            new = tree_map(lambda p, v: p - lr * v, params, velocity)
+        return new, SGDState(velocity)
+
+
+class AdamState(NamedTuple):
+    """State of :class:`Adam`/:class:`AdamW`: step count and first/second moment pytrees."""
+
+    count: int
+    mu: Any
+    nu: Any
+
+
+class Adam:
+    """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient."""
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        *,
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        name = type(self).__name__
+        self.lr = _hyper(name, "lr", lr, 0.0)
+        self.b1 = _hyper(name, "b1", b1, 0.0, 1.0, hi_open=True)
+        self.b2 = _hyper(name, "b2", b2, 0.0, 1.0, hi_open=True)
+        self.eps = _hyper(name, "eps", eps, 0.0)
+        self.weight_decay = _hyper(name, "weight_decay", weight_decay, 0.0)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(lr={self.lr}, b1={self.b1}, b2={self.b2}, eps={self.eps}, "
+            f"weight_decay={self.weight_decay})"
+        )
+
+    def init(self, params: Any) -> AdamState:
+        """Zero moments and count 0."""
+        return AdamState(0, tree_map(_zeros_like, params), tree_map(_zeros_like, params))
+
+    def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
+        """One update. Returns new params and state; the inputs are not modified."""
+        _check_tree(type(self).__name__, params, grads)
+        b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
+        if wd and not self._decoupled:
+            grads = tree_map(lambda p, g: g + wd * p, params, grads)
+        count = state.count + 1
+        mu = tree_map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
+        nu = tree_map(lambda v, g: b2 * v + (1.0 - b2) * (g * g), state.nu, grads)
+        c1, c2 = 1.0 - b1**count, 1.0 - b2**count
+
+        def update(p: Any, m: Any, v: Any) -> Any:
+            u = (m / c1) / (namespace(v).sqrt(v / c2) + eps)
+            if wd and self._decoupled:
+                u = u + wd * p
+            return p - lr * u
+
+        return tree_map(update, params, mu, nu), AdamState(count, mu, nu)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p -= lr * (adam + wd * p)``."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        *,
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+
+Optimizer = SGD | Adam

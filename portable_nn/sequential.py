@@ -1,0 +1,71 @@
+"""Sequential: layers run in order; their backprop closures run in reverse."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import Backend
+from ._layer import Array, Backprop, Layer, Params
+from ._rng import Seed, host_rng
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Layer):
+    """A chain of layers. Its params are a list with one entry per layer.
+
+    Example (the notebook's net)::
+
+        model = Sequential(Linear(3, 2, bias=False), ReLU(), Linear(2, 1, bias=False))
+        params = model.init(seed=0, dtype="float64")     # [{"W": (3, 2)}, {}, {"W": (2, 1)}]
+        Y, backprop = model.apply(params, X)              # X (4, 3) -> Y (4, 1)
+        dX, grads = backprop(dY)                          # grads mirror params
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: item {i} is {type(layer).__name__}, not a Layer. "
+                    "Pass layer instances, e.g. Sequential(Linear(3, 2), ReLU())."
+                )
+        self.layers = tuple(layers)
+
+    def __repr__(self) -> str:
+        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
+        return [layer.init_params(rng, be, dtype) for layer in self.layers]
+
+    def apply(
+        self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, Backprop]:
+        if not isinstance(params, (list, tuple)) or len(params) != len(self.layers):
+            got = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
+            raise TypeError(
+                f"{self!r}: params must be a list with one entry per layer ({len(self.layers)}), "
+                f"got {got}. Use the params from this model's init()."
+            )
+        if train and rng is None:
+            rng = host_rng(None)
+        elif train:
+            rng = host_rng(rng)
+        backprops = []
+        for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            try:
+                X, backprop_i = layer.apply(p, X, train=train, rng=rng)
+            except (TypeError, ValueError) as e:
+                e.args = (f"Sequential layer {i}: {e.args[0] if e.args else ''}", *e.args[1:])
+                raise
+            backprops.append(backprop_i)
+
+        def backprop(dY: Array) -> tuple[Array, Params]:
+            grads: list[Params] = [None] * len(backprops)
+            for i in range(len(backprops) - 1, -1, -1):
+                dY, grads[i] = backprops[i](dY)
+            return dY, grads
+
+        return X, backprop

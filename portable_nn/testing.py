@@ -1,0 +1,111 @@
+"""Testing helpers: gradcheck (finite differences vs backprop) and assert_close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._backend import namespace, to_numpy
+from ._check import dtype_name
+from ._errors import GradientCheckError
+from ._layer import Array, Layer, Params
+from ._tree import tree_paths
+
+__all__ = ["gradcheck", "assert_close"]
+
+_DEFAULTS = {"float64": (1e-6, 1e-5, 1e-8), "float32": (1e-2, 5e-2, 5e-3)}
+
+
+def assert_close(actual: Any, desired: Any, *, rtol: float = 1e-7, atol: float = 0.0, msg: str = "") -> None:
+    """Assert two arrays (any backends) are equal within ``atol + rtol * |desired|``."""
+    np.testing.assert_allclose(to_numpy(actual), to_numpy(desired), rtol=rtol, atol=atol, err_msg=msg)
+
+
+def _with_leaf(params: Params, path: str, leaf: Array) -> Params:
+    """A copy of the params tree with the leaf at ``path`` replaced (others shared)."""
+    if not path:
+        return leaf
+    key, _, rest = path.partition(".")
+    if isinstance(params, dict):
+        return {**params, key: _with_leaf(params[key], rest, leaf)}
+    out = list(params)
+    out[int(key)] = _with_leaf(params[int(key)], rest, leaf)
+    return out
+
+
+def _layer_name(model: Layer, path: str) -> str:
+    layers = getattr(model, "layers", None)
+    head, _, param = path.partition(".")
+    if layers is not None and head.isdigit():
+        return f"layer {head} ({layers[int(head)]!r}), param {param!r}"
+    return f"{model!r}, param {path!r}"
+
+
+def gradcheck(
+    model: Layer,
+    params: Params,
+    X: Array,
+    *,
+    loss: Callable[[Array, Array], tuple[Array, Array]],
+    T: Array,
+    eps: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_checks: int = 64,
+    seed: int = 0,
+) -> None:
+    """Compare backprop's gradients with central finite differences.
+
+    The loss is ``loss(model.apply(params, X, train=True)[0], T)[0]``; dropout
+    masks are held fixed (the same seed for every evaluation). Up to
+    ``max_checks`` randomly chosen elements of each param, and of X, are checked.
+
+    Use float64 (defaults eps=1e-6, rtol=1e-5, atol=1e-8). float32 is accepted
+    for devices without float64, with looser defaults (eps=1e-2, rtol=5e-2, atol=5e-3).
+
+    Raises:
+        GradientCheckError: naming the layer, the param and the element that differ.
+        TypeError: params are not floating point.
+    """
+    dtype = dtype_name(X.dtype)
+    if dtype not in _DEFAULTS:
+        raise TypeError(f"gradcheck: X has dtype {X.dtype}; use float64 (or float32 without float64).")
+    d_eps, d_rtol, d_atol = _DEFAULTS[dtype]
+    eps, rtol, atol = eps or d_eps, rtol or d_rtol, atol if atol is not None else d_atol
+    xp = namespace(X)
+    from array_api_compat import device as device_of
+
+    def f(p: Params, x: Array) -> float:
+        return float(loss(model.apply(p, x, train=True, rng=seed)[0], T)[0])
+
+    Y, backprop = model.apply(params, X, train=True, rng=seed)
+    dX, grads = backprop(loss(Y, T)[1])
+    rng = np.random.default_rng(seed)
+    grad_paths = dict(tree_paths(grads))
+    targets = [(p, leaf, grad_paths[p]) for p, leaf in tree_paths(params)] + [("X", X, dX)]
+    for path, leaf, grad in targets:
+        host = to_numpy(leaf).astype(np.float64)
+        analytic = to_numpy(grad).reshape(-1)
+        if analytic.shape != (host.size,):
+            raise GradientCheckError(
+                f"gradcheck: {_layer_name(model, path)}: grad shape {tuple(grad.shape)} != {host.shape}."
+            )
+        picks = rng.permutation(host.size)[:max_checks]
+        for i in picks:
+            values = []
+            for sign in (1.0, -1.0):
+                bumped = host.copy().reshape(-1)
+                bumped[i] += sign * eps
+                arr = xp.asarray(bumped.reshape(host.shape).astype(dtype), device=device_of(leaf))
+                values.append(f(params, arr) if path == "X" else f(_with_leaf(params, path, arr), X))
+            numeric = (values[0] - values[1]) / (2 * eps)
+            if not abs(numeric - analytic[i]) <= atol + rtol * abs(numeric):
+                where = "input X" if path == "X" else _layer_name(model, path)
+                index = np.unravel_index(i, host.shape)
+                raise GradientCheckError(
+                    f"gradcheck: {where}, element {tuple(int(j) for j in index)}: backprop gives "
+                    f"{analytic[i]:.8g}, finite differences give {numeric:.8g} "
+                    f"(rtol={rtol}, atol={atol}, eps={eps})."
+                )

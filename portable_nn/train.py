@@ -1,0 +1,247 @@
+"""fit and predict: minibatches, seeded shuffling, validation, early stopping, progress."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ._data import as_data, check_finite, params_backend
+from ._errors import NonFiniteError
+from ._layer import Array, Layer, Params
+from ._rng import host_rng
+from ._tree import tree_leaves
+
+__all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
+
+History = dict[str, list[float]]
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step."""
+
+    def __init__(self, params: Params, history: History) -> None:
+        super().__init__("fit interrupted; the last completed step's params are on .params")
+        self.params = params
+        self.history = history
+
+
+def _positive_int(where: str, name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}.")
+    if value < lo:
+        raise ValueError(f"{where}: {name} must be >= {lo}, got {value}.")
+    return int(value)
+
+
+def _batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
+    """Index slices (or host index arrays when shuffled) covering 0..n-1."""
+    starts = range(0, n, batch_size)
+    if order is None:
+        return [slice(i, min(i + batch_size, n)) for i in starts]
+    return [order[i : i + batch_size] for i in starts]
+
+
+def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
+    if isinstance(idx, slice):
+        return A[idx, ...]
+    if xp is np:
+        return A[idx, ...]
+    return xp.take(A, xp.asarray(idx, device=device), axis=0)
+
+
+def _n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
+    """Correct predictions for integer labels T (argmax of Y); None for other targets."""
+    if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
+        return None
+    return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32 if hasattr(xp, "int32") else T.dtype))
+
+
+def evaluate(
+    model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024
+) -> tuple[float, float | None]:
+    """Mean loss (weighted by batch size) and accuracy (integer labels only) over a data set."""
+    where = "evaluate"
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
+    total, correct, n, has_acc = 0.0, 0, X.shape[0], False
+    for idx in _batches(n, _positive_int(where, "batch_size", batch_size, 1), None):
+        Yp = model.apply(params, X[idx, ...])[0]
+        value = float(loss(Yp, Y[idx, ...])[0])
+        total += value * (idx.stop - idx.start)
+        c = _n_correct(xp, Yp, Y[idx, ...])
+        correct = correct + (0 if c is None else int(c))
+        has_acc = c is not None
+    return total / n, (correct / n if has_acc else None)
+
+
+def fit(
+    model: Layer,
+    params: Params,
+    X: Any,
+    Y: Any,
+    *,
+    loss: Any,
+    optimizer: Any,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int | None = 0,
+    shuffle: bool = True,
+    validation_data: tuple[Any, Any] | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    progress: bool | None = None,
+    on_nonfinite: str = "raise",
+) -> tuple[Params, History]:
+    """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
+
+    Args:
+        model: a Layer (usually :class:`Sequential`).
+        params: its params; they fix the backend, device and dtype.
+        X: inputs, ``(n, ...)`` float. Host data (NumPy, lists) is copied to
+            the params' device and floats are cast to their dtype; arrays of
+            another library or device raise.
+        Y: targets ``(n, ...)``: floats, or integer class labels ``(n,)``.
+        loss: ``f(Y_pred, Y) -> (value, dY)``, e.g. ``pnn.losses.softmax_cross_entropy``.
+        optimizer: an object with ``init(params)`` and ``step(params, grads, state)``.
+        epochs: passes over the data (>= 0).
+        batch_size: rows per step (>= 1); the last batch may be smaller.
+        seed: seeds shuffling and dropout (host RNG: same on every backend).
+        shuffle: reshuffle the rows every epoch.
+        validation_data: ``(X_val, Y_val)`` evaluated after each epoch.
+        patience: stop after this many epochs without improvement of the
+            validation loss (training loss without validation data) by more
+            than ``min_delta``, and return the best params.
+        progress: tqdm progress bar; ``None`` shows it only when stderr is a terminal.
+        on_nonfinite: when a loss or gradient is NaN/inf: ``"raise"`` a
+            :class:`NonFiniteError` carrying the last finite params,
+            ``"stop"`` and return them with a warning, or ``"ignore"``.
+
+    Returns:
+        ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
+        labels only), ``"val_loss"``, ``"val_accuracy"`` to one float per epoch.
+
+    Raises:
+        TypeError, ValueError: bad arguments or data (named in the message).
+        NonFiniteError: see ``on_nonfinite``.
+        FitInterrupted: on Ctrl-C, carrying the last completed step's params.
+    """
+    where = "fit"
+    epochs = _positive_int(where, "epochs", epochs, 0)
+    batch_size = _positive_int(where, "batch_size", batch_size, 1)
+    if on_nonfinite not in ("raise", "stop", "ignore"):
+        raise ValueError(f"fit: on_nonfinite must be 'raise', 'stop' or 'ignore', got {on_nonfinite!r}.")
+    if patience is not None:
+        patience = _positive_int(where, "patience", patience, 1)
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"fit: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
+    if n == 0:
+        raise ValueError("fit: X is empty (0 rows).")
+    check_finite(where, "X", X, xp)
+    check_finite(where, "Y", Y, xp)
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
+        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False)
+        Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
+        if Xv.shape[0] != Yv.shape[0]:
+            raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
+        check_finite(where, "X_val", Xv, xp)
+
+    shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
+    state = optimizer.init(params)
+    history: History = {"loss": []}
+    best = (math.inf, params)
+    since_best = 0
+    steps_per_epoch = -(-n // batch_size)
+    bar = _progress_bar(progress, epochs * steps_per_epoch)
+    try:
+        for epoch in range(epochs):
+            order = shuffle_rng.permutation(n) if shuffle else None
+            total, correct = 0.0, None
+            for step, idx in enumerate(_batches(n, batch_size, order)):
+                Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
+                Yp, backprop = model.apply(params, Xb, train=True, rng=dropout_rng)
+                value, dY = loss(Yp, Tb)
+                dX, grads = backprop(dY)
+                check = value + sum(xp.sum(g) for g in tree_leaves(grads))
+                if on_nonfinite != "ignore" and not math.isfinite(float(check)):
+                    msg = (
+                        f"fit: the loss or a gradient became NaN/inf at epoch {epoch}, step {step} "
+                        f"(loss {float(value)}). Lower the learning rate, check the data scale, "
+                        "or clip gradients. The last finite params are kept."
+                    )
+                    if on_nonfinite == "stop":
+                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                        return params, history
+                    raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
+                params, state = optimizer.step(params, grads, state)
+                total += float(value) * Xb.shape[0]
+                c = _n_correct(xp, Yp, Tb)
+                if c is not None:
+                    correct = c if correct is None else correct + c
+                if bar is not None:
+                    bar.update(1)
+            history["loss"].append(total / n)
+            if correct is not None:
+                history.setdefault("accuracy", []).append(int(correct) / n)
+            monitored = history["loss"][-1]
+            if validation_data is not None:
+                vl, va = evaluate(model, params, Xv, Yv, loss=loss)
+                history.setdefault("val_loss", []).append(vl)
+                if va is not None:
+                    history.setdefault("val_accuracy", []).append(va)
+                monitored = vl
+            if bar is not None:
+                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
+            if patience is not None:
+                if monitored < best[0] - min_delta:
+                    best, since_best = (monitored, params), 0
+                else:
+                    since_best += 1
+                    if since_best >= patience:
+                        return best[1], history
+    except KeyboardInterrupt as e:
+        raise FitInterrupted(params, history) from e
+    finally:
+        if bar is not None:
+            bar.close()
+    return params, history
+
+
+def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
+    """Run ``model`` in inference mode over ``X`` in batches.
+
+    Args:
+        X: ``(n, ...)`` float inputs; host data is copied to the params' device.
+        batch_size: rows per forward pass (>= 1).
+
+    Returns:
+        ``Y`` of shape ``(n, ...)``, on the params' backend and device.
+    """
+    where = "predict"
+    batch_size = _positive_int(where, "batch_size", batch_size, 1)
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    outs = [model.apply(params, X[idx, ...])[0] for idx in _batches(X.shape[0], batch_size, None)]
+    if not outs:
+        raise ValueError("predict: X is empty (0 rows).")
+    return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
+
+
+def _progress_bar(progress: bool | None, total: int) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="fit", leave=True, mininterval=0.25)
