@@ -120,7 +120,8 @@ class Backend:
         dt = None if dtype is None else self.dtype(dtype)
         if self.name == "numpy":
             return np.asarray(data, dtype=dt)
-        if dt is None and not hasattr(data, "__array_namespace__"):
+        # NumPy >= 2 arrays have __array_namespace__ too: they are host data, so their dtype is checked.
+        if dt is None and (isinstance(data, np.ndarray) or not hasattr(data, "__array_namespace__")):
             host = np.asarray(data)
             if host.dtype.kind in "fc":
                 dt = self.dtype(host.dtype.name)

@@ -38,6 +38,7 @@ def check_array(
     features: int | None = None,
     name: str = "X",
     xp: Any = None,
+    like_name: str = "the params",
 ) -> Any:
     """Check one float input of a layer or loss and return its namespace.
 
@@ -48,6 +49,7 @@ def check_array(
         ndim: required number of dimensions, if any.
         features: required size of the last axis, if any.
         name: how the message calls X.
+        like_name: how the message calls ``like`` (e.g. ``"Y"`` in a loss).
 
     Raises:
         TypeError: not an array, not floating, another namespace or dtype than ``like``.
@@ -61,10 +63,13 @@ def check_array(
     if like is None:
         xp = namespace(X, xp=xp)
     else:
+        # Checked even when xp is given: a passed namespace must not hide mixed inputs.
         try:
-            xp = namespace(X, like, xp=xp)
+            ns = namespace(X, like)
         except TypeError as e:
-            raise TypeError(f"{where}: {name} and the layer's params: {e}") from None
+            other = "the layer's params" if like_name == "the params" else like_name
+            raise TypeError(f"{where}: {name} and {other}: {e}") from None
+        xp = ns if xp is None else xp
     if not is_float(xp, X.dtype):
         raise TypeError(
             f"{where}: {name} has dtype {X.dtype}, a real floating dtype is needed. "
@@ -83,14 +88,18 @@ def check_array(
     if like is not None:
         if X.dtype != like.dtype:
             raise TypeError(
-                f"{where}: {name} has dtype {X.dtype} but the params are {like.dtype}. "
+                f"{where}: {name} has dtype {X.dtype} but {like_name} {_are(like_name)} {like.dtype}. "
                 f"Cast the data to {dtype_name(like.dtype)} or init the model with that dtype."
             )
         if type(X) is not np.ndarray:
             dx, dp = array_api_compat.device(X), array_api_compat.device(like)
             if dx != dp:
                 raise ValueError(
-                    f"{where}: {name} is on device {dx} but the params are on {dp}. "
+                    f"{where}: {name} is on device {dx} but {like_name} {_are(like_name)} on {dp}. "
                     "Move one of them, e.g. pnn.to_backend(params, be) or be.asarray(X)."
                 )
     return xp
+
+
+def _are(like_name: str) -> str:
+    return "are" if like_name.endswith("params") else "is"

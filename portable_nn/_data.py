@@ -62,7 +62,12 @@ def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, 
         kind_float = is_float(xp, A.dtype)
         kind_int = bool(xp.isdtype(A.dtype, "integral"))
     else:
-        A = np.asarray(A)
+        try:
+            A = np.asarray(A)
+        except ValueError as e:  # ragged nested lists
+            raise ValueError(
+                f"{where}: {name} is not a rectangular array ({e}). Pad or fix the rows so all have one length."
+            ) from None
         kind_float, kind_int = A.dtype.kind == "f", A.dtype.kind in "iu"
     if kind_float:
         if is_host:

@@ -40,7 +40,10 @@ class Layer:
             A pytree (dict, or list of dicts for :class:`Sequential`) of arrays.
         """
         be = get_backend(backend)
-        return self.init_params(host_rng(seed), be, dtype_name(be.dtype(dtype)))
+        name = dtype_name(be.dtype(dtype))
+        if name not in ("float16", "float32", "float64"):
+            raise TypeError(f"{self!r}.init: dtype must be a floating dtype such as 'float32', got {name!r}.")
+        return self.init_params(host_rng(seed), be, name)
 
     def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
         """Draw params on the host from ``rng``; ``dtype`` is a name like ``"float32"``."""

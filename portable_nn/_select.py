@@ -143,7 +143,10 @@ def _make(name: str, device: str | None) -> Backend:
     if name == "torch":
         import array_api_compat.torch as xp
 
-        dev = lib.device(device or "cpu")
+        try:
+            dev = lib.device(device or "cpu")
+        except (RuntimeError, ValueError, TypeError):
+            _no_device(name, str(device), ["cpu", "cuda", "cuda:<index>"])
         if dev.type == "cuda":
             count = lib.cuda.device_count() if lib.cuda.is_available() else 0
             if (dev.index or 0) >= count:
@@ -160,6 +163,8 @@ def _make(name: str, device: str | None) -> Backend:
             devices = lib.devices("gpu" if platform == "cuda" else platform)
         except RuntimeError:
             devices = []
+        if not (index or "0").isdigit():
+            _no_device(name, device or "cpu", [str(d) for d in lib.devices()])
         i = int(index or 0)
         if i >= len(devices):
             _no_device(name, device or "cpu", [str(d) for d in lib.devices()])

@@ -84,10 +84,13 @@ def _read_checked(path: str) -> tuple[dict[str, Any], bytes]:
         raise CheckpointError(f"load: {path!r} is truncated ({len(data)} bytes); not a safetensors file.")
     (n,) = struct.unpack("<Q", data[:8])
     if n > _MAX_HEADER or 8 + n > len(data):
-        kind = "a pickle file, which is never unpickled" if data[:1] == b"\x80" else "not a safetensors file"
-        raise CheckpointError(
-            f"load: {path!r} has an invalid header ({kind}, or truncated). Re-save it with pnn.save."
-        )
+        if data[8:9] == b"{" or (len(data) == 8 and n <= _MAX_HEADER):
+            kind = f"truncated: the header needs {n} bytes but the file has {len(data) - 8} after the length"
+        elif data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            kind = "a pickle file, which is never unpickled"
+        else:
+            kind = "not a safetensors file, or truncated"
+        raise CheckpointError(f"load: {path!r} has an invalid header ({kind}). Re-save it with pnn.save.")
     try:
         header = json.loads(data[8 : 8 + n])
         if not isinstance(header, dict):
@@ -95,6 +98,8 @@ def _read_checked(path: str) -> tuple[dict[str, Any], bytes]:
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"load: {path!r} has a corrupted header ({e}).") from None
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"load: {path!r} has a corrupted header (__metadata__ is not a JSON object).")
     if meta.get("format") != _FORMAT:
         raise CheckpointError(
             f"load: {path!r} is a safetensors file but not a portable_nn checkpoint "
@@ -121,7 +126,9 @@ def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, 
         tensors = st_load(data)
         skeleton = json.loads(meta["tree"])
     except Exception as e:  # safetensors raises its own error types on bad bodies
-        raise CheckpointError(f"load: {path!r} is corrupted ({type(e).__name__}: {e}).") from None
+        raise CheckpointError(
+            f"load: {path!r} is truncated or corrupted ({type(e).__name__}: {e}). Re-save it with pnn.save."
+        ) from None
     be = get_backend(backend)
     expected = {p for p, _ in tree_paths(skeleton)}
     if expected != set(tensors):

@@ -44,6 +44,12 @@ class LayerNorm(Layer):
         if not isinstance(params, dict) or set(params) != {"gamma", "beta"}:
             raise TypeError(f"{self!r}: params must be a dict with 'gamma' and 'beta'.")
         gamma, beta = params["gamma"], params["beta"]
+        shapes = {k: tuple(getattr(v, "shape", ())) for k, v in params.items()}
+        if any(s != (self.features,) for s in shapes.values()):
+            raise ValueError(
+                f"{self!r}: params do not fit this layer: expected gamma and beta of shape "
+                f"({self.features},), got {shapes}. Were they made by another model? Re-run model.init(...)."
+            )
         xp = check_array(repr(self), X, like=gamma, features=self.features)
         batch_axes = tuple(range(X.ndim - 1))
         Xc = X - xp.mean(X, axis=-1, keepdims=True)

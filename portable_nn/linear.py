@@ -73,6 +73,12 @@ class Linear(Layer):
         if not isinstance(params, dict) or "W" not in params:
             raise TypeError(f"{self!r}: params must be a dict with 'W', got {type(params).__name__}.")
         W, b = params["W"], params.get("b")
+        for key, value in (("W", W), ("b", b)):
+            if value is not None and not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                raise TypeError(
+                    f"{self!r}: params[{key!r}] must be an array, got {type(value).__name__}. "
+                    "Use the params from model.init(...)."
+                )
         if tuple(W.shape) != (self.in_features, self.out_features) or (b is None) == self.bias:
             got = {k: tuple(v.shape) for k, v in params.items()}
             raise ValueError(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
+from ._backend import namespace
 from ._check import check_array
 from ._layer import Array
 from .activations import sigmoid
@@ -23,7 +25,7 @@ def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
     xp = check_array(where, Y, name="Y", xp=xp)
     if not hasattr(T, "shape"):
         raise TypeError(f"{where}: T must be an array, got {type(T).__name__}.")
-    check_array(where, T, like=Y, name="T", xp=xp)
+    check_array(where, T, like=Y, name="T", xp=xp, like_name="Y")
     if tuple(Y.shape) != tuple(T.shape):
         raise ValueError(
             f"{where}: Y has shape {tuple(Y.shape)} but T has {tuple(T.shape)}; they must match. "
@@ -83,6 +85,17 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
     xp = check_array(where, Y, ndim=2, name="Y (logits)", xp=xp)
     if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
         raise TypeError(f"{where}: labels must be an integer array, got {type(labels).__name__}.")
+    try:
+        namespace(Y, labels)
+    except TypeError as e:
+        raise TypeError(f"{where}: labels and Y (logits): {e}") from None
+    if type(labels) is not np.ndarray:
+        dl, dy = array_api_compat.device(labels), array_api_compat.device(Y)
+        if dl != dy:
+            raise ValueError(
+                f"{where}: labels are on device {dl} but Y (logits) is on {dy}. "
+                "Move them to one device, e.g. be.asarray(pnn.to_numpy(labels))."
+            )
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(
             f"{where}: labels have dtype {labels.dtype}; integer class indices are needed "

@@ -69,6 +69,10 @@ def evaluate(
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
     total, correct, n, has_acc = 0.0, 0, X.shape[0], False
+    if Y.shape[0] != n:
+        raise ValueError(f"evaluate: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
+    if n == 0:
+        raise ValueError("evaluate: X is empty (0 rows).")
     for idx in _batches(n, _positive_int(where, "batch_size", batch_size, 1), None):
         Yp = model.apply(params, X[idx, ...])[0]
         value = float(loss(Yp, Y[idx, ...])[0])

@@ -1,0 +1,77 @@
+"""The test matrix: one session per backend, plus lint, typecheck and examples.
+
+    nox -l                         # list sessions
+    nox                            # every session that can run on this machine
+    nox -s "tests(numpy)"          # one backend
+    nox -s cupy                    # skips (exit 0) without a usable CUDA device
+
+Each tests session runs the whole suite on one backend via
+PORTABLE_NN_TEST_BACKEND (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+PYTHON = "3.11"
+TORCH = "torch==2.13.0"  # the CPU wheel of this version is on local disk; others download CUDA builds
+JAX = "jax[cpu]"
+
+# backend spec -> extra packages it needs
+CPU_BACKENDS = {
+    "numpy": [],
+    "numpy-readonly": [],
+    "array_api_strict": [],
+    "array_api_strict:device1": [],
+    "array_api_strict:no_float64": [],
+    "torch": [TORCH],
+    "jax": [JAX],
+}
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", list(CPU_BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite on one CPU backend."""
+    session.install("-e", ".[test]", *CPU_BACKENDS[backend])
+    session.run("pytest", "-q", *session.posargs, env={"PORTABLE_NN_TEST_BACKEND": backend})
+
+
+@nox.session(python=PYTHON)
+def cupy(session: nox.Session) -> None:
+    """The suite on CuPy; skips with a reason (exit 0) where no CUDA device is usable."""
+    if shutil.which("nvidia-smi") is None or subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode:
+        session.skip("no CUDA device here (nvidia-smi missing or failing); the cupy session needs an NVIDIA GPU")
+    session.install("-e", ".[test,cupy]")
+    session.run("pytest", "-q", *session.posargs, env={"PORTABLE_NN_TEST_BACKEND": "cupy"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff lint."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy on the library."""
+    session.install("-e", ".", "mypy>=1.10")
+    session.run("mypy", "portable_nn")
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """Every example, quickly, on NumPy."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/seed_tutorial.py", "--steps", "20", silent=True)
+    session.run("python", "examples/digits.py", "--epochs", "2")
+
+

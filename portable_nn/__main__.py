@@ -1,0 +1,156 @@
+"""Command line: ``python -m portable_nn COMMAND ...`` (also installed as ``portable-nn``).
+
+Each command is a subparser with its own ``add_*_command`` and handler; to add
+one, write both and call the adder in :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .problems import DEFAULT_STEPS, PROBLEMS
+
+__all__ = ["build_parser", "main"]
+
+PROG = "python -m portable_nn"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _backend_list(text: str) -> list[str]:
+    specs = [s.strip() for s in text.split(",")]
+    if not all(specs):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated backend specs such as numpy,torch,jax:gpu, got {text!r}"
+        )
+    return list(dict.fromkeys(specs))
+
+
+def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``compare`` subcommand: see :mod:`portable_nn.compare`."""
+    p = commands.add_parser(
+        "compare",
+        help="train one seeded model on several backends; time it and check it against NumPy",
+        description=(
+            "Train the same model from the same seed on each backend, time the steps "
+            "(synchronized, after warm-up, median of repeats) and compare every step's loss "
+            "and the final params with NumPy's. Prints one table."
+        ),
+        epilog=(
+            "Backend specs: numpy, array_api_strict, torch, torch:cuda, jax, jax:gpu, cupy, cupy:cuda:1. "
+            "NumPy, the reference, always runs. Missing backends are reported with how to install them."
+        ),
+    )
+    p.add_argument(
+        "--backends",
+        type=_backend_list,
+        default=None,
+        metavar="LIST",
+        help="comma-separated backend specs (default: every backend installed here)",
+    )
+    p.add_argument(
+        "--problem",
+        choices=PROBLEMS,
+        default="seed",
+        help="seed: the teaching notebook's 3-2-1 net; digits: 64-128-10 MLP on scikit-learn digits; "
+        "mlp: synthetic 784-H-H-10 MLP (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="default: float64 for seed, float32 for digits and mlp",
+    )
+    steps = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
+    p.add_argument("--steps", type=_positive_int, default=None, metavar="N", help=f"training steps ({steps})")
+    p.add_argument("--hidden", type=_positive_int, default=512, metavar="H", help="mlp hidden width (default: 512)")
+    p.add_argument("--batch", type=_positive_int, default=256, metavar="B", help="mlp batch size (default: 256)")
+    p.add_argument("--repeats", type=_positive_int, default=5, metavar="R", help="timed repeats (default: 5)")
+    p.add_argument(
+        "--warmup", type=_nonnegative_int, default=10, metavar="W", help="untimed warm-up steps (default: 10)"
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the results, losses and environment as JSON")
+    p.add_argument("--plot", metavar="FILE", help="also write a PNG (needs matplotlib: pip install 'portable_nn[plot]')")
+    p.set_defaults(handler=run_compare_command)
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    """Run ``compare``; 0 when every available backend ran, 1 when one failed, 2 for bad output paths."""
+    from ._compare_plot import require_matplotlib
+    from .compare import run_comparison
+
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            return _fail(f"{option} {path}: the folder {os.path.dirname(os.path.abspath(path))} does not exist.")
+    if args.plot is not None:
+        try:
+            require_matplotlib()
+        except ModuleNotFoundError as e:
+            return _fail(f"--plot: {e}")
+    result = run_comparison(
+        args.backends,
+        args.problem,
+        dtype=args.dtype,
+        steps=args.steps,
+        hidden=args.hidden,
+        batch=args.batch,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    print(result.table(), flush=True)
+    if args.json is not None:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plot is not None and result.results:
+        result.write_plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 1 if result.failed or not result.results else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m portable_nn`` parser with one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="portable_nn: one neural-network library on NumPy, CuPy, PyTorch, JAX and array-api-strict.",
+    )
+    parser.add_argument("--version", action="version", version=f"portable_nn {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+    add_compare_command(commands)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

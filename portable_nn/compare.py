@@ -1,0 +1,327 @@
+"""CPU/GPU comparison: the same seeded training on several backends, timed and checked against NumPy.
+
+For each backend the same :mod:`~portable_nn.problems` problem is built from
+the same host-drawn arrays and trained with the public API (``model.apply``,
+the loss, ``backprop``, ``optimizer.step``). Two things are measured:
+
+- speed: median seconds per step over several synchronized repeats after a
+  warm-up (:func:`~portable_nn._timing.time_steps`); every repeat restarts from
+  the initial params, so each does the same work;
+- agreement: a separate, untimed run records the loss of every step (one host
+  transfer per step) and the final params; both are compared with NumPy's,
+  the oracle.
+
+Parity runs use full-precision float32 matmuls: TF32 is turned off on torch
+CUDA and JAX runs under ``jax.default_matmul_precision("highest")`` (CuPy
+uses no TF32 unless ``CUPY_TF32=1``). The settings are restored afterwards.
+
+    from portable_nn.compare import run_comparison
+    result = run_comparison(["numpy", "torch"], problem="seed")
+    print(result.table())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, to_numpy
+from ._compare_result import REFERENCE, BackendResult, Comparison, RecordedRun
+from ._deviation import loss_deviations, max_loss_deviation, param_deviation
+from ._environment import describe_device, device_label, environment
+from ._errors import BackendError
+from ._layer import Params
+from ._rng import host_rng
+from ._select import available_backends, get_backend
+from ._timing import Timing, time_steps
+from ._tree import tree_map
+from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
+
+__all__ = [
+    "REFERENCE",
+    "BackendResult",
+    "Comparison",
+    "RecordedRun",
+    "loss_deviations",
+    "max_loss_deviation",
+    "param_deviation",
+    "parity_precision",
+    "record_run",
+    "run_comparison",
+    "time_training",
+    "train_step",
+]
+
+Step = Callable[[Params, Any, int], tuple[Params, Any, Any]]
+
+
+# --- one training step, recorded and timed runs -------------------------------------------------
+
+
+def train_step(problem: Problem) -> Step:
+    """The problem's step: ``step(params, opt_state, i) -> (params, opt_state, loss)``.
+
+    Forward on batch ``i % len(batches)``, loss, backprop, optimizer step. The
+    loss (a 0-d array on the device) is that of the params *before* the update.
+    """
+    model, loss_fn, opt, batches = problem.model, problem.loss, problem.optimizer, problem.batches
+    rng = host_rng(0)  # fixed, so train=True never seeds from the OS (no dropout in these models)
+
+    def step(params: Params, state: Any, i: int) -> tuple[Params, Any, Any]:
+        X, T = batches[i % len(batches)]
+        Y, backprop = model.apply(params, X, train=True, rng=rng)
+        loss, dY = loss_fn(Y, T)
+        _, grads = backprop(dY)
+        params, state = opt.step(params, grads, state)
+        return params, state, loss
+
+    return step
+
+
+def record_run(problem: Problem, steps: int, *, on_step: Callable[[], None] | None = None) -> RecordedRun:
+    """Train ``steps`` steps from the problem's initial params, reading each loss back to the host.
+
+    Args:
+        problem: built by :func:`~portable_nn.problems.make_problem` (or a copy
+            with its arrays replaced, e.g. read-only ones).
+        steps: number of steps (>= 1).
+        on_step: called after each step (e.g. a progress bar).
+
+    Returns:
+        A :class:`RecordedRun`: float64 losses ``(steps,)`` and host final params.
+    """
+    steps = _check_steps("record_run", steps)
+    step = train_step(problem)
+    params, state = problem.params, problem.optimizer.init(problem.params)
+    losses = np.empty(steps, dtype=np.float64)
+    for i in range(steps):
+        params, state, loss = step(params, state, i)
+        losses[i] = float(loss)
+        if on_step is not None:
+            on_step()
+    return RecordedRun(losses, tree_map(to_numpy, params))
+
+
+def time_training(
+    problem: Problem,
+    backend: Backend,
+    steps: int,
+    *,
+    repeats: int = 5,
+    warmup: int = 10,
+    on_repeat: Callable[[int], None] | None = None,
+) -> Timing:
+    """Time ``steps`` training steps of ``problem`` on ``backend`` (see :func:`~portable_nn._timing.time_steps`).
+
+    Every repeat restarts from the initial params and a fresh optimizer state
+    (outside the clock), so each repeat does exactly the recorded run's work.
+    Nothing is read back to the host inside the clock.
+    """
+    steps = _check_steps("time_training", steps)
+    step = train_step(problem)
+    current: dict[str, Any] = {}
+
+    def reset() -> None:
+        current.update(params=problem.params, state=problem.optimizer.init(problem.params), i=0)
+
+    def one() -> Any:
+        current["params"], current["state"], loss = step(current["params"], current["state"], current["i"])
+        current["i"] += 1
+        return current["params"], loss
+
+    return time_steps(one, backend, steps=steps, repeats=repeats, warmup=warmup, reset=reset, on_repeat=on_repeat)
+
+
+def _check_steps(where: str, steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"{where}: steps must be an int, got {type(steps).__name__}.")
+    if steps < 1:
+        raise ValueError(f"{where}: steps must be >= 1, got {steps}.")
+    return int(steps)
+
+
+# --- the whole comparison ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def parity_precision(backend: Backend) -> Iterator[None]:
+    """Full float32 matmul precision while inside: no TF32 on torch CUDA, ``highest`` on JAX.
+
+    The previous torch settings are restored on exit.
+    """
+    if backend.name == "torch":
+        import torch
+
+        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    elif backend.name == "jax":
+        import jax
+
+        with jax.default_matmul_precision("highest"):
+            yield
+    else:
+        yield
+
+
+def _label(spec: str | Backend, be: Backend) -> str:
+    if isinstance(spec, str):
+        return spec
+    device = device_label(be)
+    return be.name if device in ("cpu", "cpu:0", "CPU_DEVICE") else f"{be.name}:{device}"
+
+
+def _resolve(
+    specs: Sequence[str | Backend], problem: str, dtype: str | None
+) -> tuple[list[tuple[str, Backend]], dict[str, str]]:
+    """Backends to run (reference first, duplicates dropped) and the specs that cannot run, with why."""
+    chosen: list[tuple[str, Backend]] = []
+    missing: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    for spec in [REFERENCE, *specs]:
+        try:
+            be = get_backend(spec)
+            be.dtype(dtype or default_dtype(problem))
+        except (BackendError, TypeError) as e:
+            missing[str(spec)] = str(e)
+            continue
+        key = (be.name, device_label(be))
+        if key not in seen:
+            seen.add(key)
+            chosen.append((_label(spec, be), be))
+    return chosen, missing
+
+
+def run_comparison(
+    backends: Sequence[str | Backend] | None = None,
+    problem: str = "seed",
+    *,
+    dtype: str | None = None,
+    steps: int | None = None,
+    hidden: int = 512,
+    batch: int = 256,
+    repeats: int = 5,
+    warmup: int = 10,
+    progress: bool | None = None,
+) -> Comparison:
+    """Train ``problem`` on each backend; time it and compare its losses and params with NumPy's.
+
+    Args:
+        backends: specs such as ``"torch"``, ``"torch:cuda"``, ``"jax:gpu"``,
+            ``"cupy"``, or Backend objects. ``None`` means all of
+            :func:`~portable_nn.available_backends`. NumPy, the reference, is
+            always run first.
+        problem: ``"seed"``, ``"digits"`` or ``"mlp"`` (see :mod:`portable_nn.problems`).
+        dtype: ``"float32"``/``"float64"``; ``None`` is the problem's default.
+        steps: steps per run; ``None`` is the problem's default (500 for seed, 100 otherwise).
+        hidden, batch: width and batch size of the ``mlp`` problem.
+        repeats: timed repeats per backend (>= 1).
+        warmup: untimed warm-up steps before timing (>= 0).
+        progress: tqdm bar on stderr; ``None`` shows it only when stderr is a terminal.
+
+    Returns:
+        A :class:`Comparison`. Backends that are not installed, lack the
+        device, or lack the dtype are listed in ``missing`` (with how to fix
+        it); a backend that raises while running is listed in ``failed``.
+        Neither stops the others.
+    """
+    if problem not in PROBLEMS:
+        raise ValueError(f"run_comparison: unknown problem {problem!r}; choose one of {', '.join(PROBLEMS)}.")
+    if isinstance(backends, str):
+        raise TypeError("run_comparison: backends must be a list of specs, e.g. ['numpy', 'torch'], not one string.")
+    n_steps = DEFAULT_STEPS[problem] if steps is None else _check_steps("run_comparison", steps)
+    _check_steps("run_comparison: repeats", repeats)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"run_comparison: warmup must be an int >= 0, got {warmup!r}.")
+    specs: Sequence[str | Backend] = available_backends() if backends is None else backends
+    chosen, missing = _resolve(specs, problem, dtype)
+    failed: dict[str, str] = {}
+    results: list[BackendResult] = []
+    problems: dict[str, tuple[Backend, Problem]] = {}
+    for label, be in chosen:
+        try:
+            problems[label] = be, make_problem(problem, be, dtype=dtype, hidden=hidden, batch=batch)
+        except Exception as e:  # e.g. scikit-learn missing for digits: report, keep going
+            failed[label] = f"{type(e).__name__}: {e}"
+    first = next((p for _, p in problems.values()), None)
+    bar = _progress_bar(progress, len(problems) * (repeats + 1) * n_steps)
+    try:
+        for label, (be, prob) in problems.items():
+            if bar is not None:
+                bar.set_description(label)
+            try:
+                with parity_precision(be):
+                    timing = time_training(
+                        prob, be, n_steps, repeats=repeats, warmup=warmup, on_repeat=bar.update if bar else None
+                    )
+                    run = record_run(prob, n_steps, on_step=(lambda: bar.update(1)) if bar else None)
+            except Exception as e:  # one backend failing must not hide the others' results
+                failed[label] = f"{type(e).__name__}: {e}"
+                continue
+            results.append(BackendResult(label, be, describe_device(be), prob.dtype, timing, run))
+    finally:
+        if bar is not None:
+            bar.close()
+    results = _against_reference(results)
+    settings = {
+        "problem": problem,
+        "dtype": first.dtype if first is not None else (dtype or default_dtype(problem)),
+        "steps": n_steps,
+        "repeats": repeats,
+        "warmup": warmup,
+        "hidden": hidden if problem == "mlp" else None,
+        "batch": batch if problem == "mlp" else None,
+        "backends": [s if isinstance(s, str) else _label(s, s) for s in specs],
+    }
+    return Comparison(
+        problem=problem,
+        description=first.description if first is not None else problem,
+        dtype=str(settings["dtype"]),
+        steps=n_steps,
+        settings=settings,
+        results=results,
+        missing=missing,
+        failed=failed,
+        env=environment(be for _, be in chosen),
+    )
+
+
+def _against_reference(results: list[BackendResult]) -> list[BackendResult]:
+    ref = next((r for r in results if r.label == REFERENCE), None)
+    if ref is None:
+        return results
+    out = []
+    for r in results:
+        out.append(
+            BackendResult(
+                r.label,
+                r.backend,
+                r.device,
+                r.dtype,
+                r.timing,
+                r.run,
+                loss_deviation=max_loss_deviation(r.run.losses, ref.run.losses),
+                param_deviation=param_deviation(r.run.params, ref.run.params),
+                speedup=ref.timing.median / r.timing.median if r.timing.median > 0 else math.inf,
+            )
+        )
+    return out
+
+
+def _progress_bar(progress: bool | None, total: int) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="compare", leave=False, mininterval=0.25)

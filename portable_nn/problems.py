@@ -1,0 +1,226 @@
+"""Standard training problems, built identically on any backend: ``seed``, ``digits``, ``mlp``.
+
+Each problem fixes a model, its initial params, the data batches, a loss and
+an optimizer. Everything random is drawn on the host, so the same problem on
+two backends starts from bit-identical arrays; that is what makes step-by-step
+comparisons (``python -m portable_nn compare``) meaningful.
+
+- ``seed``: the teaching notebook. ``Linear(3, 2) -> ReLU -> Linear(2, 1)``
+  without biases, its 4 x 3 data, weights from the legacy NumPy RNG seeded
+  83832, SGD lr 0.01 on the sum of squared errors; float64 by default.
+- ``digits``: scikit-learn's bundled 8 x 8 digits (no download), standardized,
+  75/25 split (random_state=0); MLP 64-128-10, Adam lr 3e-3, softmax
+  cross-entropy, batches of 32 in order; float32 by default.
+- ``mlp``: synthetic inputs from a seeded host RNG, labels from a random
+  linear teacher; MLP 784-H-H-10, SGD lr 0.01, softmax cross-entropy; float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend
+from ._check import dtype_name
+from ._layer import Array, Layer, Params
+from ._select import get_backend
+from .activations import ReLU
+from .linear import Linear
+from .losses import softmax_cross_entropy, sum_squared_error
+from .optim import SGD, Adam
+from .sequential import Sequential
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "PROBLEMS",
+    "Problem",
+    "default_dtype",
+    "make_problem",
+    "notebook_data",
+    "notebook_weights",
+    "load_digits_data",
+]
+
+PROBLEMS = ("seed", "digits", "mlp")
+DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 100}
+
+LossFn = Callable[[Array, Array], tuple[Array, Array]]
+
+_NOTEBOOK_X = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]]
+_NOTEBOOK_Y = [[0], [1], [1], [0]]
+_NOTEBOOK_SEED = 83832
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A training problem placed on one backend.
+
+    Attributes:
+        name: ``"seed"``, ``"digits"`` or ``"mlp"``.
+        description: one line: model, optimizer, loss, data.
+        model: the model (a :class:`Sequential`).
+        params: initial params on the backend, of ``dtype``.
+        batches: ``(X, T)`` pairs on the backend; step ``i`` trains on
+            ``batches[i % len(batches)]``. X is ``(batch, features)`` of
+            ``dtype``; T is float targets (``seed``) or int64 labels ``(batch,)``.
+        loss: ``loss(Y, T) -> (value, dY)``.
+        optimizer: an object with ``init(params)`` and ``step(params, grads, state)``.
+        dtype: ``"float32"`` or ``"float64"``.
+        default_steps: the number of steps a comparison runs unless told otherwise.
+    """
+
+    name: str
+    description: str
+    model: Layer
+    params: Params
+    batches: tuple[tuple[Array, Array], ...]
+    loss: LossFn
+    optimizer: Any
+    dtype: str
+    default_steps: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps that visit every batch once."""
+        return len(self.batches)
+
+
+def notebook_weights() -> tuple[np.ndarray, np.ndarray]:
+    """The notebook's initial ``w1`` (3, 2) and ``w2`` (2, 1), float64.
+
+    Identical to the notebook's ``np.random.seed(83832); randn(3, 2); randn(2, 1)``
+    but drawn from a private ``RandomState``, so NumPy's global RNG is untouched.
+    """
+    rng = np.random.RandomState(_NOTEBOOK_SEED)
+    w1 = rng.randn(3, 2)
+    w2 = rng.randn(2, 1)
+    return w1, w2
+
+
+def notebook_data() -> tuple[np.ndarray, np.ndarray]:
+    """The notebook's inputs ``x`` (4, 3) and targets ``y`` (4, 1), as float64 host arrays.
+
+    The notebook uses integers; they are converted explicitly because ``int @
+    float`` is not defined by the Array API standard.
+    """
+    return np.asarray(_NOTEBOOK_X, dtype=np.float64), np.asarray(_NOTEBOOK_Y, dtype=np.float64)
+
+
+def load_digits_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits, standardized on the training part, split 75/25 with random_state=0.
+
+    Returns:
+        ``(X_train (1347, 64), X_test (450, 64), y_train (1347,), y_test (450,))``:
+        float64 features and int64 labels 0..9, on the host.
+
+    Raises:
+        ModuleNotFoundError: scikit-learn is not installed (the message says how to install it).
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as e:
+        raise ModuleNotFoundError(
+            f"the digits problem needs scikit-learn ({e}). Install it with: pip install scikit-learn "
+            "(or pip install 'portable_nn[test]')."
+        ) from e
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(X_train)
+    return (
+        scaler.transform(X_train),
+        scaler.transform(X_test),
+        np.asarray(y_train, dtype=np.int64),
+        np.asarray(y_test, dtype=np.int64),
+    )
+
+
+def default_dtype(name: str) -> str:
+    """The problem's default dtype: ``"float64"`` for ``seed`` (the notebook's), ``"float32"`` otherwise."""
+    return "float64" if name == "seed" else "float32"
+
+
+def make_problem(
+    name: str,
+    backend: str | Backend | None = None,
+    *,
+    dtype: str | None = None,
+    hidden: int = 512,
+    batch: int = 256,
+    seed: int = 0,
+) -> Problem:
+    """Build problem ``name`` on ``backend``.
+
+    Args:
+        name: ``"seed"``, ``"digits"`` or ``"mlp"`` (see the module docstring).
+        backend: a Backend or spec such as ``"torch:cuda"``; ``None`` is the default backend.
+        dtype: ``"float32"`` or ``"float64"``; ``None`` is the problem's default
+            (float64 for ``seed``, float32 otherwise).
+        hidden: hidden width H of ``mlp`` (ignored by the others).
+        batch: batch size of ``mlp`` (ignored by the others).
+        seed: host RNG seed of ``digits``/``mlp`` weights and ``mlp`` data
+            (``seed`` always uses the notebook's weights).
+
+    Raises:
+        ValueError: unknown problem name, or hidden/batch < 1.
+        TypeError: the backend's device does not support ``dtype``.
+        BackendError: the backend is not installed or has no such device.
+    """
+    if name not in PROBLEMS:
+        raise ValueError(f"make_problem: unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}.")
+    for arg, value in (("hidden", hidden), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"make_problem: {arg} must be an int >= 1, got {value!r}.")
+    be = get_backend(backend)
+    dt = dtype_name(be.dtype(dtype or default_dtype(name)))
+    if name == "seed":
+        return _seed_problem(be, dt)
+    if name == "digits":
+        return _digits_problem(be, dt, seed)
+    return _mlp_problem(be, dt, int(hidden), int(batch), seed)
+
+
+def _seed_problem(be: Backend, dtype: str) -> Problem:
+    x, y = notebook_data()
+    w1, w2 = notebook_weights()
+    model = Sequential(Linear(3, 2, bias=False), ReLU(), Linear(2, 1, bias=False))
+    params = [{"W": be.asarray(w1.astype(dtype))}, {}, {"W": be.asarray(w2.astype(dtype))}]
+    batches = ((be.asarray(x.astype(dtype)), be.asarray(y.astype(dtype))),)
+    opt = SGD(lr=0.01)
+    desc = f"notebook {model!r}, {opt!r}, sum_squared_error, 4 rows"
+    return Problem("seed", desc, model, params, batches, sum_squared_error, opt, dtype, DEFAULT_STEPS["seed"])
+
+
+def _digits_problem(be: Backend, dtype: str, seed: int) -> Problem:
+    X_train, _, y_train, _ = load_digits_data()
+    model = Sequential(Linear(64, 128), ReLU(), Linear(128, 10))
+    params = model.init(seed=seed, backend=be, dtype=dtype)
+    batches = _batches(be, X_train.astype(dtype), y_train, 32)
+    opt = Adam(lr=3e-3)
+    desc = f"digits {model!r}, {opt!r}, softmax_cross_entropy, batch 32 of {X_train.shape[0]} rows in order"
+    return Problem("digits", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["digits"])
+
+
+def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) -> Problem:
+    rng = np.random.default_rng(seed)
+    n_batches = 4
+    X = rng.standard_normal((n_batches * batch, 784))
+    teacher = rng.standard_normal((784, 10))
+    labels = np.argmax(X @ teacher, axis=1).astype(np.int64)
+    model = Sequential(Linear(784, hidden), ReLU(), Linear(hidden, hidden), ReLU(), Linear(hidden, 10))
+    params = model.init(seed=seed, backend=be, dtype=dtype)
+    batches = _batches(be, X.astype(dtype), labels, batch)
+    opt = SGD(lr=0.01)
+    desc = f"synthetic {model!r}, {opt!r}, softmax_cross_entropy, {n_batches} batches of {batch}"
+    return Problem("mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["mlp"])
+
+
+def _batches(be: Backend, X: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[Array, Array], ...]:
+    """Host data split into consecutive batches, each moved to the backend once."""
+    return tuple(
+        (be.asarray(X[i : i + size]), be.asarray(y[i : i + size])) for i in range(0, X.shape[0], size)
+    )

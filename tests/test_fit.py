@@ -1,0 +1,161 @@
+"""fit / predict: accuracy on digits, determinism, validation, early stopping, faults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+sklearn = pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(Xtr)
+    return scaler.transform(Xtr), scaler.transform(Xte), ytr, yte
+
+
+def _mlp():
+    return pnn.Sequential(pnn.Linear(64, 128), pnn.ReLU(), pnn.Linear(128, 10))
+
+
+def test_digits_reaches_097(tb, digits):
+    Xtr, Xte, ytr, yte = digits
+    model = _mlp()
+    params = tb.init(model, seed=0, dtype="float32")
+    params, history = pnn.fit(
+        model, params, Xtr, ytr, loss=pnn.losses.softmax_cross_entropy,
+        optimizer=pnn.optim.Adam(lr=3e-3), epochs=30, batch_size=32, seed=0,
+        validation_data=(Xte, yte), progress=False,
+    )
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 30 for v in history.values())
+    assert history["loss"][-1] < history["loss"][0] / 10
+    assert history["val_accuracy"][-1] >= 0.97
+    Y = pnn.predict(model, params, Xte)
+    assert pnn.namespace(Y) is pnn.namespace(pnn.tree_leaves(params)[0])
+    accuracy = float(np.mean(np.argmax(pnn.to_numpy(Y), axis=1) == yte))
+    assert accuracy == pytest.approx(history["val_accuracy"][-1])
+
+
+def _small_problem(tb, n=40):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, 3))
+    Y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1
+    return X, Y
+
+
+def test_same_seed_gives_bit_identical_params(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 8), pnn.Tanh(), pnn.Dropout(0.2), pnn.Linear(8, 1))
+    runs = []
+    for _ in range(2):
+        params = tb.init(model, seed=4)
+        params, _ = pnn.fit(
+            model, params, X, Y, loss=pnn.losses.mean_squared_error,
+            optimizer=pnn.optim.SGD(lr=0.05, momentum=0.9), epochs=3, batch_size=7, seed=11, progress=False,
+        )
+        runs.append([pnn.to_numpy(a) for a in pnn.tree_leaves(params)])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+def test_different_seed_shuffles_differently(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    outs = []
+    for seed in (0, 1):
+        params, _ = pnn.fit(
+            model, tb.init(model, seed=0), X, Y, loss=pnn.losses.mean_squared_error,
+            optimizer=pnn.optim.SGD(lr=0.05), epochs=1, batch_size=5, seed=seed, progress=False,
+        )
+        outs.append(pnn.to_numpy(params[0]["W"]))
+    assert not np.array_equal(*outs)
+
+
+def test_fit_does_not_modify_callers_params(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.ReLU(), pnn.Linear(4, 1))
+    params = tb.init(model, seed=0)
+    before = [pnn.to_numpy(a).copy() for a in pnn.tree_leaves(params)]
+    new, _ = pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error,
+                     optimizer=pnn.optim.Adam(), epochs=2, batch_size=8, progress=False)
+    assert all(np.array_equal(a, pnn.to_numpy(b)) for a, b in zip(before, pnn.tree_leaves(params), strict=True))
+    assert not all(np.array_equal(a, pnn.to_numpy(b)) for a, b in zip(before, pnn.tree_leaves(new), strict=True))
+
+
+def test_early_stopping_returns_best_params(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    params = tb.init(model, seed=0)
+    # a learning rate this large diverges slowly: the best epoch is early
+    best, history = pnn.fit(
+        model, params, X, Y, loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.0),
+        epochs=50, batch_size=40, shuffle=False, patience=3, progress=False,
+    )
+    assert len(history["loss"]) == 4  # no improvement at all with lr 0: stop after patience epochs
+    assert np.array_equal(pnn.to_numpy(best[0]["W"]), pnn.to_numpy(params[0]["W"]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nonfinite_loss_raises_with_last_finite_params(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 16), pnn.ReLU(), pnn.Linear(16, 1))
+    params = tb.init(model, seed=0)
+    with pytest.raises(pnn.NonFiniteError) as info:
+        pnn.fit(model, params, X, Y * 1e3, loss=pnn.losses.sum_squared_error,
+                optimizer=pnn.optim.SGD(lr=10.0), epochs=50, batch_size=40, progress=False)
+    err = info.value
+    assert "epoch" in str(err) and "step" in str(err)
+    assert err.epoch >= 1
+    leaves = [pnn.to_numpy(a) for a in pnn.tree_leaves(err.params)]
+    assert all(np.isfinite(a).all() for a in leaves)
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")
+def test_nonfinite_stop_returns_params_with_warning(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    with pytest.warns(RuntimeWarning, match="NaN/inf"):
+        params, history = pnn.fit(model, tb.init(model), X, Y * 1e3, loss=pnn.losses.sum_squared_error,
+                                  optimizer=pnn.optim.SGD(lr=10.0), epochs=500, batch_size=40,
+                                  progress=False, on_nonfinite="stop")
+    assert len(history["loss"]) < 500
+    assert np.isfinite(pnn.to_numpy(params[0]["W"])).all()
+
+
+def test_predict_in_batches_equals_one_batch(tb):
+    X, _ = _small_problem(tb, n=23)
+    model = pnn.Sequential(pnn.Linear(3, 5), pnn.GELU(), pnn.Linear(5, 2))
+    params = tb.init(model, seed=0)
+    full = pnn.to_numpy(pnn.predict(model, params, X, batch_size=1000))
+    parts = pnn.to_numpy(pnn.predict(model, params, X, batch_size=4))
+    assert full.shape == (23, 2)
+    np.testing.assert_allclose(parts, full, rtol=1e-6)
+
+
+def test_progress_bar_shows_when_forced(tb, capsys):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    pnn.fit(model, tb.init(model), X, Y, loss=pnn.losses.mean_squared_error,
+            optimizer=pnn.optim.SGD(lr=0.01), epochs=2, batch_size=10, progress=True)
+    err = capsys.readouterr().err
+    assert "8/8" in err  # 2 epochs x 4 steps
+    pnn.fit(model, tb.init(model), X, Y, loss=pnn.losses.mean_squared_error,
+            optimizer=pnn.optim.SGD(lr=0.01), epochs=2, batch_size=10)  # not a terminal: off
+    assert capsys.readouterr().err == ""
+
+
+def test_zero_epochs_returns_params_unchanged(tb):
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    params = tb.init(model)
+    out, history = pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error,
+                           optimizer=pnn.optim.SGD(), epochs=0, progress=False)
+    assert out is params and history == {"loss": []}
