@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend, to_numpy
+from ._check import dtype_name
 from ._errors import CheckpointError
 from ._select import get_backend
 from ._tree import tree_map, tree_paths
@@ -108,15 +109,24 @@ def _read_checked(path: str) -> tuple[dict[str, Any], bytes]:
     return meta, data
 
 
-def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, dtype: Any = None) -> Any:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    backend: str | Backend | None = None,
+    dtype: Any = None,
+    like: Any = None,
+) -> Any:
     """Read params saved by :func:`save` onto ``backend`` (default: the default backend).
 
     Args:
         dtype: cast every leaf to this dtype; ``None`` keeps the stored dtypes.
+        like: params of the model the file is meant for (e.g. ``model.init()``);
+            when given, the file must have the same tree, shapes and dtypes.
 
     Raises:
         CheckpointError (a ValueError): missing, truncated, corrupted, foreign
-        or pickle files. Nothing in the file is ever executed.
+        or pickle files, or (with ``like``) a file for another architecture,
+        naming the first param that differs. Nothing in the file is ever executed.
     """
     from safetensors.numpy import load as st_load
 
@@ -130,13 +140,36 @@ def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, 
             f"load: {path!r} is truncated or corrupted ({type(e).__name__}: {e}). Re-save it with pnn.save."
         ) from None
     be = get_backend(backend)
-    expected = {p for p, _ in tree_paths(skeleton)}
-    if expected != set(tensors):
+    paths = list(tree_paths(skeleton))
+    expected = {p for p, _ in paths}
+    if any(leaf != p for p, leaf in paths) or expected != set(tensors):
         raise CheckpointError(
             f"load: {path!r} is inconsistent: tree names {sorted(expected)[:5]} but tensors are "
             f"{sorted(tensors)[:5]}."
         )
+    if like is not None:
+        _check_fits(path, tensors, like)
     return tree_map(lambda name: be.asarray(tensors[name], dtype=dtype), skeleton)
+
+
+def _check_fits(path: str, tensors: dict[str, np.ndarray], like: Any) -> None:
+    """Raise CheckpointError naming the first param of ``like`` the file does not match."""
+    wanted = dict(tree_paths(like))
+    for name in sorted(set(wanted) | set(tensors), key=lambda n: (n not in wanted, n)):
+        if name not in tensors:
+            problem = "is missing from the file"
+        elif name not in wanted:
+            problem = "is in the file but not in the model"
+        else:
+            got, want = tensors[name], wanted[name]
+            want_shape, want_dtype = tuple(want.shape), dtype_name(want.dtype)
+            if tuple(got.shape) == want_shape and got.dtype.name == want_dtype:
+                continue
+            problem = f"is {got.dtype.name}{list(got.shape)} in the file but {want_dtype}{list(want_shape)} in the model"
+        raise CheckpointError(
+            f"load: {path!r} does not fit the model: param {name!r} {problem}. "
+            "Was it saved from another architecture? Build the model it was saved from."
+        )
 
 
 def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:

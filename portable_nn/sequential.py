@@ -49,10 +49,8 @@ class Sequential(Layer):
                 f"{self!r}: params must be a list with one entry per layer ({len(self.layers)}), "
                 f"got {got}. Use the params from this model's init()."
             )
-        if train and rng is None:
-            rng = host_rng(None)
-        elif train:
-            rng = host_rng(rng)
+        if train and rng is not None:
+            rng = host_rng(rng)  # one Generator shared by all layers: successive masks differ
         backprops = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             try:
