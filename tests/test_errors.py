@@ -39,6 +39,7 @@ class Setup:
     match: tuple[str, ...]
     params: Any = None  # checked unchanged after the call
     files: tuple[Path, ...] = ()  # checked byte-for-byte unchanged after the call
+    absent: tuple[str, ...] = ()  # must not be in the message (a wrong diagnosis)
 
 
 @dataclass(frozen=True)
@@ -716,6 +717,25 @@ def _(tb: Any, tmp: Path) -> Setup:
     return Setup(lambda: pnn.load(path, backend=tb.be), ("load", str(path), "truncated"), files=(path,))
 
 
+@case("load-truncated-header-length-0x280-is-not-called-pickle", pnn.CheckpointError)
+def _(tb: Any, tmp: Path) -> Setup:
+    # A checkpoint whose 8-byte header length is 0x280 starts with b"\x80\x02", like a pickle.
+    path = saved_checkpoint(tb, tmp)
+    full = path.read_bytes()
+    (n,) = struct.unpack("<Q", full[:8])
+    assert n < 0x280
+    header = full[8 : 8 + n] + b" " * (0x280 - n)  # JSON allows trailing spaces (safetensors pads so too)
+    path.write_bytes(struct.pack("<Q", 0x280) + header + full[8 + n :])
+    assert len(pnn.tree_leaves(pnn.load(path, backend=tb.be))) == 4  # the padded file is a valid checkpoint
+    path.write_bytes(path.read_bytes()[:100])
+    return Setup(
+        lambda: pnn.load(path, backend=tb.be),
+        ("load", str(path), "truncated", "640 bytes"),
+        files=(path,),
+        absent=("pickle",),
+    )
+
+
 @case("load-random-bytes", pnn.CheckpointError)
 def _(tb: Any, tmp: Path) -> Setup:
     path = tmp / "random.bin"
@@ -822,6 +842,8 @@ def test_bad_input_raises_a_clear_error(case: Case, tb: Any, tmp_path: Path) -> 
     msg = str(err)
     missing = [m for m in s.match if m not in msg]
     assert not missing, f"message lacks {missing}: {msg!r}"
+    wrong = [m for m in s.absent if m in msg]
+    assert not wrong, f"message wrongly says {wrong}: {msg!r}"
 
     if before is not None:
         after = snapshot(s.params)
