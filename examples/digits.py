@@ -9,19 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
-
 import portable_nn as pnn
-
-
-def load_data() -> tuple:
-    """Standardized digits features, split 75/25 with random_state=0."""
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
-    scaler = StandardScaler().fit(X_train)
-    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+from portable_nn.problems import load_digits_data as load_data  # standardized, 75/25 split, random_state=0
 
 
 def train(

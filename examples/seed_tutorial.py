@@ -15,15 +15,7 @@ import argparse
 import numpy as np
 
 import portable_nn as pnn
-
-
-def notebook_weights() -> tuple[np.ndarray, np.ndarray]:
-    """The notebook's initial w1 (3, 2) and w2 (2, 1): legacy NumPy RNG, seed 83832."""
-    np.random.seed(seed=83832)
-    w1 = np.random.randn(3, 2)
-    w2 = np.random.randn(2, 1)
-    np.random.randn(2, 1)  # the notebook also draws an unused bias
-    return w1, w2
+from portable_nn.problems import notebook_data, notebook_weights  # shared with `compare`
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     be = pnn.get_backend(args.backend)
 
-    # The notebook's integer data, converted explicitly: int @ float is not in the standard.
-    x = be.asarray([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype="float64")
-    y = be.asarray([[0], [1], [1], [0]], dtype="float64")
+    # The notebook's integer data, converted to float64: int @ float is not in the standard.
+    x_host, y_host = notebook_data()
+    x, y = be.asarray(x_host), be.asarray(y_host)
 
     model = pnn.Sequential(pnn.Linear(3, 2, bias=False), pnn.ReLU(), pnn.Linear(2, 1, bias=False))
     w1, w2 = notebook_weights()

@@ -85,14 +85,20 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: 
     )
     steps = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
     p.add_argument("--steps", type=_positive_int, default=None, metavar="N", help=f"training steps ({steps})")
-    p.add_argument("--hidden", type=_positive_int, default=512, metavar="H", help="mlp hidden width (default: 512)")
-    p.add_argument("--batch", type=_positive_int, default=256, metavar="B", help="mlp batch size (default: 256)")
+    p.add_argument(
+        "--hidden", type=_positive_int, default=512, metavar="H", help="mlp hidden width (default: 512)"
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=256, metavar="B", help="mlp batch size (default: 256)"
+    )
     p.add_argument("--repeats", type=_positive_int, default=5, metavar="R", help="timed repeats (default: 5)")
     p.add_argument(
         "--warmup", type=_nonnegative_int, default=10, metavar="W", help="untimed warm-up steps (default: 10)"
     )
     p.add_argument("--json", metavar="FILE", help="also write the results, losses and environment as JSON")
-    p.add_argument("--plot", metavar="FILE", help="also write a PNG (needs matplotlib: pip install 'portable_nn[plot]')")
+    p.add_argument(
+        "--plot", metavar="FILE", help="also write a PNG (needs matplotlib: pip install 'portable_nn[plot]')"
+    )
     p.set_defaults(handler=run_compare_command)
 
 
@@ -103,7 +109,9 @@ def run_compare_command(args: argparse.Namespace) -> int:
 
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            return _fail(f"{option} {path}: the folder {os.path.dirname(os.path.abspath(path))} does not exist.")
+            return _fail(
+                f"{option} {path}: the folder {os.path.dirname(os.path.abspath(path))} does not exist."
+            )
     if args.plot is not None:
         try:
             require_matplotlib()

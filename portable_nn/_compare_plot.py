@@ -55,20 +55,35 @@ def write_plot(comparison: Comparison, path: str | os.PathLike[str]) -> None:
         ax_loss.plot(steps, r.run.losses, color=color, ls=styles[k % len(styles)], lw=width, label=r.label)
         if ref is not None and r is not ref:
             dev = np.maximum(loss_deviations(r.run.losses, ref.run.losses), _ZERO)
-            ax_dev.plot(steps, dev, color=color, lw=1.2, label=f"{r.label} (max {_fmt(r.loss_deviation)})")
+            ax_dev.plot(
+                steps,
+                dev,
+                color=color,
+                lw=0.6,
+                alpha=0.9,
+                marker="o",
+                ms=2.5,
+                label=f"{r.label} (max {_fmt(r.loss_deviation)})",
+            )
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="loss", title=f"loss per step ({comparison.dtype})")
     ax_loss.legend(title="lines overlap where backends agree", fontsize="small", title_fontsize="small")
     ax_loss.grid(True, which="major", alpha=0.3)
 
     ax_dev.set_yscale("log")
-    ax_dev.set(xlabel="step", ylabel="|loss - loss_numpy| / |loss_numpy|", title="relative loss deviation from NumPy")
+    ax_dev.set(
+        xlabel="step", ylabel="|loss - loss_numpy| / |loss_numpy|", title="relative loss deviation from NumPy"
+    )
     ax_dev.axhline(_ZERO, color="0.6", lw=0.8)
-    ax_dev.annotate("exactly 0", (0, _ZERO), xytext=(2, 3), textcoords="offset points", fontsize="small", color="0.4")
+    ax_dev.annotate(
+        "exactly 0", (0, _ZERO), xytext=(2, 3), textcoords="offset points", fontsize="small", color="0.4"
+    )
     eps = np.finfo(comparison.dtype).eps if comparison.dtype in ("float32", "float64") else None
     if eps is not None:
         ax_dev.axhline(eps, color="0.3", lw=0.8, ls="--")
-        ax_dev.annotate(f"{comparison.dtype} eps", (0, eps), xytext=(2, 3), textcoords="offset points", fontsize="small")
+        ax_dev.annotate(
+            f"{comparison.dtype} eps", (0, eps), xytext=(2, 3), textcoords="offset points", fontsize="small"
+        )
     if len(results) > 1:
         ax_dev.legend(fontsize="small")
     ax_dev.grid(True, which="major", alpha=0.3)
@@ -79,12 +94,18 @@ def write_plot(comparison: Comparison, path: str | os.PathLike[str]) -> None:
     hi = np.array([r.timing.max for r in results]) * 1e3 - med
     x = np.arange(len(results))
     ax_time.bar(x, med, color=colors, yerr=np.vstack([lo, hi]), capsize=4)
-    for xi, (m, r) in enumerate(zip(med, results, strict=True)):
-        note = f"{m:.3g} ms" + ("" if r.speedup is None else f"\n{r.speedup:.2f}x")
-        ax_time.annotate(note, (xi, m), xytext=(0, 3), textcoords="offset points", ha="center", fontsize="small")
+    for xi, (m, top, r) in enumerate(zip(med, med + hi, results, strict=True)):
+        note = f"{m:.3g} ms" + ("" if r.speedup is None else f"\n{r.speedup:.2f}x vs numpy")
+        ax_time.annotate(
+            note, (xi, top), xytext=(0, 4), textcoords="offset points", ha="center", fontsize="small"
+        )
     ax_time.set_xticks(x, labels, rotation=20, ha="right")
-    ax_time.set(ylabel="ms per step (median, bars: min-max)", title="time per step (lower is faster)")
-    ax_time.margins(y=0.25)
+    ax_time.set(ylabel="ms per step (median; whiskers: min-max)", title="time per step (lower is faster)")
+    if med.size and med.min() > 0 and med.max() / med.min() > 30:
+        ax_time.set_yscale("log")
+        ax_time.set_ylim(top=ax_time.get_ylim()[1] * 3)
+    else:
+        ax_time.set_ylim(0, float((med + hi).max()) * 1.3 if med.size else 1)
 
     fig.suptitle(f"portable_nn compare: {comparison.problem}, {comparison.steps} steps, {comparison.dtype}")
     fig.savefig(os.fspath(path), dpi=110)

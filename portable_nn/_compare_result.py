@@ -77,7 +77,17 @@ class Comparison:
 
     def table(self) -> str:
         """The results as a fixed-width text table, with missing and failed backends below it."""
-        head = ("backend", "device", "dtype", "time/step", "spread", "steps/s", "vs numpy", "loss dev", "param dev")
+        head = (
+            "backend",
+            "device",
+            "dtype",
+            "time/step",
+            "spread",
+            "steps/s",
+            "vs numpy",
+            "loss dev",
+            "param dev",
+        )
         rows = [head]
         for r in self.results:
             ref = r.label == REFERENCE
@@ -104,7 +114,10 @@ class Comparison:
             "",
         ]
         for k, row in enumerate(rows):
-            cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            cells = [
+                c.ljust(w) if i < left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
             lines.append("  ".join(cells).rstrip())
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
@@ -134,10 +147,10 @@ class Comparison:
                     "name": r.backend.name,
                     "device": r.device,
                     "dtype": r.dtype,
-                    "timing": r.timing.as_dict(),
-                    "speedup_vs_numpy": r.speedup,
-                    "max_rel_loss_deviation": r.loss_deviation,
-                    "max_param_deviation": r.param_deviation,
+                    "timing": {k: _json_number(v) for k, v in r.timing.as_dict().items()},
+                    "speedup_vs_numpy": _json_number(r.speedup),
+                    "max_rel_loss_deviation": _json_number(r.loss_deviation),
+                    "max_param_deviation": _json_number(r.param_deviation),
                     "final_loss": _finite_or_none(r.run.losses[-1]) if r.run.losses.size else None,
                     "losses": [_finite_or_none(v) for v in r.run.losses],
                 }
@@ -148,7 +161,11 @@ class Comparison:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`as_dict` to ``path`` (strict JSON: NaN and inf become null)."""
+        """Write :meth:`as_dict` to ``path`` as strict JSON.
+
+        A NaN or inf loss is written as ``null``; a non-finite statistic (e.g. the
+        deviation of a run that diverged) as the string ``"inf"``, ``"-inf"`` or ``"nan"``.
+        """
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.as_dict(), f, indent=1, allow_nan=False)
             f.write("\n")
@@ -162,6 +179,15 @@ class Comparison:
         from ._compare_plot import write_plot
 
         write_plot(self, path)
+
+
+def _json_number(v: Any) -> Any:
+    """Floats stay floats; inf and NaN become strings (strict JSON has no such numbers); lists recurse."""
+    if isinstance(v, list):
+        return [_json_number(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
 
 
 def _finite_or_none(v: Any) -> float | None:

@@ -16,6 +16,7 @@ from ._backend import Backend
 
 __all__ = ["describe_device", "device_label", "environment"]
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
 _MODULES = ("numpy", "array_api_compat", "array_api_strict", "torch", "jax", "jaxlib", "cupy", "sklearn")
 
 
@@ -79,11 +80,15 @@ def environment(backends: Iterable[Backend] = ()) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None and getattr(torch.version, "cuda", None):
         versions["torch_cuda"] = str(torch.version.cuda)
+    threads: dict[str, Any] = {k: os.environ[k] for k in _THREAD_VARS if k in os.environ}
+    if torch is not None:
+        threads["torch.get_num_threads()"] = torch.get_num_threads()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
+        "threads": threads,
         "versions": versions,
         "devices": {f"{be.name}:{device_label(be)}": describe_device(be) for be in backends},
     }

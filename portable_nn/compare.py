@@ -23,6 +23,7 @@ uses no TF32 unless ``CUPY_TF32=1``). The settings are restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -134,7 +135,9 @@ def time_training(
         current["i"] += 1
         return current["params"], loss
 
-    return time_steps(one, backend, steps=steps, repeats=repeats, warmup=warmup, reset=reset, on_repeat=on_repeat)
+    return time_steps(
+        one, backend, steps=steps, repeats=repeats, warmup=warmup, reset=reset, on_repeat=on_repeat
+    )
 
 
 def _check_steps(where: str, steps: Any) -> int:
@@ -222,7 +225,8 @@ def run_comparison(
             always run first.
         problem: ``"seed"``, ``"digits"`` or ``"mlp"`` (see :mod:`portable_nn.problems`).
         dtype: ``"float32"``/``"float64"``; ``None`` is the problem's default.
-        steps: steps per run; ``None`` is the problem's default (500 for seed, 100 otherwise).
+        steps: steps per run; ``None`` is the problem's default
+            (:data:`~portable_nn.problems.DEFAULT_STEPS`: seed 500, digits 100, mlp 50).
         hidden, batch: width and batch size of the ``mlp`` problem.
         repeats: timed repeats per backend (>= 1).
         warmup: untimed warm-up steps before timing (>= 0).
@@ -237,7 +241,9 @@ def run_comparison(
     if problem not in PROBLEMS:
         raise ValueError(f"run_comparison: unknown problem {problem!r}; choose one of {', '.join(PROBLEMS)}.")
     if isinstance(backends, str):
-        raise TypeError("run_comparison: backends must be a list of specs, e.g. ['numpy', 'torch'], not one string.")
+        raise TypeError(
+            "run_comparison: backends must be a list of specs, e.g. ['numpy', 'torch'], not one string."
+        )
     n_steps = DEFAULT_STEPS[problem] if steps is None else _check_steps("run_comparison", steps)
     _check_steps("run_comparison: repeats", repeats)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
@@ -261,9 +267,14 @@ def run_comparison(
             try:
                 with parity_precision(be):
                     timing = time_training(
-                        prob, be, n_steps, repeats=repeats, warmup=warmup, on_repeat=bar.update if bar else None
+                        prob,
+                        be,
+                        n_steps,
+                        repeats=repeats,
+                        warmup=warmup,
+                        on_repeat=None if bar is None else bar.update,
                     )
-                    run = record_run(prob, n_steps, on_step=(lambda: bar.update(1)) if bar else None)
+                    run = record_run(prob, n_steps, on_step=None if bar is None else (lambda: bar.update(1)))
             except Exception as e:  # one backend failing must not hide the others' results
                 failed[label] = f"{type(e).__name__}: {e}"
                 continue
@@ -299,22 +310,15 @@ def _against_reference(results: list[BackendResult]) -> list[BackendResult]:
     ref = next((r for r in results if r.label == REFERENCE), None)
     if ref is None:
         return results
-    out = []
-    for r in results:
-        out.append(
-            BackendResult(
-                r.label,
-                r.backend,
-                r.device,
-                r.dtype,
-                r.timing,
-                r.run,
-                loss_deviation=max_loss_deviation(r.run.losses, ref.run.losses),
-                param_deviation=param_deviation(r.run.params, ref.run.params),
-                speedup=ref.timing.median / r.timing.median if r.timing.median > 0 else math.inf,
-            )
+    return [
+        dataclasses.replace(
+            r,
+            loss_deviation=max_loss_deviation(r.run.losses, ref.run.losses),
+            param_deviation=param_deviation(r.run.params, ref.run.params),
+            speedup=ref.timing.median / r.timing.median if r.timing.median > 0 else math.inf,
         )
-    return out
+        for r in results
+    ]
 
 
 def _progress_bar(progress: bool | None, total: int) -> Any:

@@ -10,7 +10,7 @@ comparisons (``python -m portable_nn compare``) meaningful.
   83832, SGD lr 0.01 on the sum of squared errors; float64 by default.
 - ``digits``: scikit-learn's bundled 8 x 8 digits (no download), standardized,
   75/25 split (random_state=0); MLP 64-128-10, Adam lr 3e-3, softmax
-  cross-entropy, batches of 32 in order; float32 by default.
+  cross-entropy, the 42 whole batches of 32 in order; float32 by default.
 - ``mlp``: synthetic inputs from a seeded host RNG, labels from a random
   linear teacher; MLP 784-H-H-10, SGD lr 0.01, softmax cross-entropy; float32.
 """
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 PROBLEMS = ("seed", "digits", "mlp")
-DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 100}
+DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50}
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
 
@@ -191,7 +191,7 @@ def _seed_problem(be: Backend, dtype: str) -> Problem:
     params = [{"W": be.asarray(w1.astype(dtype))}, {}, {"W": be.asarray(w2.astype(dtype))}]
     batches = ((be.asarray(x.astype(dtype)), be.asarray(y.astype(dtype))),)
     opt = SGD(lr=0.01)
-    desc = f"notebook {model!r}, {opt!r}, sum_squared_error, 4 rows"
+    desc = f"the notebook's {model!r}, SGD(lr={opt.lr}), sum_squared_error, its 4 x 3 data"
     return Problem("seed", desc, model, params, batches, sum_squared_error, opt, dtype, DEFAULT_STEPS["seed"])
 
 
@@ -199,10 +199,16 @@ def _digits_problem(be: Backend, dtype: str, seed: int) -> Problem:
     X_train, _, y_train, _ = load_digits_data()
     model = Sequential(Linear(64, 128), ReLU(), Linear(128, 10))
     params = model.init(seed=seed, backend=be, dtype=dtype)
-    batches = _batches(be, X_train.astype(dtype), y_train, 32)
+    n = X_train.shape[0] // 32 * 32  # whole batches only: every step does the same work
+    batches = _batches(be, X_train[:n].astype(dtype), y_train[:n], 32)
     opt = Adam(lr=3e-3)
-    desc = f"digits {model!r}, {opt!r}, softmax_cross_entropy, batch 32 of {X_train.shape[0]} rows in order"
-    return Problem("digits", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["digits"])
+    desc = (
+        f"{model!r}, Adam(lr={opt.lr}), softmax_cross_entropy, scikit-learn digits: "
+        f"{len(batches)} batches of 32 in order (the last {X_train.shape[0] - n} of {X_train.shape[0]} rows unused)"
+    )
+    return Problem(
+        "digits", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["digits"]
+    )
 
 
 def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) -> Problem:
@@ -215,8 +221,12 @@ def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) ->
     params = model.init(seed=seed, backend=be, dtype=dtype)
     batches = _batches(be, X.astype(dtype), labels, batch)
     opt = SGD(lr=0.01)
-    desc = f"synthetic {model!r}, {opt!r}, softmax_cross_entropy, {n_batches} batches of {batch}"
-    return Problem("mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["mlp"])
+    desc = (
+        f"{model!r}, SGD(lr={opt.lr}), softmax_cross_entropy, synthetic data: {n_batches} batches of {batch}"
+    )
+    return Problem(
+        "mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["mlp"]
+    )
 
 
 def _batches(be: Backend, X: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[Array, Array], ...]:

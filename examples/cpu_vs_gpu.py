@@ -1,0 +1,56 @@
+"""CPU vs GPU from Python: the notebook's net and a wider MLP on every backend installed here.
+
+The same machinery as ``python -m portable_nn compare``: each backend trains
+the same model from the same seed; the table shows the median time per step,
+the speedup over NumPy and how far each backend's losses and final params are
+from NumPy's. On a machine with a CUDA GPU, pass e.g. ``--backends
+numpy,cupy,torch:cuda,jax:gpu``.
+
+    python examples/cpu_vs_gpu.py
+    python examples/cpu_vs_gpu.py --backends numpy,torch:cuda --hidden 1024 --batch 512
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import portable_nn as pnn
+from portable_nn.compare import run_comparison
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backend specs (default: every installed backend: %s)"
+        % ",".join(pnn.available_backends()),
+    )
+    parser.add_argument("--seed-steps", type=int, default=500, help="steps of the notebook problem")
+    parser.add_argument("--mlp-steps", type=int, default=20, help="steps of the MLP problem")
+    parser.add_argument("--hidden", type=int, default=256, help="MLP hidden width")
+    parser.add_argument("--batch", type=int, default=128, help="MLP batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per backend")
+    args = parser.parse_args(argv)
+    backends = None if args.backends is None else args.backends.split(",")
+
+    seed = run_comparison(backends, "seed", dtype="float64", steps=args.seed_steps, repeats=args.repeats)
+    print(seed.table(), end="\n\n")
+    mlp = run_comparison(
+        backends,
+        "mlp",
+        dtype="float32",
+        steps=args.mlp_steps,
+        hidden=args.hidden,
+        batch=args.batch,
+        repeats=args.repeats,
+    )
+    print(mlp.table())
+
+    for result in (seed, mlp):
+        worst = max((r.loss_deviation or 0.0 for r in result.results), default=0.0)
+        print(f"{result.problem}: largest relative loss deviation from NumPy {worst:.1e} ({result.dtype})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# GPU check on an offline CUDA machine: the test suite on cupy, torch:cuda and
+# jax:gpu, then `python -m portable_nn compare` on seed, digits and mlp.
+#
+#   scripts/gpu_check.sh WHEELDIR OUTDIR
+#
+# WHEELDIR holds the wheels from scripts/fetch_gpu_wheels.sh; they are installed
+# with pip --no-index --no-deps into a temporary folder put first on PYTHONPATH
+# (the image's python3 must already have numpy, cupy, torch and jax).
+# OUTDIR receives one log per step, compare_*.json (and .png when matplotlib
+# is there), env.txt and summary.txt with every step's exit status
+# (124 = hit its timeout). A failing step never stops the others.
+#
+# The whole script ends within GPU_CHECK_BUDGET seconds (default 280): the
+# timed comparisons run first, one after another on an otherwise idle machine;
+# then the test suites run in parallel (they check numbers, not speed) in the
+# time left, test_parity.py and test_notebook.py first in each.
+#
+# Knobs (environment): PYTHON (default python3), GPU_CHECK_BUDGET,
+# GPU_CHECK_TEST_BACKENDS (default "cupy torch:cuda jax:gpu"),
+# GPU_CHECK_COMPARE_BACKENDS (default numpy,cupy,torch:cuda,jax:gpu).
+# Dry run on a machine without a GPU:
+#   GPU_CHECK_TEST_BACKENDS="numpy array_api_strict" \
+#   GPU_CHECK_COMPARE_BACKENDS=numpy,array_api_strict,torch,jax scripts/gpu_check.sh WHEELDIR OUTDIR
+set -uo pipefail # no -e: every step runs and records its status
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 WHEELDIR OUTDIR" >&2
+    exit 2
+fi
+wheeldir=$(cd "$1" && pwd) || {
+    echo "$0: WHEELDIR $1 is not a folder" >&2
+    exit 2
+}
+mkdir -p "$2" || exit 2
+outdir=$(cd "$2" && pwd) || exit 2
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 2
+cd "$repo" || exit 2
+
+python=${PYTHON:-python3}
+budget=${GPU_CHECK_BUDGET:-280}
+read -r -a test_backends <<<"${GPU_CHECK_TEST_BACKENDS:-cupy torch:cuda jax:gpu}"
+compare_backends=${GPU_CHECK_COMPARE_BACKENDS:-numpy,cupy,torch:cuda,jax:gpu}
+problems=(seed digits mlp)
+summary=$outdir/summary.txt
+end=$((SECONDS + budget))
+: >"$summary"
+
+# XLA would take 75% of the GPU's memory at its first use, starving CuPy and
+# torch in the same process and the test suites running beside it.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export PYTHONDONTWRITEBYTECODE=1
+export PYTHONUNBUFFERED=1
+
+site=$(mktemp -d "${TMPDIR:-/tmp}/portable_nn-site.XXXXXX") || exit 2
+trap 'rm -rf "$site"' EXIT
+export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
+
+# limit WANTED: seconds a step may take, capped so the budget holds
+# (15 s are kept back for timeout's kill grace and the summary).
+limit() {
+    local left=$((end - SECONDS - 15))
+    ((left < 1)) && left=1
+    if (($1 < left)); then echo "$1"; else echo "$left"; fi
+}
+
+# record NAME RC SECONDS: one line of summary.txt
+record() {
+    local note=""
+    [[ $2 == 124 ]] && note="  (timed out)"
+    printf '%-32s rc=%-3s %4ss%s\n' "$1" "$2" "$3" "$note" >>"$summary"
+}
+
+# step NAME SECONDS CMD...: run CMD under timeout, output to the terminal and OUTDIR/NAME.log.
+# SIGINT first, so pytest and Python print what they have before stopping.
+step() {
+    local name=$1 t start rc
+    t=$(limit "$2")
+    shift 2
+    start=$SECONDS
+    echo "== $name (timeout ${t}s): $*" | tee "$outdir/$name.log"
+    timeout -s INT -k 10 "$t" "$@" 2>&1 | tee -a "$outdir/$name.log"
+    rc=${PIPESTATUS[0]}
+    record "$name" "$rc" $((SECONDS - start))
+}
+
+# --- 1. install the wheels ------------------------------------------------------------------
+shopt -s nullglob
+wheels=("$wheeldir"/*.whl)
+shopt -u nullglob
+if ((${#wheels[@]} == 0)); then
+    echo "no wheels in $wheeldir (run scripts/fetch_gpu_wheels.sh $wheeldir first)" | tee "$outdir/pip_install.log"
+    record pip_install 1 0
+else
+    step pip_install 60 "$python" -m pip install --no-index --no-deps --quiet --target "$site" "${wheels[@]}"
+fi
+
+# --- 2. environment: versions, GPU, and that every backend spec used below resolves ----------
+{
+    date -u +"%Y-%m-%dT%H:%M:%SZ"
+    uname -a
+    nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+} >"$outdir/env.txt"
+specs="${test_backends[*]} ${compare_backends//,/ }"
+step environment 60 "$python" - "$specs" <<'EOF'
+import importlib, sys
+print("python", sys.version.split()[0], sys.executable)
+for name in ("numpy", "array_api_compat", "array_api_strict", "cupy", "torch", "jax", "safetensors",
+             "tqdm", "pytest", "hypothesis", "sklearn", "matplotlib"):
+    try:
+        module = importlib.import_module(name)
+        print(f"{name:17s} {getattr(module, '__version__', '?'):12s} {getattr(module, '__file__', '')}")
+    except Exception as e:
+        print(f"{name:17s} MISSING ({type(e).__name__}: {e})")
+import portable_nn as pnn
+from portable_nn._environment import describe_device
+print("available_backends:", pnn.available_backends())
+bad = 0
+for spec in dict.fromkeys(sys.argv[1].split()):
+    try:
+        be = pnn.get_backend(spec)
+        print(f"get_backend({spec!r}) -> {be!r}, is_gpu={be.is_gpu}, {describe_device(be)}")
+    except Exception as e:
+        bad = 1
+        print(f"get_backend({spec!r}) FAILED: {type(e).__name__}: {e}")
+sys.exit(bad)
+EOF
+cat "$outdir/environment.log" >>"$outdir/env.txt"
+
+# --- 3. the comparison first, one problem at a time, while the machine is idle ------------
+plot=0
+"$python" -c "import matplotlib" 2>/dev/null && plot=1
+for p in "${problems[@]}"; do
+    extra=()
+    ((plot)) && extra=(--plot "$outdir/compare_$p.png")
+    step "compare_$p" 60 "$python" -m portable_nn compare --backends "$compare_backends" --problem "$p" \
+        --json "$outdir/compare_$p.json" "${extra[@]}"
+done
+
+# --- 4. the test suite on each backend, in parallel, parity tests first, in the time left -----
+t_tests=$(limit 170)
+declare -A pids starts
+for b in "${test_backends[@]}"; do
+    name="tests_${b//:/_}"
+    starts[$name]=$SECONDS
+    echo "== $name (timeout ${t_tests}s): PORTABLE_NN_TEST_BACKEND=$b pytest" | tee "$outdir/$name.log"
+    PORTABLE_NN_TEST_BACKEND=$b timeout -s INT -k 10 "$t_tests" \
+        "$python" -m pytest -q -rfEs -p no:cacheprovider --durations=10 \
+        tests/test_parity.py tests/test_notebook.py tests >>"$outdir/$name.log" 2>&1 &
+    pids[$name]=$!
+done
+for name in "${!pids[@]}"; do
+    wait "${pids[$name]}"
+    rc=$?
+    record "$name" "$rc" $((SECONDS - starts[$name]))
+    echo "-- $name: rc=$rc; $(tail -n 1 "$outdir/$name.log" || true)"
+done
+
+# --- 5. digest: deviations and speedups from the JSON files ----------------------------------
+{
+    echo
+    echo "test results (last line of each log):"
+    for b in "${test_backends[@]}"; do
+        printf '  %-22s %s\n' "$b" "$(tail -n 1 "$outdir/tests_${b//:/_}.log" 2>/dev/null || true)"
+    done
+    echo
+    timeout 10 "$python" - "$outdir" "${problems[@]}" <<'EOF'
+import json, os, sys
+outdir, problems = sys.argv[1], sys.argv[2:]
+for p in problems:
+    path = os.path.join(outdir, f"compare_{p}.json")
+    if not os.path.exists(path):
+        print(f"compare {p}: no JSON (see compare_{p}.log)")
+        continue
+    data = json.load(open(path))
+    print(f"compare {p} ({data['dtype']}, {data['steps']} steps):")
+    for label, r in data["backends"].items():
+        t = r["timing"]
+        print(f"  {label:18s} {r['device'][:34]:34s} {t['median_s'] * 1e3:9.3f} ms/step  "
+              f"x{r['speedup_vs_numpy'] or 0:7.2f}  loss dev {r['max_rel_loss_deviation'] or 0:.1e}  "
+              f"param dev {r['max_param_deviation'] or 0:.1e}")
+    for label, why in {**data["missing"], **data["failed"]}.items():
+        print(f"  {label:18s} NOT RUN: {why[:150]}")
+EOF
+} >>"$summary" 2>&1
+
+echo
+echo "== summary ($outdir/summary.txt, ${SECONDS}s)"
+cat "$summary"
+# exit status: 0 only when every step succeeded
+! grep -qE 'rc=([1-9]|[1-9][0-9]+) ' "$summary"
