@@ -40,7 +40,7 @@ def train(
         validation_data=(X_test, y_test),
         progress=progress,
     )
-    be.synchronize()
+    be.synchronize(params)
     seconds = time.perf_counter() - start
     return history["val_accuracy"][-1], seconds
 

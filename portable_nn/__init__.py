@@ -19,6 +19,7 @@ from .io import load, save, to_backend
 from .layernorm import LayerNorm
 from .linear import Linear
 from .sequential import Sequential
+from .step import TrainStep, compile_step
 from .testing import assert_close, gradcheck
 from .train import FitInterrupted, evaluate, fit, predict
 
@@ -43,7 +44,9 @@ __all__ = [
     "Softmax",
     "Tanh",
     "__version__",
+    "TrainStep",
     "assert_close",
+    "compile_step",
     "available_backends",
     "evaluate",
     "fit",

@@ -132,8 +132,13 @@ class Backend:
         """Copy an array of this backend (any device) to a host ``numpy.ndarray``."""
         return to_numpy(a)
 
-    def synchronize(self) -> None:
-        """Block until all work queued on this backend's device has finished."""
+    def synchronize(self, *arrays: Any) -> None:
+        """Block until queued device work has finished (for timing).
+
+        CuPy and torch CUDA wait for the whole device. JAX has no device-wide
+        wait: pass the arrays a computation produced (any pytree) and this
+        blocks until they are ready; without arrays it is a no-op on JAX.
+        """
         if self.name == "cupy":
             import cupy
 
@@ -142,11 +147,10 @@ class Backend:
             import torch
 
             torch.cuda.synchronize(self.device)
-        elif self.name == "jax":
+        elif self.name == "jax" and arrays:
             import jax
 
-            # effects_barrier waits for dispatched computations on all devices
-            jax.effects_barrier()
+            jax.block_until_ready(arrays)
 
 
 def to_numpy(a: Any) -> np.ndarray:

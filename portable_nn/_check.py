@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import namespace
 
-__all__ = ["check_array", "is_float", "dtype_name"]
+__all__ = ["check_array", "is_float", "dtype_name", "is_traced"]
 
 
 def is_float(xp: Any, dtype: Any) -> bool:
@@ -22,6 +22,15 @@ def is_float(xp: Any, dtype: Any) -> bool:
     if isinstance(dtype, np.dtype):
         return dtype.kind == "f"
     return bool(xp.isdtype(dtype, "real floating"))
+
+
+def is_traced(X: Any) -> bool:
+    """True for an abstract value being traced by ``jax.jit`` (its contents are unknown)."""
+    if not array_api_compat.is_jax_array(X):
+        return False
+    import jax
+
+    return isinstance(X, jax.core.Tracer)
 
 
 def dtype_name(dtype: Any) -> str:

@@ -82,11 +82,7 @@ class Timing:
 
 def wait_for(be: Backend, result: Any = None) -> None:
     """Block until ``be``'s queued work, and the arrays in the pytree ``result``, are ready."""
-    for leaf in tree_leaves(result):
-        block = getattr(leaf, "block_until_ready", None)
-        if callable(block):
-            block()
-    be.synchronize()
+    be.synchronize(*tree_leaves(result))
 
 
 def time_steps(

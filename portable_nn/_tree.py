@@ -30,14 +30,14 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
 
 
 def tree_leaves(tree: Any) -> list[Any]:
-    """The leaves of ``tree`` in a fixed order (dict insertion order)."""
+    """The leaves of ``tree`` in a fixed order (dict keys sorted, as in JAX)."""
     return [leaf for _, leaf in tree_paths(tree)]
 
 
 def tree_paths(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Yield ``(path, leaf)`` pairs; paths are dotted, e.g. ``"0.W"``."""
     if isinstance(tree, dict):
-        items: Any = tree.items()
+        items: Any = sorted(tree.items())  # sorted like JAX's pytrees, so jitted outputs agree
     elif isinstance(tree, (list, tuple)):
         items = enumerate(tree)
     else:

@@ -42,6 +42,7 @@ from ._select import available_backends, get_backend
 from ._timing import Timing, time_steps
 from ._tree import tree_map
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
+from .step import compile_step
 
 __all__ = [
     "REFERENCE",
@@ -70,16 +71,13 @@ def train_step(problem: Problem) -> Step:
     Forward on batch ``i % len(batches)``, loss, backprop, optimizer step. The
     loss (a 0-d array on the device) is that of the params *before* the update.
     """
-    model, loss_fn, opt, batches = problem.model, problem.loss, problem.optimizer, problem.batches
+    trainer = compile_step(problem.model, problem.loss, problem.optimizer, compile=False)
+    batches = problem.batches
     rng = host_rng(0)  # fixed, so train=True never seeds from the OS (no dropout in these models)
 
     def step(params: Params, state: Any, i: int) -> tuple[Params, Any, Any]:
         X, T = batches[i % len(batches)]
-        Y, backprop = model.apply(params, X, train=True, rng=rng)
-        loss, dY = loss_fn(Y, T)
-        _, grads = backprop(dY)
-        params, state = opt.step(params, grads, state)
-        return params, state, loss
+        return trainer(params, state, X, T, rng)
 
     return step
 

@@ -8,7 +8,7 @@ import array_api_compat
 import numpy as np
 
 from ._backend import namespace
-from ._check import check_array
+from ._check import check_array, is_traced
 from ._layer import Array
 from .activations import sigmoid
 
@@ -109,8 +109,9 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
         )
     if N == 0:
         raise ValueError(f"{where}: empty batch (Y has shape {tuple(Y.shape)}).")
-    lo, hi = int(xp.min(labels)), int(xp.max(labels))
-    if lo < 0 or hi >= C:
+    # One host sync; skipped while tracing (jax.jit), where values are not known.
+    if not is_traced(labels) and bool(xp.any((labels < 0) | (labels >= C))):
+        lo, hi = int(xp.min(labels)), int(xp.max(labels))
         raise ValueError(
             f"{where}: labels must be in [0, {C}) for {C} classes, got values in [{lo}, {hi}]. "
             "Check the number of output units or re-encode the labels."

@@ -13,7 +13,7 @@ from ._data import as_data, check_finite, params_backend
 from ._errors import NonFiniteError
 from ._layer import Array, Layer, Params
 from ._rng import host_rng
-from ._tree import tree_leaves
+from .step import TrainStep
 
 __all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
 
@@ -100,6 +100,7 @@ def fit(
     min_delta: float = 0.0,
     progress: bool | None = None,
     on_nonfinite: str = "raise",
+    compile: bool | None = None,
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
 
@@ -124,6 +125,9 @@ def fit(
         on_nonfinite: when a loss or gradient is NaN/inf: ``"raise"`` a
             :class:`NonFiniteError` carrying the last finite params,
             ``"stop"`` and return them with a warning, or ``"ignore"``.
+        compile: see :func:`compile_step`: ``None`` jits the forward/backward
+            and the update with ``jax.jit`` on JAX (models without dropout);
+            ``False`` always runs the portable code.
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
@@ -160,6 +164,7 @@ def fit(
             raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
         check_finite(where, "X_val", Xv, xp)
 
+    trainer = TrainStep(model, loss, optimizer, compile)
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
     state = optimizer.init(params)
     history: History = {"loss": []}
@@ -173,10 +178,7 @@ def fit(
             total, correct = 0.0, None
             for step, idx in enumerate(_batches(n, batch_size, order)):
                 Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-                Yp, backprop = model.apply(params, Xb, train=True, rng=dropout_rng)
-                value, dY = loss(Yp, Tb)
-                dX, grads = backprop(dY)
-                check = value + sum(xp.sum(g) for g in tree_leaves(grads))
+                value, Yp, grads, check = trainer.grads(params, Xb, Tb, dropout_rng)
                 if on_nonfinite != "ignore" and not math.isfinite(float(check)):
                     msg = (
                         f"fit: the loss or a gradient became NaN/inf at epoch {epoch}, step {step} "
@@ -187,7 +189,7 @@ def fit(
                         warnings.warn(msg, RuntimeWarning, stacklevel=2)
                         return params, history
                     raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
-                params, state = optimizer.step(params, grads, state)
+                params, state = trainer.update(params, grads, state, Xb)
                 total += float(value) * Xb.shape[0]
                 c = _n_correct(xp, Yp, Tb)
                 if c is not None:

@@ -159,3 +159,36 @@ def test_zero_epochs_returns_params_unchanged(tb):
     out, history = pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error,
                            optimizer=pnn.optim.SGD(), epochs=0, progress=False)
     assert out is params and history == {"loss": []}
+
+
+def test_compiled_step_matches_portable_step(tb):
+    """compile_step (jax.jit on JAX, portable elsewhere) agrees with the portable path to rounding."""
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 8), pnn.GELU(), pnn.LayerNorm(8), pnn.Linear(8, 1))
+    params0 = tb.init(model, seed=0)
+    results = []
+    for compile in (False, None):
+        step = pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.Adam(lr=1e-2), compile=compile)
+        params, state = params0, step.optimizer.init(params0)
+        Xb, Yb = tb.asarray(X, dtype=tb.float), tb.asarray(Y, dtype=tb.float)
+        losses = []
+        for _ in range(5):
+            params, state, loss = step(params, state, Xb, Yb)
+            losses.append(float(loss))
+        results.append((losses, [pnn.to_numpy(a) for a in pnn.tree_leaves(params)]))
+    rtol = 1e-10 if tb.float == "float64" else 1e-4
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=rtol)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    assert results[0][0][-1] < results[0][0][0]
+
+
+def test_compile_true_needs_jax_and_no_dropout(tb):
+    model = pnn.Sequential(pnn.Linear(3, 2), pnn.Dropout(0.5))
+    step = pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.SGD(), compile=True)
+    params = tb.init(model)
+    X = tb.asarray(np.ones((4, 3)), dtype=tb.float)
+    with pytest.raises(ValueError, match="JAX arrays|Dropout"):
+        step(params, step.optimizer.init(params), X, tb.asarray(np.ones((4, 2)), dtype=tb.float))
+    with pytest.raises(TypeError, match="compile"):
+        pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.SGD(), compile="yes")

@@ -132,7 +132,8 @@ def test_keyboard_interrupt_leaves_last_completed_steps_params(tb):
     X, Y = rng.standard_normal((10, 4)), rng.standard_normal((10, 2))
     model = pnn.Sequential(pnn.Linear(4, 2))
     params = tb.init(model, seed=1)
-    kwargs = dict(optimizer=pnn.optim.SGD(lr=0.1), batch_size=10, shuffle=False, progress=False)
+    # compile=False: the loss below simulates Ctrl-C from Python, which jax.jit would trace only once
+    kwargs = dict(optimizer=pnn.optim.SGD(lr=0.1), batch_size=10, shuffle=False, progress=False, compile=False)
     expected, _ = pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error, epochs=3, **kwargs)
     calls = []
 
