@@ -12,7 +12,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import namespace
+from ._backend import _NUMPY_NS, namespace
 
 __all__ = ["check_array", "is_float", "dtype_name", "is_traced"]
 
@@ -39,7 +39,7 @@ def dtype_name(dtype: Any) -> str:
 
 
 def check_array(
-    where: str,
+    where: Any,
     X: Any,
     *,
     like: Any = None,
@@ -52,7 +52,7 @@ def check_array(
     """Check one float input of a layer or loss and return its namespace.
 
     Args:
-        where: the layer or function, for the message (e.g. ``"Linear(3, 2)"``).
+        where: the layer (its repr is used, only when raising) or a function name.
         X: the array to check.
         like: a param array of the layer; X must share its namespace, device and dtype.
         ndim: required number of dimensions, if any.
@@ -64,6 +64,17 @@ def check_array(
         TypeError: not an array, not floating, another namespace or dtype than ``like``.
         ValueError: wrong ndim or feature count, another device than ``like``.
     """
+    if (
+        type(X) is np.ndarray
+        and (xp is None or xp is _NUMPY_NS)
+        and X.dtype.kind == "f"
+        and (like is None or (type(like) is np.ndarray and like.dtype == X.dtype))
+        and (ndim is None or X.ndim == ndim)
+        and (features is None or (X.ndim > 0 and X.shape[-1] == features))
+    ):
+        return _NUMPY_NS  # the common case, checked with attribute reads only
+    if not isinstance(where, str):
+        where = repr(where)
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
         raise TypeError(
             f"{where}: {name} must be an array, got {type(X).__name__}. "

@@ -9,23 +9,44 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["tree_map", "tree_leaves", "tree_paths", "tree_structure_equal"]
+__all__ = ["tree_map", "tree_leaves", "tree_paths", "tree_structure_equal", "TreeMismatchError"]
+
+
+class TreeMismatchError(ValueError):
+    """Two pytrees given to :func:`tree_map` have different containers, keys or lengths."""
 
 
 def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``f`` leaf-wise over one or more pytrees of the same structure.
 
     Dicts keep their keys, lists stay lists, tuples (and NamedTuples) stay
-    tuples. ``None`` is a leaf only if ``f`` is given it; empty containers map
-    to empty containers.
+    tuples; empty containers map to empty containers.
+
+    Raises:
+        TreeMismatchError: ``rest`` differs from ``tree`` in structure.
     """
     if isinstance(tree, dict):
-        return {k: tree_map(f, tree[k], *(r[k] for r in rest)) for k in tree}
+        for r in rest:
+            if not isinstance(r, dict) or len(r) != len(tree):
+                raise TreeMismatchError("the trees differ in structure (dict keys)")
+        try:
+            if len(rest) == 1:
+                other = rest[0]
+                return {k: tree_map(f, v, other[k]) for k, v in tree.items()}
+            return {k: tree_map(f, v, *(r[k] for r in rest)) for k, v in tree.items()}
+        except KeyError as e:
+            raise TreeMismatchError(f"the trees differ in structure (dict key {e})") from None
     if isinstance(tree, (list, tuple)):
+        for r in rest:
+            if not isinstance(r, (list, tuple)) or len(r) != len(tree):
+                raise TreeMismatchError("the trees differ in structure (list lengths)")
         mapped = [tree_map(f, *xs) for xs in zip(tree, *rest, strict=True)]
         if isinstance(tree, list):
             return mapped
         return type(tree)(*mapped) if hasattr(tree, "_fields") else tuple(mapped)
+    for r in rest:
+        if isinstance(r, (dict, list, tuple)):
+            raise TreeMismatchError("the trees differ in structure (a leaf against a container)")
     return f(tree, *rest)
 
 

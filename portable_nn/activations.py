@@ -20,7 +20,7 @@ class ReLU(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         Y = xp.maximum(X, 0.0)
 
         def backprop(dY: Array) -> tuple[Array, Params]:
@@ -43,7 +43,7 @@ class LeakyReLU(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         negative = X < 0
         Y = xp.where(negative, self.alpha * X, X)
 
@@ -66,7 +66,7 @@ class Sigmoid(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         Y = sigmoid(X, xp)
 
         def backprop(dY: Array) -> tuple[Array, Params]:
@@ -81,7 +81,7 @@ class Tanh(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         Y = xp.tanh(X)
 
         def backprop(dY: Array) -> tuple[Array, Params]:
@@ -103,7 +103,7 @@ class GELU(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         X2 = X * X
         T = xp.tanh(_GELU_C * (X + 0.044715 * X2 * X))
         Y = 0.5 * X * (1.0 + T)
@@ -131,7 +131,7 @@ class Softmax(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         if not -X.ndim <= self.axis < max(X.ndim, 1):
             raise ValueError(f"{self!r}: axis out of range for X of shape {tuple(X.shape)}.")
         E = xp.exp(X - xp.max(X, axis=self.axis, keepdims=True))

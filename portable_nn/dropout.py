@@ -34,7 +34,7 @@ class Dropout(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        xp = check_array(repr(self), X)
+        xp = check_array(self, X)
         if not train or self.rate == 0.0:
             return X, no_grads
         keep = host_rng(rng).random(tuple(X.shape)) >= self.rate

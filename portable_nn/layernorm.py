@@ -50,7 +50,7 @@ class LayerNorm(Layer):
                 f"{self!r}: params do not fit this layer: expected gamma and beta of shape "
                 f"({self.features},), got {shapes}. Were they made by another model? Re-run model.init(...)."
             )
-        xp = check_array(repr(self), X, like=gamma, features=self.features)
+        xp = check_array(self, X, like=gamma, features=self.features)
         batch_axes = tuple(range(X.ndim - 1))
         Xc = X - xp.mean(X, axis=-1, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(Xc * Xc, axis=-1, keepdims=True) + self.eps)

@@ -55,7 +55,7 @@ class Linear(Layer):
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
         W, b = self._unpack(params)
-        xp = check_array(repr(self), X, like=W, ndim=2, features=self.in_features)
+        xp = check_array(self, X, like=W, ndim=2, features=self.in_features)
         Y = X @ W
         if b is not None:
             Y = Y + b
@@ -70,6 +70,13 @@ class Linear(Layer):
         return Y, backprop
 
     def _unpack(self, params: Params) -> tuple[Array, Array | None]:
+        try:  # fast path: the params this layer made
+            W, b = params["W"], params.get("b")
+            if W.shape == (self.in_features, self.out_features) and (b is not None) == self.bias:
+                if b is None or b.shape == (self.out_features,):
+                    return W, b
+        except (TypeError, KeyError, AttributeError):
+            pass
         if not isinstance(params, dict) or "W" not in params:
             raise TypeError(f"{self!r}: params must be a dict with 'W', got {type(params).__name__}.")
         W, b = params["W"], params.get("b")
@@ -79,7 +86,11 @@ class Linear(Layer):
                     f"{self!r}: params[{key!r}] must be an array, got {type(value).__name__}. "
                     "Use the params from model.init(...)."
                 )
-        if tuple(W.shape) != (self.in_features, self.out_features) or (b is None) == self.bias:
+        if (
+            tuple(W.shape) != (self.in_features, self.out_features)
+            or (b is None) == self.bias
+            or (b is not None and tuple(b.shape) != (self.out_features,))
+        ):
             got = {k: tuple(v.shape) for k, v in params.items()}
             raise ValueError(
                 f"{self!r}: params do not fit this layer: expected W {(self.in_features, self.out_features)}"

@@ -8,10 +8,11 @@ and never write into arrays the caller holds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._backend import namespace
-from ._tree import tree_map, tree_structure_equal
+from ._tree import TreeMismatchError, tree_map
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer"]
 
@@ -26,12 +27,15 @@ def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_
     return float(value)
 
 
-def _check_tree(opt: str, params: Any, grads: Any) -> None:
-    if not tree_structure_equal(params, grads):
+def _map(opt: str, f: Callable[..., Any], *trees: Any) -> Any:
+    """tree_map with an optimizer-specific message when grads and params differ in structure."""
+    try:
+        return tree_map(f, *trees)
+    except TreeMismatchError as e:
         raise ValueError(
-            f"{opt}.step: grads do not have the structure of params. "
+            f"{opt}.step: grads do not have the structure of params ({e}). "
             "Pass the grads returned by backprop for these params."
-        )
+        ) from None
 
 
 def _zeros_like(p: Any) -> Any:
@@ -70,13 +74,12 @@ class SGD:
 
     def step(self, params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
         """One update. Returns new params and state; the inputs are not modified."""
-        _check_tree("SGD", params, grads)
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if wd:
-            grads = tree_map(lambda p, g: g + wd * p, params, grads)
+            grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
         if not mu:
-            return tree_map(lambda p, g: p - lr * g, params, grads), state
-        velocity = tree_map(lambda v, g: mu * v + g, state.velocity, grads)
+            return _map("SGD", lambda p, g: p - lr * g, params, grads), state
+        velocity = _map("SGD", lambda v, g: mu * v + g, state.velocity, grads)
         if self.nesterov:
             new = tree_map(lambda p, g, v: p - lr * (g + mu * v), params, grads, velocity)
         else:
@@ -125,12 +128,12 @@ class Adam:
 
     def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
         """One update. Returns new params and state; the inputs are not modified."""
-        _check_tree(type(self).__name__, params, grads)
+        name = type(self).__name__
         b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
         if wd and not self._decoupled:
-            grads = tree_map(lambda p, g: g + wd * p, params, grads)
+            grads = _map(name, lambda p, g: g + wd * p, params, grads)
         count = state.count + 1
-        mu = tree_map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
+        mu = _map(name, lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
         nu = tree_map(lambda v, g: b2 * v + (1.0 - b2) * (g * g), state.nu, grads)
         c1, c2 = 1.0 - b1**count, 1.0 - b2**count
 

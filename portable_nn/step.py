@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ._backend import namespace
 from ._layer import Array, Layer, Params
 from ._rng import Seed
@@ -65,6 +67,8 @@ class TrainStep:
         """True when this step runs through ``jax.jit`` for inputs like ``X``."""
         import array_api_compat
 
+        if type(X) is np.ndarray and not self.compile:
+            return False
         if not array_api_compat.is_jax_array(X):
             if self.compile:
                 raise ValueError(
