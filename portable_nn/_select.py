@@ -15,7 +15,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NoReturn
 
 from ._backend import BACKEND_NAMES, Backend
 from ._errors import BackendError
@@ -141,19 +141,19 @@ def _make(name: str, device: str | None) -> Backend:
             _no_device(name, dev, names)
         return Backend(name, lib, lib.Device(dev))
     if name == "torch":
-        import array_api_compat.torch as xp
+        import array_api_compat.torch as torch_xp
 
         try:
-            dev = lib.device(device or "cpu")
+            tdev: Any = lib.device(device or "cpu")
         except (RuntimeError, ValueError, TypeError):
             _no_device(name, str(device), ["cpu", "cuda", "cuda:<index>"])
-        if dev.type == "cuda":
+        if tdev.type == "cuda":
             count = lib.cuda.device_count() if lib.cuda.is_available() else 0
-            if (dev.index or 0) >= count:
-                _no_device(name, str(dev), ["cpu"] + [f"cuda:{i}" for i in range(count)])
-        elif dev.type != "cpu":
-            _no_device(name, str(dev), ["cpu", "cuda"])
-        return Backend(name, xp, dev)
+            if (tdev.index or 0) >= count:
+                _no_device(name, str(tdev), ["cpu"] + [f"cuda:{i}" for i in range(count)])
+        elif tdev.type != "cpu":
+            _no_device(name, str(tdev), ["cpu", "cuda"])
+        return Backend(name, torch_xp, tdev)
     if name == "jax":
         lib.config.update("jax_enable_x64", True)  # float64 is needed for parity runs
         import jax.numpy as jnp
@@ -170,16 +170,16 @@ def _make(name: str, device: str | None) -> Backend:
             _no_device(name, device or "cpu", [str(d) for d in lib.devices()])
         return Backend(name, jnp, devices[i])
     # cupy
-    import array_api_compat.cupy as xp
+    import array_api_compat.cupy as cupy_xp
 
     count = _cuda_device_count()
-    index = int((device or "cuda:0").rpartition(":")[2] or 0)
-    if index >= count:
+    digits = (device or "cuda:0").rpartition(":")[2] or "0"
+    if not digits.isdigit() or int(digits) >= count:
         _no_device(name, device or "cuda:0", [f"cuda:{i}" for i in range(count)])
-    return Backend(name, xp, lib.cuda.Device(index))
+    return Backend(name, cupy_xp, lib.cuda.Device(int(digits)))
 
 
-def _no_device(name: str, device: str, devices: list[str]) -> None:
+def _no_device(name: str, device: str, devices: list[str]) -> NoReturn:
     listed = ", ".join(devices) if devices else "none"
     raise BackendError(
         f"backend {name!r} has no device {device!r}; devices here: {listed}. "

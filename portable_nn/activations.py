@@ -6,6 +6,7 @@ Shapes: X of any shape -> Y of the same shape and dtype. No params.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ._check import check_array
 from ._layer import Array, Backprop, Layer, Params
@@ -53,7 +54,7 @@ class LeakyReLU(Layer):
         return Y, backprop
 
 
-def sigmoid(X: Array, xp: object = None) -> Array:
+def sigmoid(X: Array, xp: Any = None) -> Array:
     """Logistic function in a form that cannot overflow: ``exp`` only sees ``-|X|``."""
     xp = check_array("sigmoid", X, xp=xp)
     E = xp.exp(-xp.abs(X))

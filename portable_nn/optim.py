@@ -90,7 +90,7 @@ class SGD:
 class AdamState(NamedTuple):
     """State of :class:`Adam`/:class:`AdamW`: step count and first/second moment pytrees."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
 
