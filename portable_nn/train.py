@@ -7,12 +7,15 @@ import sys
 import warnings
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
+from ._backend import namespace
 from ._data import as_data, check_finite, params_backend
 from ._errors import NonFiniteError
 from ._layer import Array, Layer, Params
 from ._rng import host_rng
+from ._scan import run_scanned
 from .step import TrainStep
 
 __all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
@@ -171,34 +174,36 @@ def fit(
     best = (math.inf, params)
     since_best = 0
     steps_per_epoch = -(-n // batch_size)
+    # JAX, no dropout, equal batches: run whole chunks of epochs as one compiled loop
+    scanned = n % batch_size == 0 and trainer.uses_jit(X)
+    labels = bool(xp.isdtype(Y.dtype, "integral"))
+    chunk = epochs if validation_data is None and patience is None else 1
     bar = _progress_bar(progress, epochs * steps_per_epoch)
+    epoch = 0
     try:
-        for epoch in range(epochs):
-            order = shuffle_rng.permutation(n) if shuffle else None
-            total, correct = 0.0, None
-            for step, idx in enumerate(_batches(n, batch_size, order)):
-                Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-                value, Yp, grads, check = trainer.grads(params, Xb, Tb, dropout_rng)
-                if on_nonfinite != "ignore" and not math.isfinite(float(check)):
-                    msg = (
-                        f"fit: the loss or a gradient became NaN/inf at epoch {epoch}, step {step} "
-                        f"(loss {float(value)}). Lower the learning rate, check the data scale, "
-                        "or clip gradients. The last finite params are kept."
-                    )
-                    if on_nonfinite == "stop":
-                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                        return params, history
-                    raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
-                params, state = trainer.update(params, grads, state, Xb)
-                total += float(value) * Xb.shape[0]
-                c = _n_correct(xp, Yp, Tb)
-                if c is not None:
-                    correct = c if correct is None else correct + c
-                if bar is not None:
-                    bar.update(1)
-            history["loss"].append(total / n)
-            if correct is not None:
-                history.setdefault("accuracy", []).append(int(correct) / n)
+        while epoch < epochs:
+            k = min(chunk, epochs - epoch) if scanned else 1
+            orders = [shuffle_rng.permutation(n) if shuffle else None for _ in range(k)]
+            start = (params, state)
+            if scanned:
+                full = np.stack([np.arange(n) if o is None else o for o in orders])
+                params, state, losses, checks, correct = run_scanned(
+                    trainer, params, state, X, Y, full, batch_size
+                )
+                if on_nonfinite == "ignore" or np.isfinite(checks).all():
+                    for e in range(k):
+                        _record(history, float(losses[e].mean()), correct[e].sum() if labels else None, n)
+                    if bar is not None:
+                        bar.update(k * steps_per_epoch)
+                    epoch += k
+                    k = 0
+                else:  # replay the chunk step by step: it stops at the bad step with the params before it
+                    params, state = start
+            for e in range(k):
+                params, state, total, c = _epoch(trainer, params, state, X, Y, orders[e], batch_size,
+                                                 dropout_rng, on_nonfinite, epoch, history, bar)
+                _record(history, total / n, c, n)
+                epoch += 1
             monitored = history["loss"][-1]
             if validation_data is not None:
                 vl, va = evaluate(model, params, Xv, Yv, loss=loss)
@@ -207,7 +212,7 @@ def fit(
                     history.setdefault("val_accuracy", []).append(va)
                 monitored = vl
             if bar is not None:
-                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()}, refresh=False)
+                bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
             if patience is not None:
                 if monitored < best[0] - min_delta:
                     best, since_best = (monitored, params), 0
@@ -215,12 +220,60 @@ def fit(
                     since_best += 1
                     if since_best >= patience:
                         return best[1], history
+    except _Stop as stop:
+        return stop.params, history
     except KeyboardInterrupt as e:
         raise FitInterrupted(params, history) from e
     finally:
         if bar is not None:
             bar.close()
     return params, history
+
+
+class _Stop(Exception):
+    """Internal: on_nonfinite='stop' ends training with these params."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+
+def _record(history: History, mean_loss: float, n_correct: Any, n: int) -> None:
+    """Append one epoch's training loss (and accuracy, for integer labels) to the history."""
+    history["loss"].append(mean_loss)
+    if n_correct is not None:
+        history.setdefault("accuracy", []).append(int(n_correct) / n)
+
+
+def _epoch(
+    trainer: TrainStep, params: Params, state: Any, X: Array, Y: Array, order: np.ndarray | None,
+    batch_size: int, rng: Any, on_nonfinite: str, epoch: int, history: History, bar: Any,
+) -> tuple[Params, Any, float, Any]:
+    """One epoch step by step. Returns params, state, the summed loss x rows, and correct predictions."""
+    xp = namespace(X)
+    device = array_api_compat.device(X)
+    total: Any = 0.0
+    correct = None
+    for step, idx in enumerate(_batches(X.shape[0], batch_size, order)):
+        Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
+        value, Yp, grads, check = trainer.grads(params, Xb, Tb, rng)
+        if on_nonfinite != "ignore" and not math.isfinite(float(check)):
+            msg = (
+                f"fit: the loss or a gradient became NaN/inf at epoch {epoch}, step {step} "
+                f"(loss {float(value)}). Lower the learning rate, check the data scale, "
+                "or clip gradients. The last finite params are kept."
+            )
+            if on_nonfinite == "stop":
+                warnings.warn(msg, RuntimeWarning, stacklevel=4)
+                raise _Stop(params)
+            raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
+        params, state = trainer.update(params, grads, state, Xb)
+        total = total + value * Xb.shape[0]  # stays on the device until the epoch ends
+        c = _n_correct(xp, Yp, Tb)
+        if c is not None:
+            correct = c if correct is None else correct + c
+        if bar is not None:
+            bar.update(1)
+    return params, state, float(total), correct
 
 
 def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
