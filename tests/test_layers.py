@@ -20,33 +20,13 @@ from typing import Any
 import array_api_compat
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
+from hypothesis import given
 
 import portable_nn as pnn
 
-# Reproducible (no database, derandomized) and fast: the suite runs once per backend in CI.
-FAST = settings(max_examples=15, deadline=None, derandomize=True, database=None)
-# One fixed seed for every @given test (it takes precedence over derandomize's per-test
-# seed), so all of them draw the same shapes: JAX compiles each op once per shape.
-SHAPES = hypothesis_seed(20240601)
-
-sizes = st.integers(min_value=1, max_value=6)
-seeds = st.integers(min_value=0, max_value=2**32 - 1)
-
+from ._support import FAST, SHAPES, assert_same_kind, dtypes_under_test, host, seeds, sizes
 
 # ---------------------------------------------------------------- helpers
-
-
-def host(a: Any) -> np.ndarray:
-    """A float64/int host copy that shares no memory with ``a`` (torch's .numpy() does)."""
-    return np.array(pnn.to_numpy(a), copy=True)
-
-
-def dtypes_under_test(tb: Any) -> list[str]:
-    """float32 plus every dtype the device supports, each once."""
-    return list(dict.fromkeys(("float32", *tb.dtypes)))
 
 
 def away_from_kink(X: np.ndarray, margin: float = 0.1) -> np.ndarray:
@@ -58,17 +38,6 @@ def spread_rows(rng: np.random.Generator, n: int, f: int) -> np.ndarray:
     """Rows whose values are well apart, so LayerNorm's variance is never tiny."""
     rows = np.stack([rng.permutation(np.linspace(-2.0, 2.0, f)) for _ in range(n)])
     return rows + 0.05 * rng.standard_normal((n, f)) + rng.standard_normal((n, 1))
-
-
-def assert_same_kind(a: Any, ref: Any, what: str) -> None:
-    """``a`` has the dtype, namespace and device of ``ref``."""
-    assert a.dtype == ref.dtype, f"{what}: dtype {a.dtype} != {ref.dtype}"
-    assert pnn.namespace(a) is pnn.namespace(ref), (
-        f"{what}: namespace {pnn.namespace(a)} != {pnn.namespace(ref)}"
-    )
-    assert array_api_compat.device(a) == array_api_compat.device(ref), (
-        f"{what}: device {array_api_compat.device(a)} != {array_api_compat.device(ref)}"
-    )
 
 
 def leaves_by_path(tree: Any) -> dict[str, Any]:
