@@ -21,11 +21,17 @@ __all__ = ["Layer", "Backprop", "Array", "Params"]
 
 Array = Any
 Params = Any
-Backprop = Callable[[Array], tuple[Array, Params]]
+Backprop = Callable[..., tuple[Array, Params]]  # backprop(dY) -> (dX, grads); some take need_dX=False
 
 
 class Layer:
-    """Base class of all layers. Subclasses override ``init_params`` and ``apply``."""
+    """Base class of all layers. Subclasses override ``init_params`` and ``apply``.
+
+    ``skips_dX``: True when this layer's backprop accepts ``need_dX=False``
+    and then skips computing dX (returning None), e.g. for a model's first layer.
+    """
+
+    skips_dX = False
 
     def init(self, seed: Seed = 0, *, backend: str | Backend | None = None, dtype: Any = "float32") -> Params:
         """Draw this layer's initial params.

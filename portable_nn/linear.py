@@ -24,8 +24,11 @@ class Linear(Layer):
             a callable ``f(rng, (in, out)) -> numpy.ndarray``.
 
     Params: ``{"W": (in, out), "b": (out,)}``, both of the model's dtype.
-    Shapes: X ``(batch, in)`` -> Y ``(batch, out)``.
+    Shapes: X ``(batch, in)`` -> Y ``(batch, out)``. Its backprop takes
+    ``need_dX=False`` to skip the ``dY @ W.T`` product (then dX is None).
     """
+
+    skips_dX = True
 
     def __init__(
         self, in_features: int, out_features: int, *, bias: bool = True, init: str | Initializer = "he"
@@ -60,9 +63,9 @@ class Linear(Layer):
         if b is not None:
             Y = Y + b
 
-        def backprop(dY: Array) -> tuple[Array, Params]:
+        def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
             dW = X.T @ dY
-            dX = dY @ W.T
+            dX = dY @ W.T if need_dX else None  # the first layer's dX is rarely wanted
             if b is None:
                 return dX, {"W": dW}
             return dX, {"W": dW, "b": xp.sum(dY, axis=0)}

@@ -22,6 +22,8 @@ class Sequential(Layer):
         dX, grads = backprop(dY)                          # grads mirror params
     """
 
+    skips_dX = True
+
     def __init__(self, *layers: Layer) -> None:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
@@ -60,10 +62,15 @@ class Sequential(Layer):
                 raise
             backprops.append(backprop_i)
 
-        def backprop(dY: Array) -> tuple[Array, Params]:
+        def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
             grads: list[Params] = [None] * len(backprops)
-            for i in range(len(backprops) - 1, -1, -1):
+            for i in range(len(backprops) - 1, 0, -1):
                 dY, grads[i] = backprops[i](dY)
+            if backprops:
+                if need_dX or not self.layers[0].skips_dX:
+                    dY, grads[0] = backprops[0](dY)
+                else:
+                    dY, grads[0] = backprops[0](dY, need_dX=False)
             return dY, grads
 
         return X, backprop

@@ -22,6 +22,16 @@ from ._tree import tree_leaves
 __all__ = ["compile_step", "TrainStep", "grads_and_loss"]
 
 
+def _forward_backward(
+    model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed
+) -> tuple[Array, Array, Params]:
+    """``(Y, loss value, grads)``; the input's dX is not computed where the model can skip it."""
+    Y, backprop = model.apply(params, X, train=True, rng=rng)
+    value, dY = loss(Y, T)
+    _, grads = backprop(dY, need_dX=False) if model.skips_dX else backprop(dY)
+    return Y, value, grads
+
+
 def grads_and_loss(
     model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed = None
 ) -> tuple[Array, Array, Params, Array]:
@@ -33,9 +43,7 @@ def grads_and_loss(
         a 0-d array that is finite iff the loss and every gradient are finite
         (one value to copy to the host per step).
     """
-    Y, backprop = model.apply(params, X, train=True, rng=rng)
-    value, dY = loss(Y, T)
-    _, grads = backprop(dY)
+    Y, value, grads = _forward_backward(model, loss, params, X, T, rng)
     xp = namespace(value)
     check = value
     for g in tree_leaves(grads):
@@ -113,9 +121,7 @@ class TrainStep:
         return self._step(params, state, X, T, rng)
 
     def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
-        Y, backprop = self.model.apply(params, X, train=True, rng=rng)
-        value, dY = self.loss(Y, T)
-        _, grads = backprop(dY)
+        _, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
         params, state = self.optimizer.step(params, grads, state)
         return params, state, value
 
