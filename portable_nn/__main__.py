@@ -137,6 +137,116 @@ def run_compare_command(args: argparse.Namespace) -> int:
     return 1 if result.failed or not result.results else 0
 
 
+_BENCH_CASES = ("a", "b", "c", "d", "e")
+_BENCH_LIBRARIES = ("torch", "jax", "sklearn")
+
+
+def _case_list(text: str) -> list[str]:
+    cases = [s.strip().lower() for s in text.split(",")]
+    bad = [c for c in cases if c not in _BENCH_CASES]
+    if not cases or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated cases from {','.join(_BENCH_CASES)}, got {text!r}"
+        )
+    return list(dict.fromkeys(cases))
+
+
+def _library_list(text: str) -> list[str]:
+    libs = [s.strip().lower() for s in text.split(",") if s.strip()]
+    libs = ["sklearn" if s in ("scikit-learn", "scikit_learn") else s for s in libs]
+    bad = [s for s in libs if s not in (*_BENCH_LIBRARIES, "numpy")]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend(s) {', '.join(bad)}; choose from numpy,{','.join(_BENCH_LIBRARIES)}"
+        )
+    return [s for s in dict.fromkeys(libs) if s != "numpy"]  # numpy, the reference, always runs
+
+
+def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``bench`` subcommand: see :mod:`portable_nn.bench`."""
+    p = commands.add_parser(
+        "bench",
+        help="benchmark portable_nn against hand-written NumPy, the GEMM limit, PyTorch, JAX, scikit-learn",
+        description=(
+            "Time portable_nn against hand-written NumPy, the matmuls alone, PyTorch, JAX and scikit-learn. "
+            "Each case runs in its own process; its candidates are warmed up and timed round-robin, "
+            "synchronized, and the median of the repeats is reported with its spread (IQR/median). "
+            "Prints one table per case with the targets marked met or missed."
+        ),
+        epilog=(
+            "Cases: a MLP training step 784-512-512-10; b the notebook's 3-2-1 net (us/step); "
+            "c digits end to end to 0.97 accuracy; d GFLOP/s scaling over width and batch; "
+            "e RSS of pnn.fit per epoch. Speed is measured, never asserted: a busy machine skews it."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (about two minutes)")
+    p.add_argument(
+        "--json", metavar="FILE", help="also write every measurement, target and the environment as JSON"
+    )
+    p.add_argument(
+        "--cases",
+        type=_case_list,
+        default=list(_BENCH_CASES),
+        metavar="LIST",
+        help="comma-separated cases to run (default: a,b,c,d,e)",
+    )
+    p.add_argument(
+        "--backends",
+        type=_library_list,
+        default=None,
+        metavar="LIST",
+        help="comparison libraries among torch,jax,sklearn (numpy always runs; default: all installed)",
+    )
+    p.add_argument(
+        "--repeats", type=_positive_int, default=None, metavar="R", help="timed repeats per candidate"
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="BLAS/OpenMP threads for the cases (default: as configured); torch always gets NumPy's BLAS "
+        "thread count; JAX keeps its own pool",
+    )
+    p.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run every case in this process instead of one fresh process per case",
+    )
+    p.set_defaults(handler=run_bench_command)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Run ``bench``; 0 when every case ran (targets may be missed), 1 when something failed, 2 for bad paths."""
+    from .bench import CaseResult, run_bench
+
+    if args.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        return _fail(
+            f"--json {args.json}: the folder {os.path.dirname(os.path.abspath(args.json))} does not exist."
+        )
+
+    def show(result: CaseResult) -> None:
+        print(result.table() + "\n", flush=True)
+
+    report = run_bench(
+        args.cases,
+        profile="quick" if args.quick else "full",
+        libraries=args.backends,
+        repeats=args.repeats,
+        isolate=args.isolate,
+        threads=args.threads,
+        on_case=show,
+    )
+    print(report.summary())
+    for note in report.notes:
+        print(note)
+    if args.json is not None:
+        report.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m portable_nn`` parser with one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -146,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"portable_nn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     add_compare_command(commands)
+    add_bench_command(commands)
     return parser
 
 

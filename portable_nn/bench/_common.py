@@ -1,0 +1,312 @@
+"""Settings shared by every case, and small helpers: optional libraries, threads, rows."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._environment import blas_threads, threadpools
+from .._timing import Candidate, Timing, time_interleaved
+from ._result import CaseResult, Progress
+
+__all__ = [
+    "LIBRARIES",
+    "Config",
+    "PROFILES",
+    "BUSY_CORES",
+    "LoadMeter",
+    "busy",
+    "current_rss_mib",
+    "load_note",
+    "peak_rss_mib",
+    "error_text",
+    "optional",
+    "paired_ratio",
+    "ratio",
+    "setup_threads",
+    "timing_row",
+    "run_candidates",
+]
+
+# comparison libraries a case may use besides NumPy (the reference, always run); --backends picks among them
+LIBRARIES = ("torch", "jax", "sklearn")
+_IMPORT = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
+_PIP = {"torch": "torch", "jax": "'jax[cpu]'", "sklearn": "scikit-learn"}
+
+# per profile: timed repeats, untimed warm-up calls, and the target seconds per timed block
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {"repeats": 7, "warmup": 3, "block_s": 0.3},
+    "quick": {"repeats": 7, "warmup": 2, "block_s": 0.2},
+    "tiny": {"repeats": 1, "warmup": 1, "block_s": 0.002},  # smoke tests only: numbers mean nothing
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """How one case runs.
+
+    Attributes:
+        profile: ``"full"``, ``"quick"`` or ``"tiny"`` (each case sizes itself from it).
+        repeats, warmup, block_s: see :func:`portable_nn._timing.time_interleaved`.
+        explicit_repeats: ``repeats`` was asked for (``--repeats``), not the profile's default.
+        libraries: comparison libraries allowed (subset of :data:`LIBRARIES`).
+        progress: tqdm bar on stderr; None shows it only when stderr is a terminal.
+    """
+
+    profile: str = "full"
+    repeats: int = 7
+    warmup: int = 3
+    block_s: float = 0.3
+    libraries: frozenset[str] = field(default_factory=lambda: frozenset(LIBRARIES))
+    progress: bool | None = None
+    explicit_repeats: bool = False
+
+    def case_repeats(self, defaults: dict[str, int]) -> int:
+        """Repeats for a case with its own per-profile ``defaults`` (fewer, longer runs); --repeats wins."""
+        if self.explicit_repeats:
+            return self.repeats
+        return min(self.repeats, defaults.get(self.profile, self.repeats))
+
+    @classmethod
+    def for_profile(
+        cls,
+        profile: str,
+        *,
+        repeats: int | None = None,
+        libraries: Sequence[str] | None = None,
+        progress: bool | None = None,
+    ) -> Config:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+        p = PROFILES[profile]
+        return cls(
+            profile=profile,
+            repeats=p["repeats"] if repeats is None else repeats,
+            warmup=p["warmup"],
+            block_s=p["block_s"],
+            libraries=frozenset(LIBRARIES if libraries is None else libraries),
+            progress=progress,
+            explicit_repeats=repeats is not None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "repeats": self.repeats,
+            "warmup_calls": self.warmup,
+            "block_s": self.block_s,
+            "libraries": sorted(self.libraries),
+        }
+
+
+def optional(name: str, config: Config, result: CaseResult, label: str) -> Any:
+    """Import comparison library ``name`` if it is wanted and installed, else note why in ``result.skipped``."""
+    if name not in config.libraries:
+        result.skipped[label] = f"{name} not selected (--backends)"
+        return None
+    try:
+        return importlib.import_module(_IMPORT[name])
+    except ImportError as e:
+        result.skipped[label] = f"{name} is not installed ({e}); pip install {_PIP[name]}"
+        return None
+
+
+def setup_threads() -> dict[str, Any]:
+    """Give torch as many intra-op threads as NumPy's BLAS has; return the thread facts for the report.
+
+    Only touches torch when it is already imported.
+    """
+    import sys
+
+    n, source = blas_threads()
+    info: dict[str, Any] = {"blas_threads": n, "blas_threads_source": source, "cpu_count": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_interop_threads"] = torch.get_num_interop_threads()
+    info["threadpools"] = threadpools()
+    return info
+
+
+def timing_row(name: str, timing: Timing, **extra: Any) -> dict[str, Any]:
+    """A table row: the median, spread and page faults of ``timing`` plus ``extra`` columns."""
+    return {
+        "name": name,
+        "median_s": timing.median,
+        "spread": timing.spread,
+        "faults_per_step": timing.median_faults,
+        **extra,
+        "timing": timing.as_dict(),
+    }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, None when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or not denominator > 0:
+        return None
+    value = numerator / denominator
+    return value if math.isfinite(value) else None
+
+
+def paired_ratio(numerator: Timing | None, denominator: Timing | None) -> float | None:
+    """Median over repeats of the per-repeat time ratio (repeat r of one candidate over repeat r of the other).
+
+    Candidates timed round-robin share each repeat's machine state, so pairing
+    them cancels slow drifts that move both; None without equal repeat counts.
+    """
+    if numerator is None or denominator is None or len(numerator.per_step) != len(denominator.per_step):
+        return None
+    pairs = [a / b for a, b in zip(numerator.per_step, denominator.per_step, strict=True) if b > 0]
+    return statistics.median(pairs) if pairs else None
+
+
+def error_text(e: BaseException) -> str:
+    """``Type: message`` and the innermost frame, for a failed candidate."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def run_candidates(
+    builders: Sequence[tuple[str, Callable[[], Candidate]]],
+    config: Config,
+    result: CaseResult,
+    *,
+    desc: str,
+    calls: int | None = None,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    warmup_s: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Timing]:
+    """Build each candidate (a failure is recorded in ``result.failed``), then time them interleaved.
+
+    Each candidate warms up for at least ``warmup_s`` seconds (default: one block's length).
+    """
+    candidates = []
+    for label, build in builders:
+        try:
+            candidates.append(build())
+        except Exception as e:  # one candidate failing to build must not stop the others
+            result.failed[label] = error_text(e)
+    if not candidates:
+        return {}
+    reps = config.repeats if repeats is None else repeats
+    own = progress is None
+    bar = Progress(config.progress, len(candidates) * (reps + 1), desc) if own else progress
+    assert bar is not None
+    try:
+        return time_interleaved(
+            candidates,
+            repeats=reps,
+            warmup=config.warmup if warmup is None else warmup,
+            block_s=config.block_s,
+            calls=calls,
+            warmup_s=config.block_s if warmup_s is None else warmup_s,
+            on_block=bar.update,
+        )
+    finally:
+        if own:
+            bar.close()
+
+
+def current_rss_mib() -> float | None:
+    """Resident set size now, from ``/proc/self/statm`` (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident set size of this process so far (``ru_maxrss``; KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes spent busy since boot, from ``/proc/stat`` (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class LoadMeter:
+    """How busy the rest of the machine was while a case ran: other processes' CPU use, in cores.
+
+    ``others_cores`` = (all busy CPU time - this process's CPU time) / wall time.
+    On a 2-core machine a value near 1 means another program held a whole core.
+    """
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._busy = _busy_cpu_seconds()
+        self._own = _own_cpu_seconds()
+        self._load = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    def report(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self._wall
+        busy, own = _busy_cpu_seconds(), _own_cpu_seconds()
+        out: dict[str, Any] = {"wall_s": wall, "loadavg_start": self._load}
+        out["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        out["own_cpu_cores"] = (own - self._own) / wall if wall > 0 else None
+        if busy is not None and self._busy is not None and wall > 0:
+            out["others_cpu_cores"] = max(0.0, (busy - self._busy) - (own - self._own)) / wall
+        else:
+            out["others_cpu_cores"] = None
+        return out
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+BUSY_CORES = 0.2  # other processes using more than this many cores on average make timings suspect
+
+
+def busy(load: dict[str, Any]) -> bool:
+    """True when other processes used more than :data:`BUSY_CORES` cores while the case ran."""
+    others = load.get("others_cpu_cores")
+    return others is not None and others > BUSY_CORES
+
+
+def load_note(load: dict[str, Any]) -> str:
+    """One line for a case's notes: how much CPU other programs used meanwhile."""
+    others = load.get("others_cpu_cores")
+    la = load.get("loadavg_end")
+    parts = []
+    if others is not None:
+        parts.append(f"other processes used {others:.2f} of {os.cpu_count()} cores on average")
+    if la:
+        parts.append(f"1-min load average {la[0]:.2f}")
+    text = "machine load meanwhile: " + ", ".join(parts) if parts else "machine load: unknown"
+    if busy(load):
+        text += (
+            "  <-- BUSY: threads that wait on each other (BLAS, OpenMP) stall when a core is taken, "
+            "so these times and ratios are unreliable"
+        )
+    return text

@@ -1,0 +1,324 @@
+"""Case c: digits end to end, the wall time of a whole training run and the test accuracy it reaches.
+
+scikit-learn's bundled digits (standardized, 75/25 split, random_state=0), a
+64-128-10 ReLU MLP, Adam lr 3e-3, batch 32, 30 epochs, reshuffled every epoch:
+the recipe of ``examples/digits.py``, which reaches about 0.978. Candidates:
+
+- portable_nn: ``pnn.fit`` on NumPy (it also tracks the training loss and accuracy);
+- scikit-learn ``MLPClassifier(hidden_layer_sizes=(128,))``, adam with the
+  same learning rate, batch size and epochs, no L2 penalty, no early stop;
+- PyTorch: the same MLP, initial weights, optimizer and epochs, eager;
+- the same MLP and Adam written by hand in NumPy.
+
+Each timed call is one whole training from the same initial weights
+(scikit-learn draws its own). Test accuracy is measured after the clock
+stops; a candidate below 0.97 is flagged, and a speed target that compares
+two candidates counts only when both reach 0.97.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._select import get_backend
+from .._timing import Candidate
+from ..activations import ReLU
+from ..linear import Linear
+from ..losses import softmax_cross_entropy
+from ..optim import Adam
+from ..problems import load_digits_data
+from ..sequential import Sequential
+from ..train import fit, predict
+from ._common import (
+    Config,
+    error_text,
+    optional,
+    paired_ratio,
+    ratio,
+    run_candidates,
+    setup_threads,
+    timing_row,
+)
+from ._result import CaseResult, Column, Target
+
+__all__ = ["ACCURACY", "EPOCHS", "KEY", "run"]
+
+KEY = "c"
+ACCURACY = 0.97
+EPOCHS = {"full": 30, "quick": 30, "tiny": 1}
+REPEATS = {"full": 5, "quick": 3, "tiny": 1}  # each repeat is a whole training run
+LR, BATCH, HIDDEN, SEED = 3e-3, 32, 128, 0
+B1, B2, EPS = 0.9, 0.999, 1e-8
+
+PNN, SKLEARN, TORCH, NUMPY = "portable_nn (pnn.fit)", "sklearn MLPClassifier", "torch eager", "numpy by hand"
+
+Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# a trainer: train(epochs) fits from the initial weights; accuracy() scores the last fit on the test set
+Trainer = tuple[Callable[[int], None], Callable[[], float]]
+
+
+def _model() -> tuple[Sequential, Any]:
+    model = Sequential(Linear(64, HIDDEN), ReLU(), Linear(HIDDEN, 10))
+    return model, model.init(seed=SEED, backend="numpy", dtype="float32")
+
+
+def _pnn(data: Data) -> Trainer:
+    Xtr, Xte, ytr, yte = data
+    model, init = _model()
+    cur: dict[str, Any] = {}
+
+    def train(epochs: int) -> None:
+        cur["params"], _ = fit(
+            model,
+            init,
+            Xtr,
+            ytr,
+            loss=softmax_cross_entropy,
+            optimizer=Adam(lr=LR),
+            epochs=epochs,
+            batch_size=BATCH,
+            seed=SEED,
+            progress=False,
+        )
+
+    def accuracy() -> float:
+        return float(np.mean(np.argmax(predict(model, cur["params"], Xte), axis=1) == yte))
+
+    return train, accuracy
+
+
+def _numpy(data: Data) -> Trainer:
+    Xtr, Xte, ytr, yte = data
+    _, params = _model()
+    init = [params[0]["W"], params[0]["b"], params[2]["W"], params[2]["b"]]
+    n = Xtr.shape[0]
+    cur: dict[str, Any] = {}
+
+    def grads(p: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        W1, b1, W2, b2 = p
+        N = X.shape[0]
+        Z1 = X @ W1 + b1
+        H = np.maximum(Z1, 0)
+        Z = H @ W2 + b2
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        dZ = E / E.sum(axis=1, keepdims=True)
+        dZ[np.arange(N), y] -= 1
+        dZ /= N
+        dH = np.where(Z1 < 0, 0, dZ @ W2.T)
+        return [X.T @ dH, dH.sum(axis=0), H.T @ dZ, dZ.sum(axis=0)]
+
+    def train(epochs: int) -> None:
+        rng = np.random.default_rng(SEED)
+        p = list(init)
+        m = [np.zeros_like(w) for w in p]
+        v = [np.zeros_like(w) for w in p]
+        t = 0
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            for i in range(0, n, BATCH):
+                idx = order[i : i + BATCH]
+                g = grads(p, Xtr[idx], ytr[idx])
+                t += 1
+                c1, c2 = 1.0 - B1**t, 1.0 - B2**t
+                m = [B1 * mi + (1.0 - B1) * gi for mi, gi in zip(m, g, strict=True)]
+                v = [B2 * vi + (1.0 - B2) * (gi * gi) for vi, gi in zip(v, g, strict=True)]
+                p = [w - LR * (mi / c1) / (np.sqrt(vi / c2) + EPS) for w, mi, vi in zip(p, m, v, strict=True)]
+        cur["p"] = p
+
+    def accuracy() -> float:
+        W1, b1, W2, b2 = cur["p"]
+        return float(np.mean(np.argmax(np.maximum(Xte @ W1 + b1, 0) @ W2 + b2, axis=1) == yte))
+
+    return train, accuracy
+
+
+def _torch(data: Data, torch: Any) -> Trainer:
+    Xtr, Xte, ytr, yte = (torch.from_numpy(np.ascontiguousarray(a)) for a in data)
+    _, params = _model()
+    n = Xtr.shape[0]
+    model = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
+    linears = [model[0], model[2]]
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def train(epochs: int) -> None:
+        with torch.no_grad():
+            for lin, p in zip(linears, (params[0], params[2]), strict=True):
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(p["W"].T)))
+                lin.bias.copy_(torch.from_numpy(p["b"]))
+        opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(B1, B2), eps=EPS)
+        gen = torch.Generator().manual_seed(SEED)
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n, BATCH):
+                idx = order[i : i + BATCH]
+                opt.zero_grad(set_to_none=True)
+                loss = cross_entropy(model(Xtr[idx]), ytr[idx])
+                loss.backward()
+                opt.step()
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            return float((model(Xte).argmax(dim=1) == yte).double().mean())
+
+    return train, accuracy
+
+
+def _sklearn(data: Data, sklearn: Any) -> Trainer:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    Xtr, Xte, ytr, yte = data
+    cur: dict[str, Any] = {}
+
+    def train(epochs: int) -> None:
+        clf = MLPClassifier(
+            hidden_layer_sizes=(HIDDEN,),
+            activation="relu",
+            solver="adam",
+            alpha=0.0,
+            batch_size=BATCH,
+            learning_rate_init=LR,
+            beta_1=B1,
+            beta_2=B2,
+            epsilon=EPS,
+            max_iter=epochs,
+            shuffle=True,
+            random_state=SEED,
+            tol=0.0,
+            n_iter_no_change=epochs + 1,  # run every epoch, as the others do
+            early_stopping=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            cur["clf"] = clf.fit(Xtr, ytr)
+
+    def accuracy() -> float:
+        return float(np.mean(cur["clf"].predict(Xte) == yte))
+
+    return train, accuracy
+
+
+def run(config: Config) -> CaseResult:
+    """Time whole training runs; targets: >= 3x faster than scikit-learn and torch, <= 1.1x hand-written NumPy."""
+    start = time.perf_counter()
+    epochs = EPOCHS[config.profile]
+    result = CaseResult(
+        KEY,
+        f"digits end to end: MLP 64-{HIDDEN}-10, Adam(lr={LR}), batch {BATCH}, {epochs} epochs, float32; "
+        f"wall time of one training run, test accuracy >= {ACCURACY}",
+    )
+    sklearn = optional("sklearn", config, result, SKLEARN)
+    torch = optional("torch", config, result, TORCH)
+    threads = setup_threads()
+    result.environment = {"threads": threads}
+    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
+    Xtr, Xte, ytr, yte = load_digits_data()
+    data: Data = (Xtr.astype(np.float32), Xte.astype(np.float32), ytr, yte)
+    makers: list[tuple[str, Callable[[], Trainer]]] = [
+        (PNN, lambda: _pnn(data)),
+        (NUMPY, lambda: _numpy(data)),
+    ]
+    if sklearn is not None:
+        makers.append((SKLEARN, lambda: _sklearn(data, sklearn)))
+    if torch is not None:
+        makers.append((torch_name, lambda: _torch(data, torch)))
+    scorers: dict[str, Callable[[], float]] = {}
+    numpy_be = get_backend("numpy")
+
+    def keep(name: str, make: Callable[[], Trainer]) -> tuple[str, Callable[[], Candidate]]:
+        def build() -> Candidate:
+            train, scorers[name] = make()
+            return Candidate(name, lambda: train(epochs), numpy_be, warmup=lambda: train(1))
+
+        return name, build
+
+    repeats = config.case_repeats(REPEATS)
+    timings = run_candidates(
+        [keep(n, m) for n, m in makers],
+        config,
+        result,
+        desc="c: digits",
+        calls=1,
+        repeats=repeats,
+        warmup=1,
+        warmup_s=0.0,
+    )
+    acc: dict[str, float] = {}
+    for name, score in scorers.items():
+        if name in timings:
+            try:
+                acc[name] = score()
+            except Exception as e:
+                result.failed[f"{name} (accuracy)"] = error_text(e)
+    t_pnn = timings[PNN].median if PNN in timings else None
+    for name, timing in timings.items():
+        a = acc.get(name)
+        flag = None if a is None else ("yes" if a >= ACCURACY else f"NO (< {ACCURACY})")
+        result.rows.append(
+            timing_row(
+                name, timing, ratio=ratio(timing.median, t_pnn), accuracy=a, reached=flag, epochs=epochs
+            )
+        )
+    result.columns = [
+        Column("candidate", "name"),
+        Column("median/run", "median_s", "time"),
+        Column("spread", "spread", "pct"),
+        Column("vs portable_nn", "ratio", "ratio"),
+        Column("test acc", "accuracy", "acc"),
+        Column(f">= {ACCURACY}", "reached", "str"),
+    ]
+
+    def target(goal: str, ratio_name: str, num: str, den: str, op: str, bound: float) -> Target:
+        low = [n for n in (num, den) if n in acc and acc[n] < ACCURACY]
+        t_num = timings[num].median if num in timings else None
+        t_den = timings[den].median if den in timings else None
+        note = f"not at the same accuracy: {', '.join(low)} below {ACCURACY}" if low else ""
+        paired = paired_ratio(timings.get(num), timings.get(den))
+        return Target(goal, ratio_name, ratio(t_num, t_den), op, bound, note, not low, paired)
+
+    result.targets = [
+        target(
+            "portable_nn >= 3x faster than sklearn MLPClassifier",
+            "t(sklearn)/t(portable_nn)",
+            SKLEARN,
+            PNN,
+            ">=",
+            3.0,
+        ),
+        target(
+            "portable_nn >= 3x faster than PyTorch", "t(torch)/t(portable_nn)", torch_name, PNN, ">=", 3.0
+        ),
+        target(
+            "portable_nn within 1.1x of hand-written NumPy",
+            "t(portable_nn)/t(numpy by hand)",
+            PNN,
+            NUMPY,
+            "<=",
+            1.1,
+        ),
+    ]
+    flagged = [n for n, a in acc.items() if a < ACCURACY]
+    if flagged:
+        result.notes.append(f"below {ACCURACY} test accuracy after {epochs} epochs: {', '.join(flagged)}")
+    result.notes.append(
+        "portable_nn's fit also computes the training loss and accuracy of every batch (one host sync per step)"
+    )
+    result.settings = {
+        **config.as_dict(),
+        "ratio": "median run time / median run time of portable_nn (pnn.fit)",
+        "repeats": repeats,
+        "epochs": epochs,
+        "batch": BATCH,
+        "hidden": HIDDEN,
+        "lr": LR,
+        "accuracy_goal": ACCURACY,
+        "train_rows": int(Xtr.shape[0]),
+        "test_rows": int(Xte.shape[0]),
+    }
+    result.elapsed_s = time.perf_counter() - start
+    return result

@@ -1,0 +1,168 @@
+"""Case a: one training step of a medium MLP, portable_nn against hand-written code and other libraries.
+
+784-512-512-10 ReLU MLP with biases, batch 256, float32, softmax cross-entropy,
+SGD(lr=0.01). Candidates, timed interleaved in this one process:
+
+1. portable_nn on NumPy via ``pnn.compile_step`` (the public fast path);
+2. the same step written by hand in plain NumPy (functional ``w = w - lr*g``);
+3. the step's eight matmuls alone on preallocated arrays: the limit here;
+4. PyTorch eager, autograd + ``torch.optim.SGD``, with as many threads as NumPy's BLAS;
+5. a ``jax.jit`` step (``jax.value_and_grad`` + the SGD update).
+
+Minor page faults per step are counted too: fresh arrays every step mean
+fresh pages from the OS unless the allocator reuses them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .._timing import Candidate
+from ._common import (
+    Config,
+    error_text,
+    optional,
+    paired_ratio,
+    ratio,
+    run_candidates,
+    setup_threads,
+    timing_row,
+)
+from ._mlp import Built, flops, gemm_step, jax_step, mlp_problem, numpy_step, pnn_step, torch_step
+from ._result import CaseResult, Column, Target
+
+__all__ = ["KEY", "SIZES", "run"]
+
+KEY = "a"
+SIZES = {"full": (512, 256), "quick": (512, 256), "tiny": (32, 16)}
+CHECK_STEPS = 3
+
+PNN, HAND, GEMM, TORCH, JAX = (
+    "portable_nn (compile_step)",
+    "numpy by hand",
+    "GEMM only (8 matmuls)",
+    "torch eager",
+    "jax jit",
+)
+
+
+def run(config: Config) -> CaseResult:
+    """Time the five candidates; targets: faster than JAX and torch, at most 1.2x GEMM only."""
+    start = time.perf_counter()
+    hidden, batch = SIZES[config.profile]
+    result = CaseResult(
+        KEY,
+        f"MLP training step 784-{hidden}-{hidden}-10, batch {batch}, float32, softmax CE, SGD(lr=0.01)",
+    )
+    torch = optional("torch", config, result, TORCH)
+    jax = optional("jax", config, result, JAX)
+    threads = setup_threads()
+    result.environment = {"threads": threads}
+    prob = mlp_problem(hidden, batch)
+    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
+    built: dict[str, Built] = {}
+
+    def keep(name: str, make: Callable[[], Built]) -> tuple[str, Callable[[], Candidate]]:
+        def build() -> Candidate:
+            built[name] = make()
+            return built[name].candidate
+
+        return name, build
+
+    builders = [
+        keep(PNN, lambda: pnn_step(prob, PNN)),
+        keep(HAND, lambda: numpy_step(prob, HAND)),
+        keep(GEMM, lambda: gemm_step(hidden, batch, GEMM)),
+    ]
+    if torch is not None:
+        builders.append(keep(torch_name, lambda: torch_step(prob, torch, torch_name)))
+    if jax is not None:
+        builders.append(keep(JAX, lambda: jax_step(prob, jax, JAX)))
+    timings = run_candidates(builders, config, result, desc="a: mlp step")
+
+    # the same loss after CHECK_STEPS steps from the same params: they all compute one thing
+    losses: dict[str, float] = {}
+    for name, b in built.items():
+        if b.loss_after is not None and name in timings:
+            try:
+                losses[name] = b.loss_after(CHECK_STEPS)
+            except Exception as e:
+                result.failed[f"{name} (loss check)"] = error_text(e)
+    ref_loss = losses.get(PNN)
+    t_pnn = timings[PNN].median if PNN in timings else None
+    work = flops(hidden, batch)
+    for name, timing in timings.items():
+        loss = losses.get(name)
+        result.rows.append(
+            timing_row(
+                name,
+                timing,
+                ratio=ratio(timing.median, t_pnn),
+                gflops=work / timing.median / 1e9 if timing.median > 0 else None,
+                loss_check=loss,
+                loss_dev=(abs(loss - ref_loss) / abs(ref_loss) if loss is not None and ref_loss else None),
+            )
+        )
+    result.columns = [
+        Column("candidate", "name"),
+        Column("median/step", "median_s", "time"),
+        Column("spread", "spread", "pct"),
+        Column("vs portable_nn", "ratio", "ratio"),
+        Column("GFLOP/s", "gflops", "gflops"),
+        Column("faults/step", "faults_per_step", "int"),
+        Column(f"loss@{CHECK_STEPS}", "loss_check", "float"),
+    ]
+
+    def t(name: str) -> float | None:
+        return timings[name].median if name in timings else None
+
+    def pair(num: str, den: str) -> float | None:
+        return paired_ratio(timings.get(num), timings.get(den))
+
+    result.targets = [
+        Target(
+            "portable_nn faster than the JAX jit step",
+            "t(portable_nn)/t(jax jit)",
+            ratio(t_pnn, t(JAX)),
+            "<",
+            1.0,
+            paired_ratio=pair(PNN, JAX),
+        ),
+        Target(
+            "portable_nn faster than PyTorch eager",
+            "t(portable_nn)/t(torch eager)",
+            ratio(t_pnn, t(torch_name)),
+            "<",
+            1.0,
+            paired_ratio=pair(PNN, torch_name),
+        ),
+        Target(
+            "portable_nn at most 1.2x the GEMM-only time",
+            "t(portable_nn)/t(GEMM only)",
+            ratio(t_pnn, t(GEMM)),
+            "<=",
+            1.2,
+            paired_ratio=pair(PNN, GEMM),
+        ),
+    ]
+    worst = max((r["loss_dev"] for r in result.rows if r.get("loss_dev") is not None), default=None)
+    if worst is not None:
+        result.notes.append(
+            f"loss after {CHECK_STEPS} steps from the same params agrees with portable_nn's to "
+            f"{worst:.1e} relative" + ("" if worst < 1e-3 else "  <-- implementations DISAGREE")
+        )
+    result.notes.append(
+        f"GFLOP/s counts only the 8 matmuls ({work / 1e9:.3f} GFLOP/step); faults/step: minor page faults"
+    )
+    result.settings = {
+        **config.as_dict(),
+        "ratio": "median time / median time of portable_nn (compile_step)",
+        "hidden": hidden,
+        "batch": batch,
+        "dtype": "float32",
+        "flops_per_step": work,
+        "check_steps": CHECK_STEPS,
+    }
+    result.elapsed_s = time.perf_counter() - start
+    return result

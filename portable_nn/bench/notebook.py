@@ -1,0 +1,342 @@
+"""Case b: the teaching notebook's tiny problem, where per-step overhead is everything.
+
+3-2-1 ReLU net without biases, the notebook's 4 x 3 data and seeded weights,
+float64, sum of squared errors, SGD lr 0.01: microseconds per step of
+
+- portable_nn through the public API loop (``model.apply``, the loss,
+  ``backprop``, ``opt.step``), and through ``pnn.compile_step``;
+- the notebook's own NumPy loop (``x.dot``, ``np.maximum``, in-place ``w1 -= lr*grad_w1``);
+- PyTorch eager autograd (the same loop with tensors, ``loss.backward()``);
+- a ``jax.jit`` step, and the whole 500-step run compiled as one ``lax.fori_loop``.
+
+Each candidate's loss after the notebook's 500 steps is compared with portable_nn's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._select import get_backend
+from .._timing import Candidate
+from ..losses import sum_squared_error
+from ..problems import make_problem, notebook_data, notebook_weights
+from ..step import compile_step
+from ._common import (
+    Config,
+    error_text,
+    optional,
+    paired_ratio,
+    ratio,
+    run_candidates,
+    setup_threads,
+    timing_row,
+)
+from ._result import CaseResult, Column, Target
+
+__all__ = ["KEY", "run"]
+
+KEY = "b"
+LR = 0.01
+STEPS = 500  # the notebook's run; also the length of the compiled fori_loop
+
+API, COMPILED, RAW, TORCH, JAX, JAX_LOOP = (
+    "portable_nn (apply/loss/backprop/step)",
+    "portable_nn (compile_step)",
+    "numpy, the notebook's loop",
+    "torch eager autograd",
+    "jax jit step",
+    f"jax fori_loop ({STEPS} steps/call)",
+)
+
+Check = Callable[[], float]
+
+
+def _pnn_api() -> tuple[Candidate, Check]:
+    prob = make_problem("seed", "numpy")
+    model, opt = prob.model, prob.optimizer
+    x, y = prob.batches[0]
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        cur.update(params=prob.params, state=opt.init(prob.params))
+
+    def one() -> Any:
+        Y, backprop = model.apply(cur["params"], x, train=True)
+        loss, dY = sum_squared_error(Y, y)
+        _, grads = backprop(dY)
+        cur["params"], cur["state"] = opt.step(cur["params"], grads, cur["state"])
+        cur["loss"] = loss
+        return loss
+
+    return Candidate(API, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+
+
+def _pnn_compiled() -> tuple[Candidate, Check]:
+    prob = make_problem("seed", "numpy")
+    step = compile_step(prob.model, prob.loss, prob.optimizer)
+    x, y = prob.batches[0]
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        cur.update(params=prob.params, state=prob.optimizer.init(prob.params))
+
+    def one() -> Any:
+        cur["params"], cur["state"], cur["loss"] = step(cur["params"], cur["state"], x, y)
+        return cur["loss"]
+
+    return Candidate(COMPILED, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+
+
+def _numpy_notebook() -> tuple[Candidate, Check]:
+    x, y = notebook_data()
+    w1_0, w2_0 = notebook_weights()
+    w1, w2 = w1_0.copy(), w2_0.copy()
+    learning_rate = LR
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        w1[...] = w1_0
+        w2[...] = w2_0
+
+    def one() -> Any:  # the notebook's loop body, verbatim but for the print
+        nonlocal w1, w2  # `w1 -= ...` writes in place (and rebinds to the same array)
+        h = x.dot(w1)
+        h_relu = np.maximum(h, 0)
+        y_pred = h_relu.dot(w2)
+        loss = np.square(y_pred - y).sum()
+        grad_y_pred = 2.0 * (y_pred - y)
+        grad_w2 = h_relu.T.dot(grad_y_pred)
+        grad_h_relu = grad_y_pred.dot(w2.T)
+        grad_h = grad_h_relu.copy()
+        grad_h[h < 0] = 0
+        grad_w1 = x.T.dot(grad_h)
+        w1 -= learning_rate * grad_w1
+        w2 -= learning_rate * grad_w2
+        cur["loss"] = loss
+        return loss
+
+    return Candidate(RAW, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+
+
+def _torch(torch: Any, name: str = TORCH) -> tuple[Candidate, Check]:
+    xh, yh = notebook_data()
+    w1_0, w2_0 = notebook_weights()
+    x, y = torch.from_numpy(xh), torch.from_numpy(yh)
+    w1 = torch.tensor(w1_0, requires_grad=True)
+    w2 = torch.tensor(w2_0, requires_grad=True)
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        with torch.no_grad():
+            w1.copy_(torch.from_numpy(w1_0))
+            w2.copy_(torch.from_numpy(w2_0))
+
+    def one() -> Any:  # clamp(min=0) passes the gradient at 0, like the notebook's grad_h[h < 0] = 0
+        nonlocal w1, w2
+        y_pred = x.mm(w1).clamp(min=0).mm(w2)
+        loss = (y_pred - y).pow(2).sum()
+        loss.backward()
+        with torch.no_grad():
+            w1 -= LR * w1.grad
+            w2 -= LR * w2.grad
+        w1.grad = None
+        w2.grad = None
+        cur["loss"] = loss.detach()
+        return cur["loss"]
+
+    return Candidate(name, one, None, reset), _run_check(reset, one, cur)
+
+
+def _jax_parts(jax: Any) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)  # the notebook is float64
+    cpu = jax.devices("cpu")[0]
+    xh, yh = notebook_data()
+    x, y = jax.device_put(xh, cpu), jax.device_put(yh, cpu)
+    w0 = [jax.device_put(w, cpu) for w in notebook_weights()]
+
+    def loss_fn(w: list[Any], x: Any, y: Any) -> Any:
+        h = x @ w[0]
+        # where, not maximum: the gradient passes at h == 0 as in the notebook (maximum would halve it)
+        h_relu = jnp.where(h < 0, 0.0, h)
+        d = h_relu @ w[1] - y
+        return jnp.sum(d * d)
+
+    def train(w: list[Any]) -> tuple[list[Any], Any]:
+        loss, g = jax.value_and_grad(loss_fn)(w, x, y)
+        return [w[0] - LR * g[0], w[1] - LR * g[1]], loss
+
+    return x, y, w0, train
+
+
+def _jax_step(jax: Any) -> tuple[Candidate, Check]:
+    _, _, w0, train = _jax_parts(jax)
+    jitted = jax.jit(train)
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        cur["w"] = w0
+
+    def one() -> Any:
+        cur["w"], cur["loss"] = jitted(cur["w"])
+        return cur["w"], cur["loss"]
+
+    return Candidate(JAX, one, None, reset), _run_check(reset, one, cur)
+
+
+def _jax_loop(jax: Any) -> tuple[Candidate, Check]:
+    _, _, w0, train = _jax_parts(jax)
+
+    @jax.jit
+    def run_all(w: list[Any]) -> tuple[list[Any], Any]:
+        def body(i: Any, carry: tuple[list[Any], Any]) -> tuple[list[Any], Any]:
+            return train(carry[0])
+
+        return jax.lax.fori_loop(0, STEPS, body, (w, jax.numpy.zeros((), w[0].dtype)))  # type: ignore[no-any-return]
+
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        cur["w"] = w0
+
+    def one() -> Any:  # always from the notebook's weights: every call is the same 500-step run
+        w, cur["loss"] = run_all(w0)
+        return w, cur["loss"]
+
+    def check() -> float:
+        one()
+        return float(cur["loss"])
+
+    return Candidate(JAX_LOOP, one, None, reset, units=STEPS), check
+
+
+def _run_check(reset: Callable[[], None], one: Callable[[], Any], cur: dict[str, Any]) -> Check:
+    def check() -> float:
+        reset()
+        for _ in range(STEPS):
+            one()
+        return float(cur["loss"])
+
+    return check
+
+
+def run(config: Config) -> CaseResult:
+    """Microseconds per step of the six candidates; targets: <= 1.3x the notebook loop, >= 10x torch."""
+    start = time.perf_counter()
+    result = CaseResult(
+        KEY, "the notebook: 3-2-1 ReLU net, 4 rows, float64, SSE, SGD(lr=0.01), time per step"
+    )
+    torch = optional("torch", config, result, TORCH)
+    jax = optional("jax", config, result, f"{JAX}, {JAX_LOOP}")
+    threads = setup_threads()
+    result.environment = {"threads": threads}
+    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
+    makers: list[tuple[str, Callable[[], tuple[Candidate, Check]]]] = [
+        (API, _pnn_api),
+        (COMPILED, _pnn_compiled),
+        (RAW, _numpy_notebook),
+    ]
+    if torch is not None:
+        makers.append((torch_name, lambda: _torch(torch, torch_name)))
+    if jax is not None:
+        makers += [(JAX, lambda: _jax_step(jax)), (JAX_LOOP, lambda: _jax_loop(jax))]
+    checks: dict[str, Check] = {}
+
+    def keep(name: str, make: Callable[[], tuple[Candidate, Check]]) -> tuple[str, Callable[[], Candidate]]:
+        def build() -> Candidate:
+            candidate, checks[name] = make()
+            return candidate
+
+        return name, build
+
+    timings = run_candidates([keep(n, m) for n, m in makers], config, result, desc="b: notebook")
+    losses: dict[str, float] = {}
+    for name, check in checks.items():
+        if name in timings:
+            try:
+                losses[name] = check()
+            except Exception as e:
+                result.failed[f"{name} (loss check)"] = error_text(e)
+    ref = losses.get(API)
+    t_api = timings[API].median if API in timings else None
+    for name, timing in timings.items():
+        loss = losses.get(name)
+        result.rows.append(
+            timing_row(
+                name,
+                timing,
+                us_per_step=timing.median * 1e6,
+                ratio=ratio(timing.median, t_api),
+                loss_check=loss,
+                loss_dev=abs(loss - ref) / abs(ref) if loss is not None and ref else None,
+            )
+        )
+    result.columns = [
+        Column("candidate", "name"),
+        Column("us/step", "us_per_step", "float"),
+        Column("spread", "spread", "pct"),
+        Column("vs portable_nn", "ratio", "ratio"),
+        Column(f"loss@{STEPS}", "loss_check", "float"),
+    ]
+
+    def t(name: str) -> float | None:
+        return timings[name].median if name in timings else None
+
+    def pair(num: str, den: str) -> float | None:
+        return paired_ratio(timings.get(num), timings.get(den))
+
+    raw, torch_t = t(RAW), t(torch_name)
+    result.targets = [
+        Target(
+            "portable_nn at most 1.3x the raw NumPy loop",
+            "t(portable_nn)/t(numpy loop)",
+            ratio(t_api, raw),
+            "<=",
+            1.3,
+            paired_ratio=pair(API, RAW),
+        ),
+        Target(
+            "portable_nn >= 10x faster than PyTorch autograd",
+            "t(torch)/t(portable_nn)",
+            ratio(torch_t, t_api),
+            ">=",
+            10.0,
+            paired_ratio=pair(torch_name, API),
+        ),
+        Target(
+            "compile_step at most 1.3x the raw NumPy loop",
+            "t(compile_step)/t(numpy loop)",
+            ratio(t(COMPILED), raw),
+            "<=",
+            1.3,
+            paired_ratio=pair(COMPILED, RAW),
+        ),
+        Target(
+            "compile_step >= 10x faster than PyTorch autograd",
+            "t(torch)/t(compile_step)",
+            ratio(torch_t, t(COMPILED)),
+            ">=",
+            10.0,
+            paired_ratio=pair(torch_name, COMPILED),
+        ),
+    ]
+    worst = max((r["loss_dev"] for r in result.rows if r.get("loss_dev") is not None), default=None)
+    if worst is not None:
+        result.notes.append(
+            f"loss after the notebook's {STEPS} steps agrees with portable_nn's to {worst:.1e} relative"
+            + ("" if worst < 1e-6 else "  <-- implementations DISAGREE")
+        )
+    result.settings = {
+        **config.as_dict(),
+        "ratio": "median time / median time of portable_nn (apply/loss/backprop/step)",
+        "dtype": "float64",
+        "lr": LR,
+        "check_steps": STEPS,
+    }
+    result.elapsed_s = time.perf_counter() - start
+    return result

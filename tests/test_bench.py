@@ -1,0 +1,134 @@
+"""Smoke test of the bench runner on the tiniest settings: it runs, and its JSON is well formed.
+
+No timing assertions: speed goals are reported by ``python -m portable_nn bench``, never tested.
+The bench always runs on NumPy, whatever backend the suite was started with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+from portable_nn.__main__ import build_parser
+from portable_nn.bench import SCHEMA, run_bench
+
+INSTALLED = [lib for lib in ("torch", "jax") if importlib.util.find_spec(lib) is not None]
+HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
+
+
+def _positive_finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _check_case(case: dict, key: str) -> None:
+    assert case["key"] == key
+    assert case["failed"] == {}, case["failed"]
+    assert case["rows"], f"case {key} has no rows"
+    assert {
+        "title",
+        "settings",
+        "columns",
+        "targets",
+        "skipped",
+        "notes",
+        "environment",
+        "elapsed_s",
+    } <= case.keys()
+    assert all(isinstance(c, list) and len(c) == 3 for c in case["columns"])
+    for row in case["rows"]:
+        assert isinstance(row["name"], str)
+        if "timing" in row:
+            assert _positive_finite(row["median_s"])
+            assert row["timing"]["repeats"] >= 1
+            assert all(_positive_finite(t) for t in row["timing"]["per_step_s"])
+            assert math.isfinite(row["spread"]) and row["spread"] >= 0
+        for k in ("ratio", "paired_ratio"):
+            if row.get(k) is not None:
+                assert _positive_finite(row[k]), row
+    for t in case["targets"]:
+        assert {"goal", "ratio_name", "ratio", "op", "threshold", "met"} <= t.keys()
+        assert t["paired_ratio"] is None or _positive_finite(t["paired_ratio"])
+        if t["ratio"] is None:
+            assert t["met"] is None
+        else:
+            assert isinstance(t["met"], bool)
+            if key != "e":  # e's target is a growth in MiB, which may be 0 or negative
+                assert _positive_finite(t["ratio"]), t
+
+
+def test_bench_tiny_in_process_writes_json(tmp_path) -> None:
+    report = run_bench(
+        ["a", "b", "d", "e"], profile="tiny", libraries=INSTALLED, isolate=False, progress=False
+    )
+    path = tmp_path / "bench.json"
+    report.write_json(path)
+    data = json.loads(path.read_text())
+    assert data["schema"] == SCHEMA
+    assert data["settings"]["profile"] == "tiny"
+    assert data["settings"]["cases"] == ["a", "b", "d", "e"]
+    env = data["environment"]
+    assert env["versions"]["numpy"] == np.__version__
+    assert env["blas_threads"] >= 1 and env["cpu"] and env["cpu_count"] >= 1
+    assert set(data["cases"]) == {"a", "b", "d", "e"}
+    for key, case in data["cases"].items():
+        _check_case(case, key)
+    names_a = [r["name"] for r in data["cases"]["a"]["rows"]]
+    assert names_a[:3] == ["portable_nn (compile_step)", "numpy by hand", "GEMM only (8 matmuls)"]
+    assert len(names_a) == 3 + len(INSTALLED)
+    assert data["cases"]["a"]["rows"][0]["faults_per_step"] is not None
+    assert len(data["cases"]["a"]["targets"]) == 3 and len(data["cases"]["b"]["targets"]) == 4
+    assert all(r["loss_dev"] < 1e-3 for r in data["cases"]["a"]["rows"] if r.get("loss_dev") is not None)
+    assert [t["case"] for t in data["targets"]] == ["a"] * 3 + ["b"] * 4 + ["e"]
+    rows_e = data["cases"]["e"]["rows"]
+    assert [r.get("epoch") for r in rows_e] == [None, 1, 2, 3, None]
+    assert all(_positive_finite(r["rss_mib"]) and _positive_finite(r["peak_mib"]) for r in rows_e)
+    text = report.table()
+    assert "targets" in text and "portable_nn (compile_step)" in text
+
+
+@pytest.mark.skipif(not HAS_SKLEARN, reason="the digits case needs scikit-learn")
+def test_bench_digits_tiny_numpy_only() -> None:
+    report = run_bench(["c"], profile="tiny", libraries=[], isolate=False, progress=False)
+    case = report.as_dict()["cases"]["c"]
+    _check_case(case, "c")
+    assert {r["name"] for r in case["rows"]} == {"portable_nn (pnn.fit)", "numpy by hand"}
+    assert all(0 <= r["accuracy"] <= 1 for r in case["rows"])
+    assert "sklearn MLPClassifier" in case["skipped"] and "torch eager" in case["skipped"]
+    assert case["targets"][0]["met"] is None  # sklearn not run
+
+
+def test_bench_case_runs_in_its_own_process() -> None:
+    report = run_bench(["e"], profile="tiny", libraries=[], progress=False)
+    assert report.settings["isolated_processes"] is True
+    _check_case(report.as_dict()["cases"]["e"], "e")
+
+
+def test_bench_command_line() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--cases", "a,c", "--backends", "numpy,torch"])
+    assert args.quick and args.cases == ["a", "c"] and args.backends == ["torch"] and args.isolate
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--cases", "a,z"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--backends", "tensorflow"])
+
+
+def test_time_interleaved_is_round_robin_and_per_unit() -> None:
+    from portable_nn._timing import Candidate, time_interleaved
+
+    log: list[str] = []
+
+    def make(name: str) -> Candidate:
+        return Candidate(
+            name, lambda: log.append(name), None, reset=lambda: log.append(f"reset {name}"), units=2
+        )
+
+    timings = time_interleaved([make("x"), make("y"), make("z")], repeats=3, warmup=1, calls=2)
+    timed = [e for e in log[log.index("reset z") + 2 :] if not e.startswith("reset")]
+    # warm-up once each, then repeat r runs the candidates rotated by r, two calls per block
+    assert timed == ["x", "x", "y", "y", "z", "z", "y", "y", "z", "z", "x", "x", "z", "z", "x", "x", "y", "y"]
+    assert list(timings) == ["x", "y", "z"]
+    assert all(t.steps == 4 and len(t.per_step) == 3 for t in timings.values())
