@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["tree_map", "tree_leaves", "tree_paths", "tree_structure_equal", "TreeMismatchError"]
+__all__ = [
+    "tree_map",
+    "tree_leaves",
+    "tree_paths",
+    "tree_flatten",
+    "tree_unflatten",
+    "tree_structure_equal",
+    "TreeMismatchError",
+]
 
 
 class TreeMismatchError(ValueError):
@@ -48,6 +56,40 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
         if isinstance(r, (dict, list, tuple)):
             raise TreeMismatchError("the trees differ in structure (a leaf against a container)")
     return f(tree, *rest)
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
+    """``(leaves, treedef)``: leaves in :func:`tree_leaves` order; equal treedefs mean equal structure."""
+    leaves: list[Any] = []
+    return leaves, _flatten(tree, leaves)
+
+
+def _flatten(tree: Any, leaves: list[Any]) -> Any:
+    if isinstance(tree, dict):
+        keys = sorted(tree)
+        return ("dict", tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
+    if isinstance(tree, (list, tuple)):
+        kind = "list" if isinstance(tree, list) else type(tree)
+        return (kind, len(tree), tuple(_flatten(t, leaves) for t in tree))
+    leaves.append(tree)
+    return None
+
+
+def tree_unflatten(treedef: Any, leaves: list[Any]) -> Any:
+    """Rebuild a tree of the structure ``treedef`` (from :func:`tree_flatten`) from ``leaves``."""
+    return _unflatten(treedef, iter(leaves))
+
+
+def _unflatten(treedef: Any, leaves: Any) -> Any:
+    if treedef is None:
+        return next(leaves)
+    kind, keys, children = treedef
+    if kind == "dict":
+        return {k: _unflatten(c, leaves) for k, c in zip(keys, children, strict=True)}
+    items = [_unflatten(c, leaves) for c in children]
+    if kind == "list":
+        return items
+    return kind(*items) if hasattr(kind, "_fields") else kind(items)
 
 
 def tree_leaves(tree: Any) -> list[Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._backend import namespace
-from ._tree import TreeMismatchError, tree_map
+from ._tree import TreeMismatchError, tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer"]
 
@@ -27,15 +27,27 @@ def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_
     return float(value)
 
 
+_STRUCTURE = "grads do not have the structure of params. Pass the grads returned by backprop for these params."
+
+
 def _map(opt: str, f: Callable[..., Any], *trees: Any) -> Any:
-    """tree_map with an optimizer-specific message when grads and params differ in structure."""
+    """tree_map (one walk, cheapest for one or two leaf operations) with the optimizer's message."""
     try:
         return tree_map(f, *trees)
     except TreeMismatchError as e:
-        raise ValueError(
-            f"{opt}.step: grads do not have the structure of params ({e}). "
-            "Pass the grads returned by backprop for these params."
-        ) from None
+        raise ValueError(f"{opt}.step: {_STRUCTURE} ({e})") from None
+
+
+def _flatten_like(opt: str, params: Any, *trees: Any) -> tuple[Any, list[list[Any]]]:
+    """Leaves of ``params`` and of each of ``trees`` (same order), checking they share its structure."""
+    leaves, treedef = tree_flatten(params)
+    out = [leaves]
+    for tree in trees:
+        other, other_def = tree_flatten(tree)
+        if other_def != treedef:
+            raise ValueError(f"{opt}.step: {_STRUCTURE}")
+        out.append(other)
+    return treedef, out
 
 
 def _zeros_like(p: Any) -> Any:
@@ -128,22 +140,24 @@ class Adam:
 
     def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
         """One update. Returns new params and state; the inputs are not modified."""
-        name = type(self).__name__
         b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
-        if wd and not self._decoupled:
-            grads = _map(name, lambda p, g: g + wd * p, params, grads)
+        treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, grads, state.mu, state.nu)
         count = state.count + 1
-        mu = _map(name, lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
-        nu = tree_map(lambda v, g: b2 * v + (1.0 - b2) * (g * g), state.nu, grads)
         c1, c2 = 1.0 - b1**count, 1.0 - b2**count
-
-        def update(p: Any, m: Any, v: Any) -> Any:
+        new_P, new_M, new_V = [], [], []
+        for p, g, m, v in zip(P, G, M, V, strict=True):
+            if wd and not self._decoupled:
+                g = g + wd * p
+            m = b1 * m + (1.0 - b1) * g
+            v = b2 * v + (1.0 - b2) * (g * g)
             u = (m / c1) / (namespace(v).sqrt(v / c2) + eps)
             if wd and self._decoupled:
                 u = u + wd * p
-            return p - lr * u
-
-        return tree_map(update, params, mu, nu), AdamState(count, mu, nu)
+            new_P.append(p - lr * u)
+            new_M.append(m)
+            new_V.append(v)
+        mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)
+        return tree_unflatten(treedef, new_P), AdamState(count, mu, nu)
 
 
 class AdamW(Adam):
