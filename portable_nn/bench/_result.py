@@ -158,6 +158,13 @@ class CaseResult:
     environment: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
+
+    def note_agreement(self, after: str, tolerance: float) -> None:
+        """Add a note with the largest ``loss_dev`` of the rows (flagged when above ``tolerance``)."""
+        worst = max((r["loss_dev"] for r in self.rows if r.get("loss_dev") is not None), default=None)
+        if worst is not None:
+            flag = "" if worst < tolerance else "  <-- implementations DISAGREE"
+            self.notes.append(f"loss after {after} agrees with portable_nn's to {worst:.1e} relative{flag}")
     def row(self, name: str) -> dict[str, Any] | None:
         """The row called ``name``, or None."""
         return next((r for r in self.rows if r.get("name") == name), None)

@@ -146,12 +146,7 @@ def run(config: Config) -> CaseResult:
             paired_ratio=pair(PNN, GEMM),
         ),
     ]
-    worst = max((r["loss_dev"] for r in result.rows if r.get("loss_dev") is not None), default=None)
-    if worst is not None:
-        result.notes.append(
-            f"loss after {CHECK_STEPS} steps from the same params agrees with portable_nn's to "
-            f"{worst:.1e} relative" + ("" if worst < 1e-3 else "  <-- implementations DISAGREE")
-        )
+    result.note_agreement(f"{CHECK_STEPS} steps from the same params", 1e-3)
     result.notes.append(
         f"GFLOP/s counts only the 8 matmuls ({work / 1e9:.3f} GFLOP/step); faults/step: minor page faults"
     )

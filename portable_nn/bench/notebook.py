@@ -325,12 +325,7 @@ def run(config: Config) -> CaseResult:
             paired_ratio=pair(torch_name, COMPILED),
         ),
     ]
-    worst = max((r["loss_dev"] for r in result.rows if r.get("loss_dev") is not None), default=None)
-    if worst is not None:
-        result.notes.append(
-            f"loss after the notebook's {STEPS} steps agrees with portable_nn's to {worst:.1e} relative"
-            + ("" if worst < 1e-6 else "  <-- implementations DISAGREE")
-        )
+    result.note_agreement(f"the notebook's {STEPS} steps", 1e-6)
     result.settings = {
         **config.as_dict(),
         "ratio": "median time / median time of portable_nn (apply/loss/backprop/step)",
