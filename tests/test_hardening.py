@@ -168,3 +168,25 @@ def test_load_into_another_architecture_names_the_first_mismatch(tb, tmp_path):
         with pytest.raises(pnn.CheckpointError, match="float32.*float64"):
             pnn.load(path, backend=tb.be, like=tb.init(_model(), dtype="float64"))
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["layer", "loss", "optimizer", "fit"])
+def test_arrays_on_two_fake_devices_always_raise(where):
+    """array_api_strict's device1 and device2 stand in for two GPUs: mixing them never converts silently."""
+    pytest.importorskip("array_api_strict")
+    d1, d2 = pnn.get_backend("array_api_strict:device1"), pnn.get_backend("array_api_strict:device2")
+    model = pnn.Sequential(pnn.Linear(3, 2))
+    params = model.init(seed=0, backend=d1, dtype="float32")
+    X2 = d2.asarray(np.ones((4, 3)), dtype="float32")
+    T2 = d2.asarray(np.ones((4, 2)), dtype="float32")
+    with pytest.raises(ValueError, match="device"):
+        if where == "layer":
+            model.apply(params, X2)
+        elif where == "loss":
+            pnn.losses.mean_squared_error(d1.asarray(np.ones((4, 2)), dtype="float32"), T2)
+        elif where == "optimizer":
+            opt = pnn.optim.SGD(lr=0.1)
+            opt.step(params, pnn.to_backend(params, d2), opt.init(params))
+        else:
+            pnn.fit(model, params, X2, T2, loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(),
+                    epochs=1, progress=False)
