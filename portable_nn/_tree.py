@@ -15,7 +15,6 @@ __all__ = [
     "tree_paths",
     "tree_flatten",
     "tree_unflatten",
-    "tree_structure_equal",
     "TreeMismatchError",
 ]
 
@@ -108,18 +107,3 @@ def tree_paths(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         return
     for k, sub in items:
         yield from tree_paths(sub, f"{prefix}.{k}" if prefix else str(k))
-
-
-def tree_structure_equal(a: Any, b: Any) -> bool:
-    """True when two pytrees have the same containers, keys and lengths."""
-    if isinstance(a, dict):
-        return (
-            isinstance(b, dict) and a.keys() == b.keys() and all(tree_structure_equal(a[k], b[k]) for k in a)
-        )
-    if isinstance(a, (list, tuple)):
-        return (
-            isinstance(b, (list, tuple))
-            and len(a) == len(b)
-            and all(tree_structure_equal(x, y) for x, y in zip(a, b, strict=True))
-        )
-    return not isinstance(b, (dict, list, tuple))
