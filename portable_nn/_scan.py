@@ -14,15 +14,9 @@ from typing import Any
 import numpy as np
 
 from ._layer import Array, Params
-from .step import TrainStep, grads_and_loss
+from .step import TrainStep, grads_and_loss, n_correct
 
 __all__ = ["run_scanned"]
-
-
-def _n_correct_traced(xp: Any, Y: Array, T: Array) -> Array:
-    if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
-        return xp.asarray(0)
-    return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32))
 
 
 def run_scanned(
@@ -51,7 +45,8 @@ def run_scanned(
             Xb, Tb = batch
             value, Yp, grads, check = grads_and_loss(trainer.model, trainer.loss, p, Xb, Tb)
             p, s = trainer.optimizer.step(p, grads, s)
-            return (p, s), (value, check, _n_correct_traced(jnp, Yp, Tb))
+            correct = n_correct(jnp, Yp, Tb)
+            return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
 
         def run(p: Any, s: Any, X_all: Any, Y_all: Any, orders_dev: Any) -> Any:
             return jax.lax.scan(lambda c, o: _epoch(c, o, X_all, Y_all), (p, s), orders_dev)

@@ -19,7 +19,7 @@ from ._layer import Array, Layer, Params
 from ._rng import Seed
 from ._tree import tree_leaves
 
-__all__ = ["compile_step", "TrainStep", "grads_and_loss"]
+__all__ = ["compile_step", "TrainStep", "grads_and_loss", "n_correct"]
 
 
 def _forward_backward(
@@ -49,6 +49,13 @@ def grads_and_loss(
     for g in tree_leaves(grads):
         check = check + xp.sum(g)
     return value, Y, grads, check
+
+
+def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
+    """Correct predictions (argmax of Y (N, C)) for integer labels T (N,); None for other targets."""
+    if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
+        return None
+    return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32))
 
 
 def _has_dropout(model: Layer) -> bool:

@@ -16,7 +16,7 @@ from ._errors import NonFiniteError
 from ._layer import Array, Layer, Params
 from ._rng import host_rng
 from ._scan import run_scanned
-from .step import TrainStep
+from .step import TrainStep, n_correct
 
 __all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
 
@@ -24,7 +24,11 @@ History = dict[str, list[float]]
 
 
 class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step."""
+    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step.
+
+    (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
+    last completed chunk.)
+    """
 
     def __init__(self, params: Params, history: History) -> None:
         super().__init__("fit interrupted; the last completed step's params are on .params")
@@ -56,13 +60,6 @@ def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
     return xp.take(A, xp.asarray(idx, device=device), axis=0)
 
 
-def _n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
-    """Correct predictions for integer labels T (argmax of Y); None for other targets."""
-    if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
-        return None
-    return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32 if hasattr(xp, "int32") else T.dtype))
-
-
 def evaluate(
     model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024
 ) -> tuple[float, float | None]:
@@ -80,7 +77,7 @@ def evaluate(
         Yp = model.apply(params, X[idx, ...])[0]
         value = float(loss(Yp, Y[idx, ...])[0])
         total += value * (idx.stop - idx.start)
-        c = _n_correct(xp, Yp, Y[idx, ...])
+        c = n_correct(xp, Yp, Y[idx, ...])
         correct = correct + (0 if c is None else int(c))
         has_acc = c is not None
     return total / n, (correct / n if has_acc else None)
@@ -268,7 +265,7 @@ def _epoch(
             raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
         params, state = trainer.update(params, grads, state, Xb)
         total = total + value * Xb.shape[0]  # stays on the device until the epoch ends
-        c = _n_correct(xp, Yp, Tb)
+        c = n_correct(xp, Yp, Tb)
         if c is not None:
             correct = c if correct is None else correct + c
         if bar is not None:
