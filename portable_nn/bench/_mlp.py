@@ -103,6 +103,25 @@ def _loss_after(
     return loss_after
 
 
+def _functional(
+    name: str, train: Callable[..., Any], init: Any, batches: list[Any], be: Any
+) -> Built:
+    """A candidate cycling ``params, loss = train(params, X, y)`` over ``batches`` from ``init``."""
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        cur.update(params=init, i=0)
+
+    def one() -> Any:
+        X, y = batches[cur["i"] % len(batches)]
+        cur["params"], cur["loss"] = train(cur["params"], X, y)
+        cur["i"] += 1
+        return cur["params"], cur["loss"]  # the params too, so a timer can wait on them (JAX)
+
+    reset()
+    return Built(Candidate(name, one, be, reset), _loss_after(reset, one, cur))
+
+
 # --- portable_nn through its public fast path ----------------------------------------------------
 
 
@@ -131,9 +150,8 @@ def pnn_step(prob: Problem, name: str = "portable_nn") -> Built:
 def numpy_step(prob: Problem, name: str = "numpy by hand") -> Built:
     """Forward, softmax-CE, backward and SGD in plain NumPy; params updated functionally (``w = w - lr*g``)."""
     init = host_params(prob)
-    batches, n = _host_batches(prob), len(prob.batches)
+    batches = _host_batches(prob)
     lr = LR
-    cur: dict[str, Any] = {}
 
     def train(p: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], Any]:
         W1, b1, W2, b2, W3, b3 = p
@@ -159,17 +177,7 @@ def numpy_step(prob: Problem, name: str = "numpy by hand") -> Built:
         grads = (dW1, db1, dW2, db2, dW3, db3)
         return [w - lr * g for w, g in zip(p, grads, strict=True)], loss
 
-    def reset() -> None:
-        cur.update(params=init, i=0)
-
-    def one() -> Any:
-        X, y = batches[cur["i"] % n]
-        cur["params"], cur["loss"] = train(cur["params"], X, y)
-        cur["i"] += 1
-        return cur["loss"]
-
-    reset()
-    return Built(Candidate(name, one, get_backend("numpy"), reset), _loss_after(reset, one, cur))
+    return _functional(name, train, init, batches, get_backend("numpy"))
 
 
 def gemm_step(hidden: int, batch: int, name: str = "GEMM only") -> Built:
@@ -253,7 +261,6 @@ def jax_step(prob: Problem, jax: Any, name: str = "jax jit") -> Built:
     cpu = jax.devices("cpu")[0]
     init = [jax.device_put(w, cpu) for w in host_params(prob)]
     batches = [(jax.device_put(X, cpu), jax.device_put(y, cpu)) for X, y in _host_batches(prob)]
-    n = len(batches)
 
     def loss_fn(p: list[Any], X: Any, y: Any) -> Any:
         W1, b1, W2, b2, W3, b3 = p
@@ -267,16 +274,4 @@ def jax_step(prob: Problem, jax: Any, name: str = "jax jit") -> Built:
         loss, g = jax.value_and_grad(loss_fn)(p, X, y)
         return [w - LR * gw for w, gw in zip(p, g, strict=True)], loss
 
-    cur: dict[str, Any] = {}
-
-    def reset() -> None:
-        cur.update(params=init, i=0)
-
-    def one() -> Any:
-        X, y = batches[cur["i"] % n]
-        cur["params"], cur["loss"] = train(cur["params"], X, y)
-        cur["i"] += 1
-        return cur["params"], cur["loss"]
-
-    reset()
-    return Built(Candidate(name, one, None, reset), _loss_after(reset, one, cur))
+    return _functional(name, train, init, batches, None)
