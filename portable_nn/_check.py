@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import _NUMPY_NS, namespace
 
-__all__ = ["check_array", "is_float", "dtype_name", "is_traced"]
+__all__ = ["check_array", "check_same_device", "is_float", "dtype_name", "is_traced"]
 
 
 def is_float(xp: Any, dtype: Any) -> bool:
@@ -111,14 +111,20 @@ def check_array(
                 f"{where}: {name} has dtype {X.dtype} but {like_name} {_are(like_name)} {like.dtype}. "
                 f"Cast the data to {dtype_name(like.dtype)} or init the model with that dtype."
             )
-        if type(X) is not np.ndarray:
-            dx, dp = array_api_compat.device(X), array_api_compat.device(like)
-            if dx != dp:
-                raise ValueError(
-                    f"{where}: {name} is on device {dx} but {like_name} {_are(like_name)} on {dp}. "
-                    "Move one of them, e.g. pnn.to_backend(params, be) or be.asarray(X)."
-                )
+        check_same_device(where, name, X, like, like_name)
     return xp
+
+
+def check_same_device(where: str, name: str, X: Any, like: Any, like_name: str = "the params") -> None:
+    """Raise ValueError when ``X`` and ``like`` (same namespace) are on different devices."""
+    if type(X) is np.ndarray:
+        return
+    dx, dp = array_api_compat.device(X), array_api_compat.device(like)
+    if dx != dp:
+        raise ValueError(
+            f"{where}: {name} is on device {dx} but {like_name} {_are(like_name)} on {dp}. "
+            "Move one of them, e.g. pnn.to_backend(params, be) or be.asarray(X)."
+        )
 
 
 def _are(like_name: str) -> str:

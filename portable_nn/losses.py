@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
 from ._backend import namespace
-from ._check import check_array, is_traced
+from ._check import check_array, check_same_device, is_traced
 from ._layer import Array
 from .activations import sigmoid
 
@@ -89,13 +88,7 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
         namespace(Y, labels)
     except TypeError as e:
         raise TypeError(f"{where}: labels and Y (logits): {e}") from None
-    if type(labels) is not np.ndarray:
-        dl, dy = array_api_compat.device(labels), array_api_compat.device(Y)
-        if dl != dy:
-            raise ValueError(
-                f"{where}: labels are on device {dl} but Y (logits) is on {dy}. "
-                "Move them to one device, e.g. be.asarray(pnn.to_numpy(labels))."
-            )
+    check_same_device(where, "labels", labels, Y, "Y (logits)")
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(
             f"{where}: labels have dtype {labels.dtype}; integer class indices are needed "
