@@ -25,12 +25,21 @@ def is_float(xp: Any, dtype: Any) -> bool:
 
 
 def is_traced(X: Any) -> bool:
-    """True for an abstract value being traced by ``jax.jit`` (its contents are unknown)."""
-    if not array_api_compat.is_jax_array(X):
-        return False
-    import jax
+    """True while ``X``'s values are unknown: traced by ``jax.jit`` or compiled by ``torch.compile``.
 
-    return isinstance(X, jax.core.Tracer)
+    Host syncs (``bool(...)`` on an array) must be skipped then.
+    """
+    if type(X) is np.ndarray:
+        return False
+    if array_api_compat.is_jax_array(X):
+        import jax
+
+        return isinstance(X, jax.core.Tracer)
+    if array_api_compat.is_torch_array(X):
+        import torch
+
+        return bool(torch.compiler.is_compiling())
+    return False
 
 
 def dtype_name(dtype: Any) -> str:

@@ -37,26 +37,23 @@ def run_scanned(
 
     epochs, n = orders.shape
     steps = n // batch_size
-    fn = trainer._jitted.get("scan")
-    if fn is None:
+    def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
+        p, s = carry
+        Xb, Tb = batch
+        value, Yp, grads, check = grads_and_loss(trainer.model, trainer.loss, p, Xb, Tb)
+        p, s = trainer.optimizer.step(p, grads, s)
+        correct = n_correct(jnp, Yp, Tb)
+        return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
 
-        def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
-            p, s = carry
-            Xb, Tb = batch
-            value, Yp, grads, check = grads_and_loss(trainer.model, trainer.loss, p, Xb, Tb)
-            p, s = trainer.optimizer.step(p, grads, s)
-            correct = n_correct(jnp, Yp, Tb)
-            return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
+    def run(p: Any, s: Any, X_all: Any, Y_all: Any, orders_dev: Any) -> Any:
+        return jax.lax.scan(lambda c, o: _epoch(c, o, X_all, Y_all), (p, s), orders_dev)
 
-        def run(p: Any, s: Any, X_all: Any, Y_all: Any, orders_dev: Any) -> Any:
-            return jax.lax.scan(lambda c, o: _epoch(c, o, X_all, Y_all), (p, s), orders_dev)
+    def _epoch(carry: Any, order: Any, X_all: Any, Y_all: Any) -> tuple[Any, Any]:
+        Xs = jnp.take(X_all, order, axis=0).reshape((steps, batch_size) + tuple(X_all.shape[1:]))
+        Ts = jnp.take(Y_all, order, axis=0).reshape((steps, batch_size) + tuple(Y_all.shape[1:]))
+        return jax.lax.scan(one_step, carry, (Xs, Ts))  # type: ignore[no-any-return]
 
-        def _epoch(carry: Any, order: Any, X_all: Any, Y_all: Any) -> tuple[Any, Any]:
-            Xs = jnp.take(X_all, order, axis=0).reshape((steps, batch_size) + tuple(X_all.shape[1:]))
-            Ts = jnp.take(Y_all, order, axis=0).reshape((steps, batch_size) + tuple(Y_all.shape[1:]))
-            return jax.lax.scan(one_step, carry, (Xs, Ts))  # type: ignore[no-any-return]
-
-        fn = trainer._jitted["scan"] = jax.jit(run)
+    fn = trainer._fn("jax.jit", f"scan:{steps}x{batch_size}", run)  # compiled once per trainer and shape
     device = list(X.devices())[0]
     (params, state), (losses, checks, correct) = fn(params, state, X, Y, jax.device_put(orders, device))
     return params, state, np.asarray(losses), np.asarray(checks), np.asarray(correct)

@@ -54,6 +54,19 @@ def _zeros_like(p: Any) -> Any:
     return namespace(p).zeros_like(p)
 
 
+def _descend(p: Any, u: Any, lr: float) -> Any:
+    """``p - lr * u`` with one new array instead of two, bit for bit.
+
+    ``u * -lr`` is exactly ``-(lr * u)`` and ``t + p`` exactly ``p - lr * u``;
+    the in-place add writes only the temporary made here (on JAX it rebinds).
+    """
+    t = u * -lr
+    if t.dtype != p.dtype:  # mixed-precision grads: promote as ``p - lr * u`` would
+        return p + t
+    t += p
+    return t
+
+
 class SGDState(NamedTuple):
     """State of :class:`SGD`: the momentum buffers (a pytree like params), or None."""
 
@@ -90,12 +103,12 @@ class SGD:
         if wd:
             grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
         if not mu:
-            return _map("SGD", lambda p, g: p - lr * g, params, grads), state
+            return _map("SGD", lambda p, g: _descend(p, g, lr), params, grads), state
         velocity = _map("SGD", lambda v, g: mu * v + g, state.velocity, grads)
         if self.nesterov:
-            new = tree_map(lambda p, g, v: p - lr * (g + mu * v), params, grads, velocity)
+            new = tree_map(lambda p, g, v: _descend(p, g + mu * v, lr), params, grads, velocity)
         else:
-            new = tree_map(lambda p, v: p - lr * v, params, velocity)
+            new = tree_map(lambda p, v: _descend(p, v, lr), params, velocity)
         return new, SGDState(velocity)
 
 
@@ -153,7 +166,7 @@ class Adam:
             u = (m / c1) / (namespace(v).sqrt(v / c2) + eps)
             if wd and self._decoupled:
                 u = u + wd * p
-            new_P.append(p - lr * u)
+            new_P.append(_descend(p, u, lr))
             new_M.append(m)
             new_V.append(v)
         mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)

@@ -2,13 +2,15 @@
 
 ``compile_step(model, loss, optimizer)`` returns a callable
 ``step(params, state, X, T) -> (params, state, loss)``. The portable version
-runs the layers' forward and backprop closures as written. With
-``compile=True`` (the default on JAX) the same Python code is traced once by
-``jax.jit``; results agree with the portable path to rounding.
+runs the layers' forward and backprop closures as written. The same Python
+code can instead be traced once and compiled: by ``jax.jit`` (the default on
+JAX) or, with ``compile=True``, by ``torch.compile``; results agree with the
+portable path to rounding.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -73,64 +75,93 @@ class TrainStep:
         if compile not in (None, True, False):
             raise TypeError(f"compile must be None, True or False, got {compile!r}.")
         self.model, self.loss, self.optimizer, self.compile = model, loss, optimizer, compile
-        self._jitted: dict[str, Any] = {}
+        self._compiled: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"TrainStep({self.model!r}, {getattr(self.loss, '__name__', self.loss)!r}, {self.optimizer!r})"
 
-    def uses_jit(self, X: Array) -> bool:
-        """True when this step runs through ``jax.jit`` for inputs like ``X``."""
+    def compiler(self, X: Array) -> str | None:
+        """``"jax.jit"``, ``"torch.compile"`` or None (the portable code) for inputs like ``X``."""
         import array_api_compat
 
-        if type(X) is np.ndarray and not self.compile:
-            return False
-        if not array_api_compat.is_jax_array(X):
-            if self.compile:
-                raise ValueError(
-                    f"compile_step: compile=True needs JAX arrays, got {type(X).__name__}. "
-                    "Use compile=None (portable everywhere, jit on JAX) or the 'jax' backend."
-                )
-            return False
-        if self.compile is False:
-            return False
+        if self.compile is False or (type(X) is np.ndarray and not self.compile):
+            return None
+        if array_api_compat.is_jax_array(X):
+            name = "jax.jit"
+        elif self.compile and array_api_compat.is_torch_array(X):
+            name = "torch.compile"
+        elif self.compile:
+            raise ValueError(
+                f"compile_step: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
+                "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
+            )
+        else:
+            return None
         if _has_dropout(self.model):
             if self.compile:
                 raise ValueError(
                     f"compile_step: {self.model!r} has Dropout, whose host-drawn masks cannot be "
-                    "traced by jax.jit. Use compile=False (or None) for models with dropout."
+                    f"traced by {name}. Use compile=False (or None) for models with dropout."
                 )
-            return False
-        return True
+            return None
+        return name
 
-    def _fn(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name not in self._jitted:
-            import jax
+    def uses_jit(self, X: Array) -> bool:
+        """True when this step runs through ``jax.jit`` for inputs like ``X``."""
+        return self.compiler(X) == "jax.jit"
 
-            self._jitted[name] = jax.jit(fn)
-        return self._jitted[name]  # type: ignore[no-any-return]
+    def _fn(self, compiler: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        key = f"{compiler}:{name}"
+        if key not in self._compiled:
+            self._compiled[key] = _jax_jit(fn) if compiler == "jax.jit" else _torch_compile(fn)
+        return self._compiled[key]  # type: ignore[no-any-return]
 
     def grads(self, params: Params, X: Array, T: Array, rng: Seed = None) -> tuple[Array, Array, Params, Array]:
-        """:func:`grads_and_loss` for this model and loss (jitted on JAX when compiling)."""
-        if self.uses_jit(X):
-            return self._fn("grads", lambda p, x, t: grads_and_loss(self.model, self.loss, p, x, t))(params, X, T)  # type: ignore[no-any-return]
+        """:func:`grads_and_loss` for this model and loss (compiled when compiling)."""
+        compiler = self.compiler(X)
+        if compiler:
+            fn = self._fn(compiler, "grads", lambda p, x, t: grads_and_loss(self.model, self.loss, p, x, t))
+            return fn(params, X, T)  # type: ignore[no-any-return]
         return grads_and_loss(self.model, self.loss, params, X, T, rng)
 
     def update(self, params: Params, grads: Params, state: Any, X: Array) -> tuple[Params, Any]:
-        """``optimizer.step`` (jitted on JAX when compiling)."""
-        if self.uses_jit(X):
-            return self._fn("update", self.optimizer.step)(params, grads, state)  # type: ignore[no-any-return]
+        """``optimizer.step`` (compiled when compiling)."""
+        compiler = self.compiler(X)
+        if compiler:
+            return self._fn(compiler, "update", self.optimizer.step)(params, grads, state)  # type: ignore[no-any-return]
         return self.optimizer.step(params, grads, state)  # type: ignore[no-any-return]
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""
-        if self.uses_jit(X):
-            return self._fn("step", self._step)(params, state, X, T)  # type: ignore[no-any-return]
+        compiler = self.compiler(X)
+        if compiler:
+            return self._fn(compiler, "step", self._step)(params, state, X, T)  # type: ignore[no-any-return]
         return self._step(params, state, X, T, rng)
 
     def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         _, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
         params, state = self.optimizer.step(params, grads, state)
         return params, state, value
+
+
+def _jax_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import jax
+
+    return jax.jit(fn)  # type: ignore[no-any-return]
+
+
+def _torch_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn)``, quiet about array_api_compat's lru_caches that Dynamo traces through."""
+    import torch
+
+    compiled = torch.compile(fn)
+
+    def call(*args: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+            return compiled(*args)
+
+    return call
 
 
 def compile_step(
@@ -141,8 +172,11 @@ def compile_step(
     Args:
         compile: ``None`` (default) jits the step with ``jax.jit`` on JAX arrays
             (unless the model has dropout) and runs the portable code elsewhere;
-            ``True`` requires jitting (raises on other backends or with
-            dropout); ``False`` always runs the portable code.
+            ``True`` also runs ``torch.compile`` on torch tensors (its first
+            call compiles for 10-40 s; on the CPU it is rarely faster than the
+            portable code for small nets) and raises on NumPy and
+            array_api_strict or with dropout; ``False`` always runs the
+            portable code.
 
     Returns:
         ``step(params, state, X, T, rng=None) -> (params, state, loss)`` with

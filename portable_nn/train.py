@@ -127,7 +127,8 @@ def fit(
             ``"stop"`` and return them with a warning, or ``"ignore"``.
         compile: see :func:`compile_step`: ``None`` jits the forward/backward
             and the update with ``jax.jit`` on JAX (models without dropout);
-            ``False`` always runs the portable code.
+            ``True`` also uses ``torch.compile`` on torch; ``False`` always
+            runs the portable code.
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer

@@ -183,12 +183,41 @@ def test_compiled_step_matches_portable_step(tb):
     assert results[0][0][-1] < results[0][0][0]
 
 
+def test_torch_compile_step_and_fit_match_the_portable_code(tb):
+    """compile=True on torch runs torch.compile; steps and a whole fit agree with the eager code."""
+    if tb.be.name != "torch":
+        pytest.skip("torch.compile runs on the torch backend only")
+    rng = np.random.default_rng(5)
+    X, y = tb.asarray(rng.standard_normal((32, 6)), dtype=tb.float), tb.asarray(rng.integers(0, 3, 32))
+    model = pnn.Sequential(pnn.Linear(6, 16), pnn.ReLU(), pnn.Linear(16, 3))
+    params0 = tb.init(model, seed=1)
+    loss, opt = pnn.losses.softmax_cross_entropy, pnn.optim.SGD(lr=0.1, momentum=0.9)
+    runs = {}
+    for compile in (False, True):
+        step = pnn.compile_step(model, loss, opt, compile=compile)
+        assert step.compiler(X) == ("torch.compile" if compile else None)
+        params, state, losses = params0, opt.init(params0), []
+        for _ in range(4):
+            params, state, value = step(params, state, X, y)
+            losses.append(float(value))
+        fitted, history = pnn.fit(model, params0, X, y, loss=loss, optimizer=opt, epochs=2, batch_size=8,
+                                  compile=compile, progress=False)
+        runs[compile] = losses, params, history["loss"], fitted
+    rtol = 1e-10 if tb.float == "float64" else 1e-5
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=rtol)
+    np.testing.assert_allclose(runs[True][2], runs[False][2], rtol=rtol)
+    for i in (1, 3):
+        for a, b in zip(pnn.tree_leaves(runs[True][i]), pnn.tree_leaves(runs[False][i]), strict=True):
+            np.testing.assert_allclose(pnn.to_numpy(a), pnn.to_numpy(b), rtol=rtol, atol=rtol)
+    assert runs[True][0][-1] < runs[True][0][0]
+
+
 def test_compile_true_needs_jax_and_no_dropout(tb):
     model = pnn.Sequential(pnn.Linear(3, 2), pnn.Dropout(0.5))
     step = pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.SGD(), compile=True)
     params = tb.init(model)
     X = tb.asarray(np.ones((4, 3)), dtype=tb.float)
-    with pytest.raises(ValueError, match="JAX arrays|Dropout"):
+    with pytest.raises(ValueError, match="JAX or torch arrays|Dropout"):
         step(params, step.optimizer.init(params), X, tb.asarray(np.ones((4, 2)), dtype=tb.float))
     with pytest.raises(TypeError, match="compile"):
         pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.SGD(), compile="yes")
