@@ -19,6 +19,9 @@ __all__ = [
 ]
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 class TreeMismatchError(ValueError):
     """Two pytrees given to :func:`tree_map` have different containers, keys or lengths."""
 
@@ -32,6 +35,11 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     Raises:
         TreeMismatchError: ``rest`` differs from ``tree`` in structure.
     """
+    if not isinstance(tree, _CONTAINERS):  # a leaf: the common case, tested first
+        for r in rest:
+            if isinstance(r, _CONTAINERS):
+                raise TreeMismatchError("the trees differ in structure (a leaf against a container)")
+        return f(tree, *rest)
     if isinstance(tree, dict):
         for r in rest:
             if not isinstance(r, dict) or len(r) != len(tree):
@@ -43,18 +51,13 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             return {k: tree_map(f, v, *(r[k] for r in rest)) for k, v in tree.items()}
         except KeyError as e:
             raise TreeMismatchError(f"the trees differ in structure (dict key {e})") from None
-    if isinstance(tree, (list, tuple)):
-        for r in rest:
-            if not isinstance(r, (list, tuple)) or len(r) != len(tree):
-                raise TreeMismatchError("the trees differ in structure (list lengths)")
-        mapped = [tree_map(f, *xs) for xs in zip(tree, *rest, strict=True)]
-        if isinstance(tree, list):
-            return mapped
-        return type(tree)(*mapped) if hasattr(tree, "_fields") else tuple(mapped)
-    for r in rest:
-        if isinstance(r, (dict, list, tuple)):
-            raise TreeMismatchError("the trees differ in structure (a leaf against a container)")
-    return f(tree, *rest)
+    for r in rest:  # a list or tuple
+        if not isinstance(r, (list, tuple)) or len(r) != len(tree):
+            raise TreeMismatchError("the trees differ in structure (list lengths)")
+    mapped = [tree_map(f, *xs) for xs in zip(tree, *rest, strict=True)]
+    if isinstance(tree, list):
+        return mapped
+    return type(tree)(*mapped) if hasattr(tree, "_fields") else tuple(mapped)
 
 
 def tree_flatten(tree: Any) -> tuple[list[Any], Any]:

@@ -158,12 +158,13 @@ class Adam:
         count = state.count + 1
         c1, c2 = 1.0 - b1**count, 1.0 - b2**count
         new_P, new_M, new_V = [], [], []
+        xp = namespace(*P[:1])  # one namespace lookup per step
         for p, g, m, v in zip(P, G, M, V, strict=True):
             if wd and not self._decoupled:
                 g = g + wd * p
             m = b1 * m + (1.0 - b1) * g
             v = b2 * v + (1.0 - b2) * (g * g)
-            u = (m / c1) / (namespace(v).sqrt(v / c2) + eps)
+            u = (m / c1) / (xp.sqrt(v / c2) + eps)
             if wd and self._decoupled:
                 u = u + wd * p
             new_P.append(_descend(p, u, lr))
