@@ -197,6 +197,17 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         help="comparison libraries among torch,jax,sklearn (numpy always runs; default: all installed)",
     )
     p.add_argument(
+        "--device-backend",
+        dest="device_backends",
+        type=_backend_list,
+        action="extend",
+        default=[],
+        metavar="SPEC",
+        help="also run portable_nn on this backend in cases a, b and c (repeatable or comma-separated: "
+        "cupy,torch:cuda,jax:gpu; torch,array_api_strict for a dry run on a CPU), next to PyTorch eager "
+        "on CUDA when torch sees a GPU, with the GPU targets",
+    )
+    p.add_argument(
         "--repeats", type=_positive_int, default=None, metavar="R", help="timed repeats per candidate"
     )
     p.add_argument(
@@ -235,6 +246,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         isolate=args.isolate,
         threads=args.threads,
+        device_backends=args.device_backends,
         on_case=show,
     )
     print(report.summary())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU check on an offline CUDA machine: the test suite on cupy, torch:cuda and
-# jax:gpu, then `python -m portable_nn compare` on seed, digits and mlp.
+# GPU check on an offline CUDA machine: `python -m portable_nn compare` on seed,
+# digits and mlp, `python -m portable_nn bench` (cases a, b, c) on cupy,
+# torch:cuda and jax:gpu, then the test suite on each of them.
 #
 #   scripts/gpu_check.sh WHEELDIR OUTDIR
 #
@@ -8,19 +9,24 @@
 # with pip --no-index --no-deps into a temporary folder put first on PYTHONPATH
 # (the image's python3 must already have numpy, cupy, torch and jax).
 # OUTDIR receives one log per step, compare_*.json (and .png when matplotlib
-# is there), env.txt and summary.txt with every step's exit status
-# (124 = hit its timeout). A failing step never stops the others.
+# is there), bench_gpu.json, env.txt and summary.txt with every step's exit
+# status (124 = hit its timeout), the comparisons' numbers and the bench's
+# targets (e.g. portable_nn on cupy within 1.05x of PyTorch eager CUDA).
+# A failing step never stops the others.
 #
-# The whole script ends within GPU_CHECK_BUDGET seconds (default 280): the
-# timed comparisons run first, one after another on an otherwise idle machine;
-# then the test suites run in parallel (they check numbers, not speed) in the
-# time left, test_parity.py and test_notebook.py first in each.
+# The whole script ends within GPU_CHECK_BUDGET seconds (default 430, or 280
+# without the bench): the timed comparisons and then the bench (at most 150 s)
+# run first, one after another on an otherwise idle machine; then the test
+# suites run in parallel (they check numbers, not speed) in the time left,
+# test_parity.py and test_notebook.py first in each.
 #
 # Knobs (environment): PYTHON (default python3), GPU_CHECK_BUDGET,
 # GPU_CHECK_TEST_BACKENDS (default "cupy torch:cuda jax:gpu"),
-# GPU_CHECK_COMPARE_BACKENDS (default numpy,cupy,torch:cuda,jax:gpu).
+# GPU_CHECK_COMPARE_BACKENDS (default numpy,cupy,torch:cuda,jax:gpu),
+# GPU_CHECK_BENCH_BACKENDS (the bench's --device-backend, default
+# cupy,torch:cuda,jax:gpu; empty skips the bench).
 # Dry run on a machine without a GPU:
-#   GPU_CHECK_TEST_BACKENDS="numpy array_api_strict" \
+#   GPU_CHECK_TEST_BACKENDS="numpy array_api_strict" GPU_CHECK_BENCH_BACKENDS=torch,array_api_strict \
 #   GPU_CHECK_COMPARE_BACKENDS=numpy,array_api_strict,torch,jax scripts/gpu_check.sh WHEELDIR OUTDIR
 set -uo pipefail # no -e: every step runs and records its status
 
@@ -38,9 +44,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 2
 cd "$repo" || exit 2
 
 python=${PYTHON:-python3}
-budget=${GPU_CHECK_BUDGET:-280}
 read -r -a test_backends <<<"${GPU_CHECK_TEST_BACKENDS:-cupy torch:cuda jax:gpu}"
 compare_backends=${GPU_CHECK_COMPARE_BACKENDS:-numpy,cupy,torch:cuda,jax:gpu}
+bench_backends=${GPU_CHECK_BENCH_BACKENDS-cupy,torch:cuda,jax:gpu} # set but empty: no bench
+bench_s=150
+budget=${GPU_CHECK_BUDGET:-$((280 + (${#bench_backends} > 0 ? bench_s : 0)))}
 problems=(seed digits mlp)
 summary=$outdir/summary.txt
 end=$((SECONDS + budget))
@@ -102,7 +110,7 @@ fi
     nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
 } >"$outdir/env.txt"
-specs="${test_backends[*]} ${compare_backends//,/ }"
+specs="${test_backends[*]} ${compare_backends//,/ } ${bench_backends//,/ }"
 step environment 60 "$python" - "$specs" <<'EOF'
 import importlib, sys
 print("python", sys.version.split()[0], sys.executable)
@@ -138,6 +146,12 @@ for p in "${problems[@]}"; do
         --json "$outdir/compare_$p.json" "${extra[@]}"
 done
 
+# the bench's GPU candidates (portable_nn on each backend, PyTorch eager on CUDA) and targets, still idle
+if [[ -n $bench_backends ]]; then
+    step bench_gpu "$bench_s" "$python" -m portable_nn bench --quick --cases a,b,c \
+        --device-backend "$bench_backends" --json "$outdir/bench_gpu.json"
+fi
+
 # --- 4. the test suite on each backend, in parallel, parity tests first, in the time left -----
 t_tests=$(limit 170)
 declare -A pids starts
@@ -165,9 +179,9 @@ done
         printf '  %-22s %s\n' "$b" "$(tail -n 1 "$outdir/tests_${b//:/_}.log" 2>/dev/null || true)"
     done
     echo
-    timeout 10 "$python" - "$outdir" "${problems[@]}" <<'EOF'
+    timeout 10 "$python" - "$outdir" "$bench_backends" "${problems[@]}" <<'EOF'
 import json, os, sys
-outdir, problems = sys.argv[1], sys.argv[2:]
+outdir, bench_backends, problems = sys.argv[1], sys.argv[2], sys.argv[3:]
 for p in problems:
     path = os.path.join(outdir, f"compare_{p}.json")
     if not os.path.exists(path):
@@ -182,6 +196,21 @@ for p in problems:
               f"param dev {r['max_param_deviation'] or 0:.1e}")
     for label, why in {**data["missing"], **data["failed"]}.items():
         print(f"  {label:18s} NOT RUN: {why[:150]}")
+path = os.path.join(outdir, "bench_gpu.json")
+if bench_backends and not os.path.exists(path):
+    print("bench: no JSON (see bench_gpu.log)")
+elif bench_backends:
+    data = json.load(open(path))
+    print(f"bench --device-backend {bench_backends} (targets; not run = a side did not run):")
+    for t in data["targets"]:
+        measured = "not run" if t["ratio"] is None else f"{t['ratio']:.3g}"
+        status = {True: "met", False: "MISSED", None: "not run"}[t["met"]]
+        print(f"  {t['case']}. [{status:>7}] {t['goal']}: {t['ratio_name']} = {measured} "
+              f"(goal {t['op']} {t['threshold']:g})")
+    for key, case in data["cases"].items():
+        for label, why in {**case["skipped"], **case["failed"]}.items():
+            if " on " in label or "(cuda)" in label or label == "case":
+                print(f"  {key}. NOT RUN {label}: {why[:150]}")
 EOF
 } >>"$summary" 2>&1
 

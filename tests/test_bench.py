@@ -17,6 +17,10 @@ from portable_nn.__main__ import build_parser
 from portable_nn.bench import SCHEMA, run_bench
 
 INSTALLED = [lib for lib in ("torch", "jax") if importlib.util.find_spec(lib) is not None]
+# a CPU stand-in for a GPU backend spec of --device-backend
+DEVICE_SPEC = next(
+    (s for s in ("array_api_strict", "torch") if importlib.util.find_spec(s) is not None), "numpy"
+)
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
 
@@ -101,6 +105,50 @@ def test_bench_digits_tiny_numpy_only() -> None:
     assert case["targets"][0]["met"] is None  # sklearn not run
 
 
+def _check_device_candidate(case: dict, ref: str, tolerance: float) -> None:
+    """``portable_nn on DEVICE_SPEC`` ran and agrees with NumPy's ``ref``; no GPU target counts as met."""
+    rows = {r["name"]: r for r in case["rows"]}
+    on = rows[f"portable_nn on {DEVICE_SPEC}"]
+    assert _positive_finite(on["median_s"])
+    assert math.isfinite(on["loss_check"]) and math.isfinite(rows[ref]["loss_check"])
+    assert abs(on["loss_check"] - rows[ref]["loss_check"]) <= tolerance * abs(rows[ref]["loss_check"])
+    gpu = [t for t in case["targets"] if "PyTorch eager CUDA" in t["goal"]]
+    assert gpu and all(t["met"] is None and t["ratio"] is None for t in gpu), gpu
+
+
+def test_bench_device_backend_dry_run() -> None:
+    # cupy is skipped where it is not installed; torch is not selected, so its CUDA candidate never runs
+    specs = [DEVICE_SPEC, "cupy"]
+    report = run_bench(
+        ["a", "b"], profile="tiny", libraries=[], isolate=False, progress=False, device_backends=specs
+    )
+    data = report.as_dict()
+    assert data["settings"]["device_backends"] == specs
+    for key, ref, tolerance in (
+        ("a", "portable_nn (compile_step)", 1e-3),
+        ("b", "portable_nn (apply/loss/backprop/step)", 1e-6),
+    ):
+        case = data["cases"][key]
+        _check_case(case, key)
+        assert case["settings"]["device_backends"] == specs
+        _check_device_candidate(case, ref, tolerance)
+        assert any("(cuda)" in name for name in case["skipped"])
+    assert data["cases"]["a"]["targets"][-1]["goal"].startswith("portable_nn on cupy within 1.05x")
+    assert all(t.met is None for _, t in report.targets if "CUDA" in t.goal)
+    assert "not run" in report.summary()
+
+
+def test_bench_child_process_takes_device_backends(tmp_path) -> None:
+    from portable_nn.bench.__main__ import main
+
+    out = tmp_path / "b.json"
+    argv = ["--case", "b", "--profile", "tiny", "--libraries", "-", "--progress", "off"]
+    assert main([*argv, "--device-backend", DEVICE_SPEC, "--out", str(out)]) == 0
+    case = json.loads(out.read_text())
+    _check_case(case, "b")
+    _check_device_candidate(case, "portable_nn (apply/loss/backprop/step)", 1e-6)
+
+
 def test_bench_case_runs_in_its_own_process() -> None:
     report = run_bench(["e"], profile="tiny", libraries=[], progress=False)
     assert report.settings["isolated_processes"] is True
@@ -110,6 +158,13 @@ def test_bench_case_runs_in_its_own_process() -> None:
 def test_bench_command_line() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--cases", "a,c", "--backends", "numpy,torch"])
     assert args.quick and args.cases == ["a", "c"] and args.backends == ["torch"] and args.isolate
+    assert args.device_backends == []
+    args = build_parser().parse_args(
+        ["bench", "--device-backend", "cupy,torch:cuda", "--device-backend", "jax:gpu"]
+    )
+    assert args.device_backends == ["cupy", "torch:cuda", "jax:gpu"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--device-backend", "cupy,"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--cases", "a,z"])
     with pytest.raises(SystemExit):

@@ -26,11 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated; '-' for none")
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--device-backend", default="", help="comma-separated portable_nn backend specs")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     libs = [] if args.libraries == "-" else [s for s in args.libraries.split(",") if s]
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    config = Config.for_profile(args.profile, repeats=args.repeats, libraries=libs, progress=progress)
+    devices = [s for s in args.device_backend.split(",") if s]
+    config = Config.for_profile(
+        args.profile, repeats=args.repeats, libraries=libs, progress=progress, device_backends=devices
+    )
     result = run_case(args.case, config)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result.as_dict(), f, allow_nan=False)

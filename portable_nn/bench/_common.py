@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._backend import Backend
 from .._environment import blas_threads, threadpools
+from .._select import get_backend
 from .._timing import Candidate, Timing, time_interleaved
-from ._result import CaseResult, Progress
+from ._result import CaseResult, Progress, Target
 
 __all__ = [
     "LIBRARIES",
@@ -24,14 +26,19 @@ __all__ = [
     "LoadMeter",
     "busy",
     "current_rss_mib",
+    "device_backends",
+    "device_speedup_goals",
     "load_note",
     "peak_rss_mib",
     "error_text",
+    "on_device",
     "optional",
     "paired_ratio",
     "ratio",
     "setup_threads",
+    "speed_target",
     "timing_row",
+    "torch_cuda",
     "run_candidates",
 ]
 
@@ -58,6 +65,8 @@ class Config:
         explicit_repeats: ``repeats`` was asked for (``--repeats``), not the profile's default.
         libraries: comparison libraries allowed (subset of :data:`LIBRARIES`).
         progress: tqdm bar on stderr; None shows it only when stderr is a terminal.
+        device_backends: portable_nn backend specs (``cupy``, ``torch:cuda``, ``jax:gpu``...) that
+            cases a, b and c also run portable_nn on, next to PyTorch eager on CUDA (``--device-backend``).
     """
 
     profile: str = "full"
@@ -67,6 +76,7 @@ class Config:
     libraries: frozenset[str] = field(default_factory=lambda: frozenset(LIBRARIES))
     progress: bool | None = None
     explicit_repeats: bool = False
+    device_backends: tuple[str, ...] = ()
 
     def case_repeats(self, defaults: dict[str, int]) -> int:
         """Repeats for a case with its own per-profile ``defaults`` (fewer, longer runs); --repeats wins."""
@@ -82,6 +92,7 @@ class Config:
         repeats: int | None = None,
         libraries: Sequence[str] | None = None,
         progress: bool | None = None,
+        device_backends: Sequence[str] = (),
     ) -> Config:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
@@ -94,6 +105,7 @@ class Config:
             libraries=frozenset(LIBRARIES if libraries is None else libraries),
             progress=progress,
             explicit_repeats=repeats is not None,
+            device_backends=tuple(dict.fromkeys(device_backends)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +115,7 @@ class Config:
             "warmup_calls": self.warmup,
             "block_s": self.block_s,
             "libraries": sorted(self.libraries),
+            "device_backends": list(self.device_backends),
         }
 
 
@@ -115,6 +128,43 @@ def optional(name: str, config: Config, result: CaseResult, label: str) -> Any:
         return importlib.import_module(_IMPORT[name])
     except ImportError as e:
         result.skipped[label] = f"{name} is not installed ({e}); pip install {_PIP[name]}"
+        return None
+
+
+def on_device(spec: str) -> str:
+    """The label of portable_nn's candidate on backend ``spec``: ``"portable_nn on SPEC"``."""
+    return f"portable_nn on {spec}"
+
+
+def device_backends(config: Config, result: CaseResult) -> dict[str, Backend]:
+    """``{on_device(spec): Backend}`` for each ``--device-backend`` that resolves; the others are skipped."""
+    out: dict[str, Backend] = {}
+    for spec in config.device_backends:
+        try:
+            out[on_device(spec)] = get_backend(spec)
+        except Exception as e:  # not installed, no such device: say why, run the rest
+            result.skipped[on_device(spec)] = error_text(e)
+    return out
+
+
+def torch_cuda(config: Config, result: CaseResult, torch: Any, label: str) -> Backend | None:
+    """torch's CUDA backend for the ``label`` candidate, when there are device backends and torch sees CUDA.
+
+    The first ``torch:cuda...`` spec among them picks the device; otherwise ``torch:cuda``.
+    """
+    if not config.device_backends:
+        return None
+    if torch is None:
+        result.skipped.setdefault(label, "torch is not selected or not installed")
+        return None
+    if not torch.cuda.is_available():
+        result.skipped[label] = "torch sees no CUDA device"
+        return None
+    spec = next((s for s in config.device_backends if s.startswith("torch:cuda")), "torch:cuda")
+    try:
+        return get_backend(spec)
+    except Exception as e:
+        result.skipped[label] = error_text(e)
         return None
 
 
@@ -166,6 +216,33 @@ def paired_ratio(numerator: Timing | None, denominator: Timing | None) -> float 
         return None
     pairs = [a / b for a, b in zip(numerator.per_step, denominator.per_step, strict=True) if b > 0]
     return statistics.median(pairs) if pairs else None
+
+
+def speed_target(
+    timings: dict[str, Timing],
+    goal: str,
+    ratio_name: str,
+    num: str,
+    den: str,
+    op: str,
+    bound: float,
+    *,
+    note: str = "",
+    valid: bool = True,
+) -> Target:
+    """A :class:`Target` on ``t(num)/t(den)`` with its paired ratio; 'not run' when either did not run."""
+    t_num = timings[num].median if num in timings else None
+    t_den = timings[den].median if den in timings else None
+    paired = paired_ratio(timings.get(num), timings.get(den))
+    return Target(goal, ratio_name, ratio(t_num, t_den), op, bound, note, valid, paired)
+
+
+def device_speedup_goals(config: Config) -> list[tuple[str, str, str]]:
+    """``(label, goal, ratio name)`` per ``--device-backend``: b and c's >= 2x over PyTorch eager CUDA."""
+    return [
+        (on, f"{on} >= 2x faster than PyTorch eager CUDA", f"t(torch eager cuda)/t({on})")
+        for on in map(on_device, config.device_backends)
+    ]
 
 
 def error_text(e: BaseException) -> str:

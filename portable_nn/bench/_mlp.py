@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import to_numpy
+from .._backend import Backend, to_numpy
 from .._select import get_backend
 from .._timing import Candidate
+from ..io import to_backend
 from ..problems import Problem, make_problem
 from ..step import compile_step
 
@@ -125,23 +126,25 @@ def _functional(
 # --- portable_nn through its public fast path ----------------------------------------------------
 
 
-def pnn_step(prob: Problem, name: str = "portable_nn") -> Built:
-    """``pnn.compile_step`` on NumPy (the portable code; there is nothing to jit on NumPy)."""
+def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None = None) -> Built:
+    """``pnn.compile_step`` on NumPy (nothing to jit there), or with params and batches on ``backend``."""
     step = compile_step(prob.model, prob.loss, prob.optimizer)
-    batches, n = prob.batches, len(prob.batches)
+    be = backend or get_backend("numpy")
+    params, batches = to_backend((prob.params, prob.batches), be)  # no copies on NumPy
+    n = len(batches)
     cur: dict[str, Any] = {}
 
     def reset() -> None:
-        cur.update(params=prob.params, state=prob.optimizer.init(prob.params), i=0)
+        cur.update(params=params, state=prob.optimizer.init(params), i=0)
 
     def one() -> Any:
         X, T = batches[cur["i"] % n]
         cur["params"], cur["state"], cur["loss"] = step(cur["params"], cur["state"], X, T)
         cur["i"] += 1
-        return cur["loss"]
+        return cur["params"], cur["loss"]  # the params too, so a timer can wait on them (JAX)
 
     reset()
-    return Built(Candidate(name, one, get_backend("numpy"), reset), _loss_after(reset, one, cur))
+    return Built(Candidate(name, one, be, reset), _loss_after(reset, one, cur))
 
 
 # --- plain NumPy, written by hand ----------------------------------------------------------------
@@ -212,8 +215,9 @@ def gemm_step(hidden: int, batch: int, name: str = "GEMM only") -> Built:
 # --- PyTorch eager ---------------------------------------------------------------------------------
 
 
-def torch_step(prob: Problem, torch: Any, name: str = "torch eager") -> Built:
-    """``nn.Sequential`` + ``F.cross_entropy`` + autograd + ``torch.optim.SGD``, on the CPU."""
+def torch_step(prob: Problem, torch: Any, name: str = "torch eager", backend: Backend | None = None) -> Built:
+    """``nn.Sequential`` + ``F.cross_entropy`` + autograd + ``torch.optim.SGD``, on the CPU or ``backend``."""
+    device = "cpu" if backend is None else backend.device
     init = host_params(prob)
     hidden = init[0].shape[1]
     model = torch.nn.Sequential(
@@ -222,10 +226,10 @@ def torch_step(prob: Problem, torch: Any, name: str = "torch eager") -> Built:
         torch.nn.Linear(hidden, hidden),
         torch.nn.ReLU(),
         torch.nn.Linear(hidden, CLASSES),
-    )
+    ).to(device)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     opt = torch.optim.SGD(model.parameters(), lr=LR)
-    batches = [(torch.from_numpy(X.copy()), torch.from_numpy(y.copy())) for X, y in _host_batches(prob)]
+    batches = [tuple(torch.from_numpy(a.copy()).to(device) for a in b) for b in _host_batches(prob)]
     n = len(batches)
     cross_entropy = torch.nn.functional.cross_entropy
     cur: dict[str, Any] = {}
@@ -248,7 +252,7 @@ def torch_step(prob: Problem, torch: Any, name: str = "torch eager") -> Built:
         return cur["loss"]
 
     reset()
-    return Built(Candidate(name, one, None, reset), _loss_after(reset, one, cur))
+    return Built(Candidate(name, one, backend, reset), _loss_after(reset, one, cur))
 
 
 # --- JAX jit --------------------------------------------------------------------------------------

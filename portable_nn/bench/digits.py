@@ -8,7 +8,10 @@ the recipe of ``examples/digits.py``, which reaches about 0.978. Candidates:
 - scikit-learn ``MLPClassifier(hidden_layer_sizes=(128,))``, adam with the
   same learning rate, batch size and epochs, no L2 penalty, no early stop;
 - PyTorch: the same MLP, initial weights, optimizer and epochs, eager;
-- the same MLP and Adam written by hand in NumPy.
+- the same MLP and Adam written by hand in NumPy;
+- with ``--device-backend SPEC``: ``pnn.fit`` with params and data on that backend
+  ("portable_nn on SPEC"), and the PyTorch trainer on CUDA when torch sees a GPU.
+  Target: each >= 2x faster than PyTorch eager CUDA.
 
 Each timed call is one whole training from the same initial weights
 (scikit-learn draws its own). Test accuracy is measured after the clock
@@ -21,13 +24,16 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from .._backend import Backend, to_numpy
 from .._select import get_backend
 from .._timing import Candidate
 from ..activations import ReLU
+from ..io import to_backend
 from ..linear import Linear
 from ..losses import softmax_cross_entropy
 from ..optim import Adam
@@ -36,13 +42,16 @@ from ..sequential import Sequential
 from ..train import fit, predict
 from ._common import (
     Config,
+    device_backends,
+    device_speedup_goals,
     error_text,
     optional,
-    paired_ratio,
     ratio,
     run_candidates,
     setup_threads,
+    speed_target,
     timing_row,
+    torch_cuda,
 )
 from ._result import CaseResult, Column, Target
 
@@ -56,10 +65,12 @@ LR, BATCH, HIDDEN, SEED = 3e-3, 32, 128, 0
 B1, B2, EPS = 0.9, 0.999, 1e-8
 
 PNN, SKLEARN, TORCH, NUMPY = "portable_nn (pnn.fit)", "sklearn MLPClassifier", "torch eager", "numpy by hand"
+TORCH_CUDA = "torch eager (cuda)"
 
 Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-# a trainer: train(epochs) fits from the initial weights; accuracy() scores the last fit on the test set
-Trainer = tuple[Callable[[int], None], Callable[[], float]]
+# a trainer: train(epochs) fits from the initial weights (returning what a timer may wait on);
+# accuracy() scores the last fit on the test set
+Trainer = tuple[Callable[[int], Any], Callable[[], float]]
 
 
 def _model() -> tuple[Sequential, Any]:
@@ -67,12 +78,15 @@ def _model() -> tuple[Sequential, Any]:
     return model, model.init(seed=SEED, backend="numpy", dtype="float32")
 
 
-def _pnn(data: Data) -> Trainer:
+def _pnn(data: Data, backend: Backend | None = None) -> Trainer:
+    """``pnn.fit`` on NumPy, or with the initial params and the training data moved to ``backend`` once."""
     Xtr, Xte, ytr, yte = data
     model, init = _model()
+    if backend is not None:
+        init, Xtr, ytr = to_backend((init, Xtr, ytr), backend)
     cur: dict[str, Any] = {}
 
-    def train(epochs: int) -> None:
+    def train(epochs: int) -> Any:
         cur["params"], _ = fit(
             model,
             init,
@@ -85,9 +99,10 @@ def _pnn(data: Data) -> Trainer:
             seed=SEED,
             progress=False,
         )
+        return cur["params"]
 
     def accuracy() -> float:
-        return float(np.mean(np.argmax(predict(model, cur["params"], Xte), axis=1) == yte))
+        return float(np.mean(np.argmax(to_numpy(predict(model, cur["params"], Xte)), axis=1) == yte))
 
     return train, accuracy
 
@@ -137,11 +152,14 @@ def _numpy(data: Data) -> Trainer:
     return train, accuracy
 
 
-def _torch(data: Data, torch: Any) -> Trainer:
-    Xtr, Xte, ytr, yte = (torch.from_numpy(np.ascontiguousarray(a)) for a in data)
+def _torch(data: Data, torch: Any, backend: Backend | None = None) -> Trainer:
+    """The same MLP with ``torch.optim.Adam``, eager, on the CPU or ``backend``'s device."""
+    device = "cpu" if backend is None else backend.device
+    Xtr, Xte, ytr, yte = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in data)
     _, params = _model()
     n = Xtr.shape[0]
     model = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
+    model.to(device)
     linears = [model[0], model[2]]
     cross_entropy = torch.nn.functional.cross_entropy
 
@@ -153,7 +171,7 @@ def _torch(data: Data, torch: Any) -> Trainer:
         opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(B1, B2), eps=EPS)
         gen = torch.Generator().manual_seed(SEED)
         for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(device)
             for i in range(0, n, BATCH):
                 idx = order[i : i + BATCH]
                 opt.zero_grad(set_to_none=True)
@@ -214,6 +232,8 @@ def run(config: Config) -> CaseResult:
     )
     sklearn = optional("sklearn", config, result, SKLEARN)
     torch = optional("torch", config, result, TORCH)
+    devices = device_backends(config, result)
+    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
     threads = setup_threads()
     result.environment = {"threads": threads}
     torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
@@ -227,13 +247,19 @@ def run(config: Config) -> CaseResult:
         makers.append((SKLEARN, lambda: _sklearn(data, sklearn)))
     if torch is not None:
         makers.append((torch_name, lambda: _torch(data, torch)))
+    makers += [(label, partial(_pnn, data, be)) for label, be in devices.items()]
+    if cuda is not None:
+        makers.append((TORCH_CUDA, lambda: _torch(data, torch, cuda)))
     scorers: dict[str, Callable[[], float]] = {}
-    numpy_be = get_backend("numpy")
+    # the backend each candidate's timer synchronizes: its device's, NumPy's for the CPU ones
+    backends = {**devices, TORCH_CUDA: cuda}
 
     def keep(name: str, make: Callable[[], Trainer]) -> tuple[str, Callable[[], Candidate]]:
+        be = backends.get(name) or get_backend("numpy")
+
         def build() -> Candidate:
             train, scorers[name] = make()
-            return Candidate(name, lambda: train(epochs), numpy_be, warmup=lambda: train(1))
+            return Candidate(name, lambda: train(epochs), be, warmup=lambda: train(1))
 
         return name, build
 
@@ -275,11 +301,8 @@ def run(config: Config) -> CaseResult:
 
     def target(goal: str, ratio_name: str, num: str, den: str, op: str, bound: float) -> Target:
         low = [n for n in (num, den) if n in acc and acc[n] < ACCURACY]
-        t_num = timings[num].median if num in timings else None
-        t_den = timings[den].median if den in timings else None
         note = f"not at the same accuracy: {', '.join(low)} below {ACCURACY}" if low else ""
-        paired = paired_ratio(timings.get(num), timings.get(den))
-        return Target(goal, ratio_name, ratio(t_num, t_den), op, bound, note, not low, paired)
+        return speed_target(timings, goal, ratio_name, num, den, op, bound, note=note, valid=not low)
 
     result.targets = [
         target(
@@ -300,6 +323,9 @@ def run(config: Config) -> CaseResult:
             NUMPY,
             "<=",
             1.1,
+        ),
+        *(  # the GPU goal, one per --device-backend: 'not run' where it or torch's CUDA did not run
+            target(goal, name, TORCH_CUDA, on, ">=", 2.0) for on, goal, name in device_speedup_goals(config)
         ),
     ]
     flagged = [n for n, a in acc.items() if a < ACCURACY]

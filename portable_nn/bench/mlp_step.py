@@ -7,7 +7,10 @@ SGD(lr=0.01). Candidates, timed interleaved in this one process:
 2. the same step written by hand in plain NumPy (functional ``w = w - lr*g``);
 3. the step's eight matmuls alone on preallocated arrays: the limit here;
 4. PyTorch eager, autograd + ``torch.optim.SGD``, with as many threads as NumPy's BLAS;
-5. a ``jax.jit`` step (``jax.value_and_grad`` + the SGD update).
+5. a ``jax.jit`` step (``jax.value_and_grad`` + the SGD update);
+6. with ``--device-backend SPEC`` (e.g. ``cupy``, ``torch:cuda``, ``jax:gpu``): portable_nn's
+   ``compile_step`` on that backend ("portable_nn on SPEC"), and PyTorch eager on CUDA when torch sees
+   a GPU. Target: portable_nn on CuPy within 1.05x of PyTorch eager CUDA.
 
 Minor page faults per step are counted too: fresh arrays every step mean
 fresh pages from the OS unless the allocator reuses them.
@@ -17,17 +20,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .._timing import Candidate
 from ._common import (
     Config,
+    device_backends,
     error_text,
+    on_device,
     optional,
     paired_ratio,
     ratio,
     run_candidates,
     setup_threads,
+    speed_target,
     timing_row,
+    torch_cuda,
 )
 from ._mlp import Built, flops, gemm_step, jax_step, mlp_problem, numpy_step, pnn_step, torch_step
 from ._result import CaseResult, Column, Target
@@ -38,12 +46,13 @@ KEY = "a"
 SIZES = {"full": (512, 256), "quick": (512, 256), "tiny": (32, 16)}
 CHECK_STEPS = 3
 
-PNN, HAND, GEMM, TORCH, JAX = (
+PNN, HAND, GEMM, TORCH, JAX, TORCH_CUDA = (
     "portable_nn (compile_step)",
     "numpy by hand",
     "GEMM only (8 matmuls)",
     "torch eager",
     "jax jit",
+    "torch eager (cuda)",
 )
 
 
@@ -57,6 +66,8 @@ def run(config: Config) -> CaseResult:
     )
     torch = optional("torch", config, result, TORCH)
     jax = optional("jax", config, result, JAX)
+    devices = device_backends(config, result)
+    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
     threads = setup_threads()
     result.environment = {"threads": threads}
     prob = mlp_problem(hidden, batch)
@@ -79,6 +90,10 @@ def run(config: Config) -> CaseResult:
         builders.append(keep(torch_name, lambda: torch_step(prob, torch, torch_name)))
     if jax is not None:
         builders.append(keep(JAX, lambda: jax_step(prob, jax, JAX)))
+    for label, be in devices.items():
+        builders.append(keep(label, partial(pnn_step, prob, label, be)))
+    if cuda is not None:
+        builders.append(keep(TORCH_CUDA, lambda: torch_step(prob, torch, TORCH_CUDA, cuda)))
     timings = run_candidates(builders, config, result, desc="a: mlp step")
 
     # the same loss after CHECK_STEPS steps from the same params: they all compute one thing
@@ -146,6 +161,10 @@ def run(config: Config) -> CaseResult:
             paired_ratio=pair(PNN, GEMM),
         ),
     ]
+    # the GPU goal, for CuPy: 'not run' where it or torch's CUDA did not run
+    for on in [on_device(spec) for spec in config.device_backends if spec.partition(":")[0] == "cupy"]:
+        goal, name = f"{on} within 1.05x of PyTorch eager CUDA", f"t({on})/t(torch eager cuda)"
+        result.targets.append(speed_target(timings, goal, name, on, TORCH_CUDA, "<=", 1.05))
     result.note_agreement(f"{CHECK_STEPS} steps from the same params", 1e-3)
     result.notes.append(
         f"GFLOP/s counts only the 8 matmuls ({work / 1e9:.3f} GFLOP/step); faults/step: minor page faults"

@@ -7,7 +7,9 @@ float64, sum of squared errors, SGD lr 0.01: microseconds per step of
   ``backprop``, ``opt.step``), and through ``pnn.compile_step``;
 - the notebook's own NumPy loop (``x.dot``, ``np.maximum``, in-place ``w1 -= lr*grad_w1``);
 - PyTorch eager autograd (the same loop with tensors, ``loss.backward()``);
-- a ``jax.jit`` step, and the whole 500-step run compiled as one ``lax.fori_loop``.
+- a ``jax.jit`` step, and the whole 500-step run compiled as one ``lax.fori_loop``;
+- with ``--device-backend SPEC``: ``compile_step`` on that backend ("portable_nn on SPEC"), and
+  PyTorch eager on CUDA when torch sees a GPU. Target: each >= 2x faster than PyTorch eager CUDA.
 
 Each candidate's loss after the notebook's 500 steps is compared with portable_nn's.
 """
@@ -16,24 +18,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from .._backend import Backend
 from .._select import get_backend
 from .._timing import Candidate
+from ..io import to_backend
 from ..losses import sum_squared_error
 from ..problems import make_problem, notebook_data, notebook_weights
 from ..step import compile_step
 from ._common import (
     Config,
+    device_backends,
+    device_speedup_goals,
     error_text,
     optional,
     paired_ratio,
     ratio,
     run_candidates,
     setup_threads,
+    speed_target,
     timing_row,
+    torch_cuda,
 )
 from ._result import CaseResult, Column, Target
 
@@ -43,13 +52,14 @@ KEY = "b"
 LR = 0.01
 STEPS = 500  # the notebook's run; also the length of the compiled fori_loop
 
-API, COMPILED, RAW, TORCH, JAX, JAX_LOOP = (
+API, COMPILED, RAW, TORCH, JAX, JAX_LOOP, TORCH_CUDA = (
     "portable_nn (apply/loss/backprop/step)",
     "portable_nn (compile_step)",
     "numpy, the notebook's loop",
     "torch eager autograd",
     "jax jit step",
     f"jax fori_loop ({STEPS} steps/call)",
+    "torch eager autograd (cuda)",
 )
 
 Check = Callable[[], float]
@@ -75,20 +85,22 @@ def _pnn_api() -> tuple[Candidate, Check]:
     return Candidate(API, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
 
 
-def _pnn_compiled() -> tuple[Candidate, Check]:
+def _pnn_compiled(name: str = COMPILED, backend: Backend | None = None) -> tuple[Candidate, Check]:
+    """``compile_step`` on NumPy, or with the params and data moved to ``backend``."""
     prob = make_problem("seed", "numpy")
     step = compile_step(prob.model, prob.loss, prob.optimizer)
-    x, y = prob.batches[0]
+    be = backend or get_backend("numpy")
+    params, (x, y) = to_backend((prob.params, prob.batches[0]), be)
     cur: dict[str, Any] = {}
 
     def reset() -> None:
-        cur.update(params=prob.params, state=prob.optimizer.init(prob.params))
+        cur.update(params=params, state=prob.optimizer.init(params))
 
     def one() -> Any:
         cur["params"], cur["state"], cur["loss"] = step(cur["params"], cur["state"], x, y)
-        return cur["loss"]
+        return cur["params"], cur["loss"]  # the params too, so a timer can wait on them (JAX)
 
-    return Candidate(COMPILED, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+    return Candidate(name, one, be, reset), _run_check(reset, one, cur)
 
 
 def _numpy_notebook() -> tuple[Candidate, Check]:
@@ -122,12 +134,14 @@ def _numpy_notebook() -> tuple[Candidate, Check]:
     return Candidate(RAW, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
 
 
-def _torch(torch: Any, name: str = TORCH) -> tuple[Candidate, Check]:
+def _torch(torch: Any, name: str = TORCH, backend: Backend | None = None) -> tuple[Candidate, Check]:
+    """The notebook's loop with torch tensors and autograd, on the CPU or ``backend``'s device."""
+    device = "cpu" if backend is None else backend.device
     xh, yh = notebook_data()
     w1_0, w2_0 = notebook_weights()
-    x, y = torch.from_numpy(xh), torch.from_numpy(yh)
-    w1 = torch.tensor(w1_0, requires_grad=True)
-    w2 = torch.tensor(w2_0, requires_grad=True)
+    x, y = torch.from_numpy(xh).to(device), torch.from_numpy(yh).to(device)
+    w1 = torch.tensor(w1_0, requires_grad=True, device=device)
+    w2 = torch.tensor(w2_0, requires_grad=True, device=device)
     cur: dict[str, Any] = {}
 
     def reset() -> None:
@@ -148,7 +162,7 @@ def _torch(torch: Any, name: str = TORCH) -> tuple[Candidate, Check]:
         cur["loss"] = loss.detach()
         return cur["loss"]
 
-    return Candidate(name, one, None, reset), _run_check(reset, one, cur)
+    return Candidate(name, one, backend, reset), _run_check(reset, one, cur)
 
 
 def _jax_parts(jax: Any) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
@@ -233,6 +247,8 @@ def run(config: Config) -> CaseResult:
     )
     torch = optional("torch", config, result, TORCH)
     jax = optional("jax", config, result, f"{JAX}, {JAX_LOOP}")
+    devices = device_backends(config, result)
+    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
     threads = setup_threads()
     result.environment = {"threads": threads}
     torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
@@ -245,6 +261,9 @@ def run(config: Config) -> CaseResult:
         makers.append((torch_name, lambda: _torch(torch, torch_name)))
     if jax is not None:
         makers += [(JAX, lambda: _jax_step(jax)), (JAX_LOOP, lambda: _jax_loop(jax))]
+    makers += [(label, partial(_pnn_compiled, label, be)) for label, be in devices.items()]
+    if cuda is not None:
+        makers.append((TORCH_CUDA, lambda: _torch(torch, TORCH_CUDA, cuda)))
     checks: dict[str, Check] = {}
 
     def keep(name: str, make: Callable[[], tuple[Candidate, Check]]) -> tuple[str, Callable[[], Candidate]]:
@@ -323,6 +342,10 @@ def run(config: Config) -> CaseResult:
             ">=",
             10.0,
             paired_ratio=pair(torch_name, COMPILED),
+        ),
+        *(  # the GPU goal, one per --device-backend: 'not run' where it or torch's CUDA did not run
+            speed_target(timings, goal, name, TORCH_CUDA, on, ">=", 2.0)
+            for on, goal, name in device_speedup_goals(config)
         ),
     ]
     result.note_agreement(f"the notebook's {STEPS} steps", 1e-6)

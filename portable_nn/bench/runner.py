@@ -43,6 +43,7 @@ _TITLES = {
 }
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _DISTRIBUTIONS = ("numpy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "tqdm")
+_DEVICE_DISTRIBUTIONS = ("cupy-cuda12x", "cupy-cuda13x", "jax-cuda12-plugin", "array-api-strict")
 
 
 @dataclass
@@ -150,6 +151,7 @@ def _run_isolated(key: str, config: Config, threads: int | None) -> CaseResult:
             ",".join(sorted(config.libraries)) or "-",
             "--progress",
             progress,
+            *(["--device-backend", ",".join(config.device_backends)] if config.device_backends else []),
             "--out",
             out,
         ]
@@ -181,6 +183,7 @@ def run_bench(
     isolate: bool = True,
     threads: int | None = None,
     progress: bool | None = None,
+    device_backends: Sequence[str] = (),
     on_case: Callable[[CaseResult], None] | None = None,
 ) -> BenchReport:
     """Run the bench ``cases`` and collect their results.
@@ -194,6 +197,10 @@ def run_bench(
         isolate: run each case in a fresh child process (default) or all in this one.
         threads: BLAS/OpenMP threads (None leaves them as they are); torch always gets NumPy's BLAS count.
         progress: tqdm bars on stderr; None shows them only when stderr is a terminal.
+        device_backends: portable_nn backend specs, a list or one comma-separated string (``cupy``,
+            ``torch:cuda``, ``jax:gpu``; ``torch``, ``array_api_strict`` for a dry run on a CPU) that
+            cases a, b and c also run portable_nn on, next to PyTorch eager on CUDA when torch sees
+            a GPU, with the GPU targets ('not run' where a side did not run).
         on_case: called with each case's result as soon as it is done (e.g. to print it).
 
     Returns:
@@ -210,9 +217,13 @@ def run_bench(
         )
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}.")
+    if isinstance(device_backends, str):  # "cupy,torch:cuda", as on the command line
+        device_backends = [s for s in device_backends.split(",") if s]
     if threads is not None and not isolate:
         _limit_threads_here(threads)
-    config = Config.for_profile(profile, repeats=repeats, libraries=libs, progress=progress)
+    config = Config.for_profile(
+        profile, repeats=repeats, libraries=libs, progress=progress, device_backends=device_backends
+    )
     start = time.perf_counter()
     results = []
     for key in dict.fromkeys(cases):
@@ -222,12 +233,14 @@ def run_bench(
             on_case(result)
     n, source = blas_threads()
     env = environment()
-    env["versions"] = {**installed_versions(_DISTRIBUTIONS), **env["versions"]}
+    wanted = _DISTRIBUTIONS + (_DEVICE_DISTRIBUTIONS if config.device_backends else ())
+    env["versions"] = {**installed_versions(wanted), **env["versions"]}
     env.update(blas_threads=n, blas_threads_source=source, threadpools=threadpools())
     settings = {
         "profile": profile,
         "cases": list(dict.fromkeys(cases)),
         "libraries": libs,
+        "device_backends": list(config.device_backends),
         "repeats": config.repeats,
         "warmup_calls": config.warmup,
         "block_s": config.block_s,
