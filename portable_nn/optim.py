@@ -1,8 +1,12 @@
 """Optimizers as pure ``init``/``step`` pairs over pytrees (optax style).
 
 ``state = opt.init(params)``; ``params, state = opt.step(params, grads, state)``.
-Updates are functional (``p - lr * g``), so they work on immutable JAX arrays
-and never write into arrays the caller holds.
+``step`` is ``update`` then an add: ``updates, state = opt.update(grads, state,
+params)`` gives the change ``-lr * direction`` as new arrays, and the new params
+are ``p + updates``, bit for bit ``p - lr * direction``. ``step`` adds into the
+updates it just made, so it is functional (it works on immutable JAX arrays and
+never writes into arrays the caller holds); :func:`fit` adds them in place into
+the params it owns on NumPy, CuPy and torch (:func:`apply_updates`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, NamedTuple
 from ._backend import namespace
 from ._tree import TreeMismatchError, tree_flatten, tree_map, tree_unflatten
 
-__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer"]
+__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer", "apply_updates"]
 
 
 def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_open: bool = False) -> float:
@@ -54,17 +58,43 @@ def _zeros_like(p: Any) -> Any:
     return namespace(p).zeros_like(p)
 
 
-def _descend(p: Any, u: Any, lr: float) -> Any:
-    """``p - lr * u`` with one new array instead of two, bit for bit.
+def _scaled(u: Any, lr: float, fresh: bool) -> Any:
+    """``-lr * u`` (bit for bit ``-(lr * u)``); ``fresh``: ``u`` was made by the caller, scale it in place."""
+    if not fresh:
+        return u * -lr
+    u *= -lr  # JAX rebinds
+    return u
 
-    ``u * -lr`` is exactly ``-(lr * u)`` and ``t + p`` exactly ``p - lr * u``;
-    the in-place add writes only the temporary made here (on JAX it rebinds).
+
+def apply_updates(params: Any, updates: Any, *, into: str = "new") -> Any:
+    """``params + updates`` leaf by leaf; with ``updates = -lr * d`` this is exactly ``p - lr * d``.
+
+    Args:
+        into: where the sums go: ``"new"`` arrays (pure), ``"updates"`` (the
+            updates' arrays are overwritten: for updates nobody else holds),
+            or ``"params"`` (in place into params: only for params the caller
+            owns outright, as :func:`fit` does; on JAX this rebinds instead).
+
+    Returns:
+        The new params (for ``into="params"``, the same arrays, updated).
+        A leaf whose update has another dtype is promoted as ``p + u`` would be.
     """
-    t = u * -lr
-    if t.dtype != p.dtype:  # mixed-precision grads: promote as ``p - lr * u`` would
-        return p + t
-    t += p
-    return t
+    if into not in ("new", "updates", "params"):
+        raise ValueError(f"apply_updates: into must be 'new', 'updates' or 'params', got {into!r}.")
+
+    def add(p: Any, u: Any) -> Any:
+        if into == "new" or u.dtype != p.dtype:
+            return p + u
+        if into == "params":
+            p += u
+            return p
+        u += p
+        return u
+
+    try:
+        return tree_map(add, params, updates)
+    except TreeMismatchError as e:
+        raise ValueError(f"apply_updates: updates do not have the structure of params ({e}).") from None
 
 
 class SGDState(NamedTuple):
@@ -99,17 +129,22 @@ class SGD:
 
     def step(self, params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
         """One update. Returns new params and state; the inputs are not modified."""
+        updates, state = self.update(grads, state, params)
+        return apply_updates(params, updates, into="updates"), state
+
+    def update(self, grads: Any, state: SGDState, params: Any) -> tuple[Any, SGDState]:
+        """``(updates, state)``: ``updates = -lr * direction``, new arrays shaped like params."""
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if wd:
             grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
         if not mu:
-            return _map("SGD", lambda p, g: _descend(p, g, lr), params, grads), state
+            return _map("SGD", lambda p, g: _scaled(g, lr, bool(wd)), params, grads), state
         velocity = _map("SGD", lambda v, g: mu * v + g, state.velocity, grads)
         if self.nesterov:
-            new = tree_map(lambda p, g, v: _descend(p, g + mu * v, lr), params, grads, velocity)
+            updates = tree_map(lambda g, v: _scaled(g + mu * v, lr, True), grads, velocity)
         else:
-            new = tree_map(lambda p, v: _descend(p, v, lr), params, velocity)
-        return new, SGDState(velocity)
+            updates = tree_map(lambda v: _scaled(v, lr, False), velocity)
+        return updates, SGDState(velocity)
 
 
 class AdamState(NamedTuple):
@@ -153,12 +188,17 @@ class Adam:
 
     def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
         """One update. Returns new params and state; the inputs are not modified."""
+        updates, state = self.update(grads, state, params)
+        return apply_updates(params, updates, into="updates"), state
+
+    def update(self, grads: Any, state: AdamState, params: Any) -> tuple[Any, AdamState]:
+        """``(updates, state)``: ``updates = -lr * adam_direction``, new arrays shaped like params."""
         b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
         treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, grads, state.mu, state.nu)
         count = state.count + 1
         c1, c2 = 1.0 - b1**count, 1.0 - b2**count
-        new_P, new_M, new_V = [], [], []
         xp = namespace(*P[:1])  # one namespace lookup per step
+        new_U, new_M, new_V = [], [], []
         for p, g, m, v in zip(P, G, M, V, strict=True):
             if wd and not self._decoupled:
                 g = g + wd * p
@@ -167,11 +207,11 @@ class Adam:
             u = (m / c1) / (xp.sqrt(v / c2) + eps)
             if wd and self._decoupled:
                 u = u + wd * p
-            new_P.append(_descend(p, u, lr))
+            new_U.append(_scaled(u, lr, True))
             new_M.append(m)
             new_V.append(v)
         mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)
-        return tree_unflatten(treedef, new_P), AdamState(count, mu, nu)
+        return tree_unflatten(treedef, new_U), AdamState(count, mu, nu)
 
 
 class AdamW(Adam):

@@ -20,6 +20,7 @@ from ._backend import namespace
 from ._layer import Array, Layer, Params
 from ._rng import Seed
 from ._tree import tree_leaves
+from .optim import apply_updates
 
 __all__ = ["compile_step", "TrainStep", "grads_and_loss", "n_correct"]
 
@@ -124,11 +125,20 @@ class TrainStep:
             return fn(params, X, T)  # type: ignore[no-any-return]
         return grads_and_loss(self.model, self.loss, params, X, T, rng)
 
-    def update(self, params: Params, grads: Params, state: Any, X: Array) -> tuple[Params, Any]:
-        """``optimizer.step`` (compiled when compiling)."""
+    def update(
+        self, params: Params, grads: Params, state: Any, X: Array, *, owned: bool = False
+    ) -> tuple[Params, Any]:
+        """``optimizer.step`` (compiled when compiling).
+
+        ``owned=True``: nobody else holds ``params`` (fit's own copies), so the
+        optimizer's ``update`` is added into them in place; on JAX that rebinds.
+        """
         compiler = self.compiler(X)
         if compiler:
             return self._fn(compiler, "update", self.optimizer.step)(params, grads, state)  # type: ignore[no-any-return]
+        if owned:
+            updates, state = self.optimizer.update(grads, state, params)
+            return apply_updates(params, updates, into="params"), state
         return self.optimizer.step(params, grads, state)  # type: ignore[no-any-return]
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:

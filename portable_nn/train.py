@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
-from ._backend import namespace
 from ._data import as_data, check_finite, params_backend
-from ._errors import NonFiniteError
+from ._interrupt import interrupts_between_steps
 from ._layer import Array, Layer, Params
+from ._loop import FitInterrupted, History, Loop, StopTraining, batches, run_epoch
 from ._rng import host_rng
 from ._scan import run_scanned
+from ._tree import tree_map
 from .step import TrainStep, n_correct
 
 __all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
-
-History = dict[str, list[float]]
-
-
-class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step.
-
-    (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
-    last completed chunk.)
-    """
-
-    def __init__(self, params: Params, history: History) -> None:
-        super().__init__("fit interrupted; the last completed step's params are on .params")
-        self.params = params
-        self.history = history
 
 
 def _positive_int(where: str, name: str, value: Any, lo: int) -> int:
@@ -42,22 +27,6 @@ def _positive_int(where: str, name: str, value: Any, lo: int) -> int:
     if value < lo:
         raise ValueError(f"{where}: {name} must be >= {lo}, got {value}.")
     return int(value)
-
-
-def _batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
-    """Index slices (or host index arrays when shuffled) covering 0..n-1."""
-    starts = range(0, n, batch_size)
-    if order is None:
-        return [slice(i, min(i + batch_size, n)) for i in starts]
-    return [order[i : i + batch_size] for i in starts]
-
-
-def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
-    if isinstance(idx, slice):
-        return A[idx, ...]
-    if xp is np:
-        return A[idx, ...]
-    return xp.take(A, xp.asarray(idx, device=device), axis=0)
 
 
 def evaluate(
@@ -73,7 +42,7 @@ def evaluate(
         raise ValueError(f"evaluate: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
     if n == 0:
         raise ValueError("evaluate: X is empty (0 rows).")
-    for idx in _batches(n, _positive_int(where, "batch_size", batch_size, 1), None):
+    for idx in batches(n, _positive_int(where, "batch_size", batch_size, 1), None):
         Yp = model.apply(params, X[idx, ...])[0]
         value = float(loss(Yp, Y[idx, ...])[0])
         total += value * (idx.stop - idx.start)
@@ -169,6 +138,11 @@ def fit(
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
     state = optimizer.init(params)
     history: History = {"loss": []}
+    # Mutable arrays, portable step, an optimizer with update(): work on copies fit owns, updated in place
+    owned = (epochs > 0 and hasattr(optimizer, "update") and trainer.compiler(X) is None
+             and not array_api_compat.is_jax_array(X))
+    if owned:
+        params = tree_map(lambda a: xp.asarray(a, copy=True), params)
     best = (math.inf, params)
     since_best = 0
     steps_per_epoch = -(-n // batch_size)
@@ -178,61 +152,60 @@ def fit(
     chunk = epochs if validation_data is None and patience is None else 1
     bar = _progress_bar(progress, epochs * steps_per_epoch)
     epoch = 0
-    try:
-        while epoch < epochs:
-            k = min(chunk, epochs - epoch) if scanned else 1
-            orders = [shuffle_rng.permutation(n) if shuffle else None for _ in range(k)]
-            start = (params, state)
-            if scanned:
-                full = np.stack([np.arange(n) if o is None else o for o in orders])
-                params, state, losses, checks, correct = run_scanned(
-                    trainer, params, state, X, Y, full, batch_size
-                )
-                if on_nonfinite == "ignore" or np.isfinite(checks).all():
-                    for e in range(k):
-                        _record(history, float(losses[e].mean()), correct[e].sum() if labels else None, n)
-                    if bar is not None:
-                        bar.update(k * steps_per_epoch)
-                    epoch += k
-                    k = 0
-                else:  # replay the chunk step by step: it stops at the bad step with the params before it
-                    params, state = start
-            for e in range(k):
-                params, state, total, c = _epoch(trainer, params, state, X, Y, orders[e], batch_size,
-                                                 dropout_rng, on_nonfinite, epoch, history, bar)
-                _record(history, total / n, c, n)
-                epoch += 1
-            monitored = history["loss"][-1]
-            if validation_data is not None:
-                vl, va = evaluate(model, params, Xv, Yv, loss=loss)
-                history.setdefault("val_loss", []).append(vl)
-                if va is not None:
-                    history.setdefault("val_accuracy", []).append(va)
-                monitored = vl
+    with interrupts_between_steps() as interrupted:
+        loop = Loop(trainer, X, Y, batch_size, dropout_rng, on_nonfinite, history, bar, owned, interrupted)
+        try:
+            while epoch < epochs:
+                k = min(chunk, epochs - epoch) if scanned else 1
+                orders = [shuffle_rng.permutation(n) if shuffle else None for _ in range(k)]
+                start = (params, state)
+                if scanned:
+                    full = np.stack([np.arange(n) if o is None else o for o in orders])
+                    params, state, losses, checks, correct = run_scanned(
+                        trainer, params, state, X, Y, full, batch_size
+                    )
+                    if on_nonfinite == "ignore" or np.isfinite(checks).all():
+                        for e in range(k):
+                            _record(history, float(losses[e].mean()), correct[e].sum() if labels else None, n)
+                        if bar is not None:
+                            bar.update(k * steps_per_epoch)
+                        epoch += k
+                        k = 0
+                    else:  # replay the chunk step by step: it stops at the bad step with the params before it
+                        params, state = start
+                for e in range(k):
+                    params, state, total, c = run_epoch(loop, params, state, orders[e], epoch)
+                    _record(history, total / n, c, n)
+                    epoch += 1
+                if interrupted:  # Ctrl-C during a compiled chunk
+                    raise KeyboardInterrupt
+                monitored = history["loss"][-1]
+                if validation_data is not None:
+                    vl, va = evaluate(model, params, Xv, Yv, loss=loss)
+                    history.setdefault("val_loss", []).append(vl)
+                    if va is not None:
+                        history.setdefault("val_accuracy", []).append(va)
+                    monitored = vl
+                if bar is not None:
+                    bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
+                if patience is not None:
+                    if monitored < best[0] - min_delta:  # a copy when the params are updated in place
+                        best = (monitored, tree_map(lambda a: xp.asarray(a, copy=True), params) if owned else params)
+                        since_best = 0
+                    else:
+                        since_best += 1
+                        if since_best >= patience:
+                            return best[1], history
+        except StopTraining as stop:
+            return stop.params, history
+        except FitInterrupted:
+            raise
+        except KeyboardInterrupt as e:
+            raise FitInterrupted(params, history) from e
+        finally:
             if bar is not None:
-                bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
-            if patience is not None:
-                if monitored < best[0] - min_delta:
-                    best, since_best = (monitored, params), 0
-                else:
-                    since_best += 1
-                    if since_best >= patience:
-                        return best[1], history
-    except _Stop as stop:
-        return stop.params, history
-    except KeyboardInterrupt as e:
-        raise FitInterrupted(params, history) from e
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     return params, history
-
-
-class _Stop(Exception):
-    """Internal: on_nonfinite='stop' ends training with these params."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
 
 
 def _record(history: History, mean_loss: float, n_correct: Any, n: int) -> None:
@@ -240,38 +213,6 @@ def _record(history: History, mean_loss: float, n_correct: Any, n: int) -> None:
     history["loss"].append(mean_loss)
     if n_correct is not None:
         history.setdefault("accuracy", []).append(int(n_correct) / n)
-
-
-def _epoch(
-    trainer: TrainStep, params: Params, state: Any, X: Array, Y: Array, order: np.ndarray | None,
-    batch_size: int, rng: Any, on_nonfinite: str, epoch: int, history: History, bar: Any,
-) -> tuple[Params, Any, float, Any]:
-    """One epoch step by step. Returns params, state, the summed loss x rows, and correct predictions."""
-    xp = namespace(X)
-    device = array_api_compat.device(X)
-    total: Any = 0.0
-    correct = None
-    for step, idx in enumerate(_batches(X.shape[0], batch_size, order)):
-        Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-        value, Yp, grads, check = trainer.grads(params, Xb, Tb, rng)
-        if on_nonfinite != "ignore" and not math.isfinite(float(check)):
-            msg = (
-                f"fit: the loss or a gradient became NaN/inf at epoch {epoch}, step {step} "
-                f"(loss {float(value)}). Lower the learning rate, check the data scale, "
-                "or clip gradients. The last finite params are kept."
-            )
-            if on_nonfinite == "stop":
-                warnings.warn(msg, RuntimeWarning, stacklevel=4)
-                raise _Stop(params)
-            raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=history)
-        params, state = trainer.update(params, grads, state, Xb)
-        total = total + value * Xb.shape[0]  # stays on the device until the epoch ends
-        c = n_correct(xp, Yp, Tb)
-        if c is not None:
-            correct = c if correct is None else correct + c
-        if bar is not None:
-            bar.update(1)
-    return params, state, float(total), correct
 
 
 def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
@@ -288,7 +229,7 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     batch_size = _positive_int(where, "batch_size", batch_size, 1)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
-    outs = [model.apply(params, X[idx, ...])[0] for idx in _batches(X.shape[0], batch_size, None)]
+    outs = [model.apply(params, X[idx, ...])[0] for idx in batches(X.shape[0], batch_size, None)]
     if not outs:
         raise ValueError("predict: X is empty (0 rows).")
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

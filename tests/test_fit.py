@@ -243,3 +243,39 @@ def test_fit_compiled_loop_matches_step_by_step(tb):
     assert h1["accuracy"] == h2["accuracy"]
     for a, b in zip(pnn.tree_leaves(p1), pnn.tree_leaves(p2), strict=True):
         np.testing.assert_allclose(pnn.to_numpy(a), pnn.to_numpy(b), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_fit_in_place_updates_equal_the_functional_steps(tb, opt):
+    """fit adds updates in place into its own copies of the params; the result is bit for bit the pure steps'."""
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 8), pnn.ReLU(), pnn.Linear(8, 1))
+    params = tb.init(model, seed=2)
+    optimizer = {"sgd": pnn.optim.SGD(lr=0.05), "momentum": pnn.optim.SGD(lr=0.05, momentum=0.9),
+                 "adam": pnn.optim.Adam(lr=0.01)}[opt]
+    fitted, history = pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error, optimizer=optimizer,
+                              epochs=3, batch_size=8, shuffle=False, progress=False, compile=False)
+    step = pnn.compile_step(model, pnn.losses.mean_squared_error, optimizer, compile=False)
+    p, s = params, optimizer.init(params)
+    Xb, Yb = tb.asarray(X, dtype=tb.float), tb.asarray(Y, dtype=tb.float)
+    for _ in range(3):
+        for i in range(0, Xb.shape[0], 8):
+            p, s, _ = step(p, s, Xb[i:i + 8, ...], Yb[i:i + 8, ...])
+    for a, b in zip(pnn.tree_leaves(fitted), pnn.tree_leaves(p), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_early_stopping_keeps_the_best_epochs_params_while_training_goes_on(tb):
+    """The best params are a snapshot: later in-place updates must not reach them."""
+    X, Y = _small_problem(tb)
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    params = tb.init(model, seed=0)
+    # validation targets of the opposite sign: the validation loss is best after the first epoch
+    kwargs = dict(loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.05), batch_size=8,
+                  shuffle=False, progress=False, compile=False)
+    best, history = pnn.fit(model, params, X, Y, epochs=20, patience=2, validation_data=(X, -Y), **kwargs)
+    assert len(history["loss"]) == 3 and history["val_loss"][0] < history["val_loss"][1]
+    after_one, _ = pnn.fit(model, params, X, Y, epochs=1, **kwargs)
+    for a, b in zip(pnn.tree_leaves(best), pnn.tree_leaves(after_one), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))

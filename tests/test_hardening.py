@@ -152,6 +152,57 @@ def test_keyboard_interrupt_leaves_last_completed_steps_params(tb):
 
 
 
+def _interrupted_fit(tb, at_call, interrupt):
+    """fit on 3 batches per epoch whose loss calls ``interrupt()`` on call ``at_call``; and the params after k steps."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
+    model = pnn.Sequential(pnn.Linear(4, 3), pnn.ReLU(), pnn.Linear(3, 2))
+    params = tb.init(model, seed=1)
+    kwargs = dict(optimizer=pnn.optim.SGD(lr=0.1, momentum=0.5), batch_size=10, shuffle=False, progress=False,
+                  compile=False)
+    calls = []
+
+    def loss(Yp, T):
+        calls.append(1)
+        if len(calls) == at_call:
+            interrupt()
+        return pnn.losses.mean_squared_error(Yp, T)
+
+    with pytest.raises(pnn.FitInterrupted) as info:
+        pnn.fit(model, params, X, Y, loss=loss, epochs=10, **kwargs)
+    step = pnn.compile_step(model, pnn.losses.mean_squared_error, kwargs["optimizer"], compile=False)
+    p, s = params, kwargs["optimizer"].init(params)
+    Xb, Yb = tb.asarray(X, dtype=tb.float), tb.asarray(Y, dtype=tb.float)
+    after = []
+    for i in range(0, 30 * 2, 10):  # two epochs of 3 steps
+        p, s, _ = step(p, s, Xb[i % 30:i % 30 + 10, ...], Yb[i % 30:i % 30 + 10, ...])
+        after.append(p)
+    return info.value, after
+
+
+def _raise():
+    raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_mid_epoch_keeps_the_last_completed_step(tb):
+    """A KeyboardInterrupt inside step 5 (the second epoch's second step) leaves the params of step 4."""
+    err, after = _interrupted_fit(tb, 5, _raise)
+    assert len(err.history["loss"]) == 1
+    for a, b in zip(pnn.tree_leaves(after[3]), pnn.tree_leaves(err.params), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+
+
+def test_ctrl_c_signal_finishes_the_step_then_stops(tb):
+    """A real SIGINT inside step 5 is held until step 5 (forward, backward, update) is complete."""
+    import os
+    import signal
+
+    err, after = _interrupted_fit(tb, 5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    for a, b in zip(pnn.tree_leaves(after[4]), pnn.tree_leaves(err.params), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+
+
 def test_load_into_another_architecture_names_the_first_mismatch(tb, tmp_path):
     path = tmp_path / "m.safetensors"
     params = tb.init(_model(), seed=0, dtype="float32")
