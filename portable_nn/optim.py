@@ -66,6 +66,19 @@ def _scaled(u: Any, lr: float, fresh: bool) -> Any:
     return u
 
 
+def _add(p: Any, u: Any, into: str | None) -> Any:
+    """``p + u`` for one leaf, written where ``into`` says (see :func:`apply_updates`); None: ``u`` itself."""
+    if into is None:
+        return u
+    if into == "new" or u.dtype != p.dtype:  # another dtype: promote as p + u would
+        return p + u
+    if into == "params":
+        p += u
+        return p
+    u += p
+    return u
+
+
 def apply_updates(params: Any, updates: Any, *, into: str = "new") -> Any:
     """``params + updates`` leaf by leaf; with ``updates = -lr * d`` this is exactly ``p - lr * d``.
 
@@ -81,18 +94,8 @@ def apply_updates(params: Any, updates: Any, *, into: str = "new") -> Any:
     """
     if into not in ("new", "updates", "params"):
         raise ValueError(f"apply_updates: into must be 'new', 'updates' or 'params', got {into!r}.")
-
-    def add(p: Any, u: Any) -> Any:
-        if into == "new" or u.dtype != p.dtype:
-            return p + u
-        if into == "params":
-            p += u
-            return p
-        u += p
-        return u
-
     try:
-        return tree_map(add, params, updates)
+        return tree_map(lambda p, u: _add(p, u, into), params, updates)
     except TreeMismatchError as e:
         raise ValueError(f"apply_updates: updates do not have the structure of params ({e}).") from None
 
@@ -129,22 +132,25 @@ class SGD:
 
     def step(self, params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
         """One update. Returns new params and state; the inputs are not modified."""
-        updates, state = self.update(grads, state, params)
-        return apply_updates(params, updates, into="updates"), state
+        return self._run(grads, state, params, "updates")
 
     def update(self, grads: Any, state: SGDState, params: Any) -> tuple[Any, SGDState]:
         """``(updates, state)``: ``updates = -lr * direction``, new arrays shaped like params."""
+        return self._run(grads, state, params, None)
+
+    def _run(self, grads: Any, state: SGDState, params: Any, into: str | None) -> tuple[Any, SGDState]:
+        """The updates, or (``into="updates"``) the new params written into them: one tree walk."""
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if wd:
             grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
         if not mu:
-            return _map("SGD", lambda p, g: _scaled(g, lr, bool(wd)), params, grads), state
+            return _map("SGD", lambda p, g: _add(p, _scaled(g, lr, bool(wd)), into), params, grads), state
         velocity = _map("SGD", lambda v, g: mu * v + g, state.velocity, grads)
         if self.nesterov:
-            updates = tree_map(lambda g, v: _scaled(g + mu * v, lr, True), grads, velocity)
+            new = _map("SGD", lambda p, g, v: _add(p, _scaled(g + mu * v, lr, True), into), params, grads, velocity)
         else:
-            updates = tree_map(lambda v: _scaled(v, lr, False), velocity)
-        return updates, SGDState(velocity)
+            new = _map("SGD", lambda p, v: _add(p, _scaled(v, lr, False), into), params, velocity)
+        return new, SGDState(velocity)
 
 
 class AdamState(NamedTuple):
@@ -188,11 +194,14 @@ class Adam:
 
     def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
         """One update. Returns new params and state; the inputs are not modified."""
-        updates, state = self.update(grads, state, params)
-        return apply_updates(params, updates, into="updates"), state
+        return self._run(grads, state, params, "updates")
 
     def update(self, grads: Any, state: AdamState, params: Any) -> tuple[Any, AdamState]:
         """``(updates, state)``: ``updates = -lr * adam_direction``, new arrays shaped like params."""
+        return self._run(grads, state, params, None)
+
+    def _run(self, grads: Any, state: AdamState, params: Any, into: str | None) -> tuple[Any, AdamState]:
+        """The updates, or (``into="updates"``) the new params written into them."""
         b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
         treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, grads, state.mu, state.nu)
         count = state.count + 1
@@ -207,7 +216,7 @@ class Adam:
             u = (m / c1) / (xp.sqrt(v / c2) + eps)
             if wd and self._decoupled:
                 u = u + wd * p
-            new_U.append(_scaled(u, lr, True))
+            new_U.append(_add(p, _scaled(u, lr, True), into))
             new_M.append(m)
             new_V.append(v)
         mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)

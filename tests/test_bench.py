@@ -81,8 +81,10 @@ def test_bench_tiny_in_process_writes_json(tmp_path) -> None:
     for key, case in data["cases"].items():
         _check_case(case, key)
     names_a = [r["name"] for r in data["cases"]["a"]["rows"]]
-    assert names_a[:3] == ["portable_nn (compile_step)", "numpy by hand", "GEMM only (8 matmuls)"]
-    assert len(names_a) == 3 + len(INSTALLED)
+    assert names_a[:4] == [
+        "portable_nn (compile_step)", "portable_nn (fit's step, in place)", "numpy by hand", "GEMM only (8 matmuls)"
+    ]
+    assert len(names_a) == 4 + len(INSTALLED)
     assert data["cases"]["a"]["rows"][0]["faults_per_step"] is not None
     assert len(data["cases"]["a"]["targets"]) == 3 and len(data["cases"]["b"]["targets"]) == 4
     assert all(r["loss_dev"] < 1e-3 for r in data["cases"]["a"]["rows"] if r.get("loss_dev") is not None)

@@ -12,6 +12,7 @@ the same thing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,10 @@ import numpy as np
 from .._backend import Backend, to_numpy
 from .._select import get_backend
 from .._timing import Candidate
+from .._tree import tree_map
 from ..io import to_backend
 from ..problems import Problem, make_problem
-from ..step import compile_step
+from ..step import TrainStep, compile_step
 
 __all__ = [
     "Built",
@@ -37,6 +39,7 @@ __all__ = [
     "mlp_problem",
     "numpy_step",
     "pnn_step",
+    "pnn_fit_step",
     "gemm_step",
     "torch_step",
 ]
@@ -145,6 +148,30 @@ def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None =
 
     reset()
     return Built(Candidate(name, one, be, reset), _loss_after(reset, one, cur))
+
+
+def pnn_fit_step(prob: Problem, name: str = "portable_nn (fit's step)") -> Built:
+    """What ``pnn.fit`` runs per step on NumPy: grads, the NaN/inf check read on the host, and the
+    update added in place into fit's own copies of the params (``TrainStep.update(owned=True)``)."""
+    trainer = TrainStep(prob.model, prob.loss, prob.optimizer, None)
+    batches, n = prob.batches, len(prob.batches)
+    cur: dict[str, Any] = {}
+
+    def reset() -> None:
+        params = tree_map(lambda a: a.copy(), prob.params)  # fit's own copies
+        cur.update(params=params, state=prob.optimizer.init(params), i=0)
+
+    def one() -> Any:
+        X, T = batches[cur["i"] % n]
+        cur["loss"], _, grads, check = trainer.grads(cur["params"], X, T)
+        if not math.isfinite(float(check)):
+            raise FloatingPointError(f"{name}: NaN/inf at step {cur['i']}")
+        cur["params"], cur["state"] = trainer.update(cur["params"], grads, cur["state"], X, owned=True)
+        cur["i"] += 1
+        return cur["loss"]
+
+    reset()
+    return Built(Candidate(name, one, get_backend("numpy"), reset), _loss_after(reset, one, cur))
 
 
 # --- plain NumPy, written by hand ----------------------------------------------------------------
