@@ -2,9 +2,14 @@
 
 A Python-driven loop pays a dispatch per step (tens of microseconds); a loop
 compiled whole pays it once per chunk of epochs. Used by :func:`fit` when the
-step is jitted (JAX, no dropout) and every batch has the same size. The step
-body is the portable one (:func:`~portable_nn.step.grads_and_loss` and the
-optimizer's ``step``), so results agree with the per-step path to rounding.
+step is jitted (JAX, no dropout): each epoch scans its full batches, then runs
+the smaller last batch, if any, inside the same compiled call. The step body is
+the portable one (:func:`~portable_nn.step.grads_and_loss` and the optimizer's
+``step``), so results agree with the per-step path to rounding.
+
+The model, loss and optimizer are static arguments of one module-level
+function, so JAX's own compilation cache serves later ``fit`` calls with the
+same model, loss, optimizer settings and shapes without recompiling.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._layer import Array, Params
+from ._layer import Array, Layer, Params
 from .step import TrainStep, grads_and_loss, n_correct
 
 __all__ = ["run_scanned"]
@@ -25,35 +30,58 @@ def run_scanned(
     """Train ``len(orders)`` epochs in one compiled call.
 
     Args:
-        orders: ``(epochs, n)`` host row orders, one per epoch (``n`` divisible by ``batch_size``).
+        orders: ``(epochs, n)`` host row orders, one per epoch (``n >= batch_size``).
 
     Returns:
-        ``(params, state, losses, checks, correct)``; the last three are host
-        arrays of shape ``(epochs, steps_per_epoch)``: each step's loss, its
-        finiteness check value (loss + sum of grads) and its correct predictions.
+        ``(params, state, totals, checks, correct)``: host arrays; ``totals``
+        ``(epochs,)`` is each epoch's summed loss x rows; ``checks`` and
+        ``correct`` ``(epochs, steps_per_epoch)`` are each step's finiteness
+        check value (loss + sum of grads) and correct predictions.
     """
+    import jax
+
+    fn = jax.jit(_epochs, static_argnums=(0, 1, 2, 3))
+    device = list(X.devices())[0]
+    orders_dev = jax.device_put(orders, device)
+    (params, state), (losses, checks, correct) = fn(
+        trainer.model, trainer.loss, trainer.optimizer, batch_size, params, state, X, Y, orders_dev
+    )
+    n = orders.shape[1]
+    full, rest = divmod(n, batch_size)
+    rows = np.array([batch_size] * full + [rest] * (rest > 0), dtype=np.float64)
+    totals = (np.asarray(losses, dtype=np.float64) * rows).sum(axis=1)
+    return params, state, totals, np.asarray(checks), np.asarray(correct)
+
+
+def _epochs(
+    model: Layer, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
+    X_all: Array, Y_all: Array, orders: Array,
+) -> Any:
+    """Traced by ``jax.jit``: scan over epochs; each scans its full batches, then the rest."""
     import jax
     import jax.numpy as jnp
 
-    epochs, n = orders.shape
-    steps = n // batch_size
+    full = orders.shape[1] // batch_size * batch_size
+
     def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
         p, s = carry
         Xb, Tb = batch
-        value, Yp, grads, check = grads_and_loss(trainer.model, trainer.loss, p, Xb, Tb)
-        p, s = trainer.optimizer.step(p, grads, s)
+        value, Yp, grads, check = grads_and_loss(model, loss, p, Xb, Tb)
+        p, s = optimizer.step(p, grads, s)
         correct = n_correct(jnp, Yp, Tb)
         return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
 
-    def run(p: Any, s: Any, X_all: Any, Y_all: Any, orders_dev: Any) -> Any:
-        return jax.lax.scan(lambda c, o: _epoch(c, o, X_all, Y_all), (p, s), orders_dev)
+    def rows(A: Array, idx: Array, shape: tuple[int, ...]) -> Array:
+        return jnp.take(A, idx, axis=0).reshape(shape + tuple(A.shape[1:]))
 
-    def _epoch(carry: Any, order: Any, X_all: Any, Y_all: Any) -> tuple[Any, Any]:
-        Xs = jnp.take(X_all, order, axis=0).reshape((steps, batch_size) + tuple(X_all.shape[1:]))
-        Ts = jnp.take(Y_all, order, axis=0).reshape((steps, batch_size) + tuple(Y_all.shape[1:]))
-        return jax.lax.scan(one_step, carry, (Xs, Ts))  # type: ignore[no-any-return]
+    def epoch(carry: Any, order: Any) -> tuple[Any, Any]:
+        head = order[:full]
+        batches = (rows(X_all, head, (-1, batch_size)), rows(Y_all, head, (-1, batch_size)))
+        carry, out = jax.lax.scan(one_step, carry, batches)
+        if full < order.shape[0]:  # the smaller last batch
+            tail = order[full:]
+            carry, last = one_step(carry, (jnp.take(X_all, tail, axis=0), jnp.take(Y_all, tail, axis=0)))
+            out = tuple(jnp.concatenate([o, jnp.reshape(v, (1,))]) for o, v in zip(out, last, strict=True))
+        return carry, out
 
-    fn = trainer._fn("jax.jit", f"scan:{steps}x{batch_size}", run)  # compiled once per trainer and shape
-    device = list(X.devices())[0]
-    (params, state), (losses, checks, correct) = fn(params, state, X, Y, jax.device_put(orders, device))
-    return params, state, np.asarray(losses), np.asarray(checks), np.asarray(correct)
+    return jax.lax.scan(epoch, (params, state), orders)

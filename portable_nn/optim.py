@@ -100,13 +100,26 @@ def apply_updates(params: Any, updates: Any, *, into: str = "new") -> Any:
         raise ValueError(f"apply_updates: updates do not have the structure of params ({e}).") from None
 
 
+class _ByValue:
+    """Optimizers equal (and hash) by type and hyperparameters, so compiled loops of equal ones are reused."""
+
+    def _key(self) -> tuple[Any, ...]:
+        return (type(self), *sorted(vars(self).items()))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
 class SGDState(NamedTuple):
     """State of :class:`SGD`: the momentum buffers (a pytree like params), or None."""
 
     velocity: Any
 
 
-class SGD:
+class SGD(_ByValue):
     """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
@@ -161,7 +174,7 @@ class AdamState(NamedTuple):
     nu: Any
 
 
-class Adam:
+class Adam(_ByValue):
     """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient."""
 
     _decoupled = False

@@ -146,8 +146,8 @@ def fit(
     best = (math.inf, params)
     since_best = 0
     steps_per_epoch = -(-n // batch_size)
-    # JAX, no dropout, equal batches: run whole chunks of epochs as one compiled loop
-    scanned = n % batch_size == 0 and trainer.uses_jit(X)
+    # JAX, no dropout: run whole chunks of epochs as one compiled loop
+    scanned = n >= batch_size and trainer.uses_jit(X)
     labels = bool(xp.isdtype(Y.dtype, "integral"))
     chunk = epochs if validation_data is None and patience is None else 1
     bar = _progress_bar(progress, epochs * steps_per_epoch)
@@ -161,12 +161,12 @@ def fit(
                 start = (params, state)
                 if scanned:
                     full = np.stack([np.arange(n) if o is None else o for o in orders])
-                    params, state, losses, checks, correct = run_scanned(
+                    params, state, totals, checks, correct = run_scanned(
                         trainer, params, state, X, Y, full, batch_size
                     )
                     if on_nonfinite == "ignore" or np.isfinite(checks).all():
                         for e in range(k):
-                            _record(history, float(losses[e].mean()), correct[e].sum() if labels else None, n)
+                            _record(history, float(totals[e]) / n, correct[e].sum() if labels else None, n)
                         if bar is not None:
                             bar.update(k * steps_per_epoch)
                         epoch += k

@@ -86,9 +86,11 @@ def test_bench_tiny_in_process_writes_json(tmp_path) -> None:
     ]
     assert len(names_a) == 4 + len(INSTALLED)
     assert data["cases"]["a"]["rows"][0]["faults_per_step"] is not None
-    assert len(data["cases"]["a"]["targets"]) == 3 and len(data["cases"]["b"]["targets"]) == 4
+    n_b = 4 + 2 * ("jax" in INSTALLED)  # plus pnn.fit on JAX's two where JAX is installed
+    assert len(data["cases"]["a"]["targets"]) == 3 and len(data["cases"]["b"]["targets"]) == n_b
     assert all(r["loss_dev"] < 1e-3 for r in data["cases"]["a"]["rows"] if r.get("loss_dev") is not None)
-    assert [t["case"] for t in data["targets"]] == ["a"] * 3 + ["b"] * 4 + ["e"]
+    assert all(r["loss_dev"] < 1e-6 for r in data["cases"]["b"]["rows"] if r.get("loss_dev") is not None)
+    assert [t["case"] for t in data["targets"]] == ["a"] * 3 + ["b"] * n_b + ["e"]
     rows_e = data["cases"]["e"]["rows"]
     assert [r.get("epoch") for r in rows_e] == [None, 1, 2, 3, None]
     assert all(_positive_finite(r["rss_mib"]) and _positive_finite(r["peak_mib"]) for r in rows_e)
@@ -105,6 +107,21 @@ def test_bench_digits_tiny_numpy_only() -> None:
     assert all(0 <= r["accuracy"] <= 1 for r in case["rows"])
     assert "sklearn MLPClassifier" in case["skipped"] and "torch eager" in case["skipped"]
     assert case["targets"][0]["met"] is None  # sklearn not run
+
+
+@pytest.mark.skipif(not HAS_SKLEARN or "jax" not in INSTALLED, reason="needs scikit-learn and JAX")
+def test_bench_digits_tiny_runs_fit_on_jax_with_its_own_targets() -> None:
+    report = run_bench(["c"], profile="tiny", libraries=["jax"], isolate=False, progress=False)
+    case = report.as_dict()["cases"]["c"]
+    _check_case(case, "c")
+    rows = {r["name"]: r for r in case["rows"]}
+    on_jax = rows["portable_nn on jax (pnn.fit: compiled epochs)"]
+    assert _positive_finite(on_jax["median_s"])
+    # the same initial weights, data and step: one epoch reaches the NumPy path's accuracy
+    assert abs(on_jax["accuracy"] - rows["portable_nn (pnn.fit)"]["accuracy"]) <= 0.01
+    goals = [t["goal"] for t in case["targets"]]
+    assert "portable_nn on JAX within 1.1x of hand-written NumPy" in goals and len(goals) == 6
+    assert any("compiles the 1-epoch loop" in note for note in case["notes"])
 
 
 def _check_device_candidate(case: dict, ref: str, tolerance: float) -> None:

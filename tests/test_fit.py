@@ -223,10 +223,26 @@ def test_compile_true_needs_jax_and_no_dropout(tb):
         pnn.compile_step(model, pnn.losses.mean_squared_error, pnn.optim.SGD(), compile="yes")
 
 
-def test_fit_compiled_loop_matches_step_by_step(tb):
-    """On JAX, fit runs equal-sized batches as one compiled loop; it must agree with the portable loop."""
+@pytest.fixture
+def scan_traces(monkeypatch):
+    """A list that grows each time JAX traces (so compiles) fit's whole-epoch loop."""
+    from portable_nn import _scan
+
+    traces, real = [], _scan._epochs
+
+    def counting(*args):
+        traces.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(_scan, "_epochs", counting)
+    return traces
+
+
+@pytest.mark.parametrize("n", [48, 45])
+def test_fit_compiled_loop_matches_step_by_step(tb, n, scan_traces):
+    """On JAX, fit runs whole epochs (and a smaller last batch) as one compiled loop; it agrees with the portable loop."""
     rng = np.random.default_rng(3)
-    X, y = rng.standard_normal((48, 5)), rng.integers(0, 3, 48)
+    X, y = rng.standard_normal((n, 5)), rng.integers(0, 3, n)
     model = pnn.Sequential(pnn.Linear(5, 16), pnn.Tanh(), pnn.Linear(16, 3))
     params0 = tb.init(model, seed=2)
     runs = []
@@ -236,6 +252,8 @@ def test_fit_compiled_loop_matches_step_by_step(tb):
             epochs=4, batch_size=8, seed=7, progress=False, compile=compile,
         )
         runs.append((params, history))
+        if tb.be.name == "jax" and compile is None:
+            assert scan_traces, "fit on JAX should run the compiled whole-epoch loop"
     (p1, h1), (p2, h2) = runs
     rtol = 1e-9 if tb.float == "float64" else 1e-4
     assert h1.keys() == h2.keys() == {"loss", "accuracy"}
@@ -279,3 +297,21 @@ def test_early_stopping_keeps_the_best_epochs_params_while_training_goes_on(tb):
     after_one, _ = pnn.fit(model, params, X, Y, epochs=1, **kwargs)
     for a, b in zip(pnn.tree_leaves(best), pnn.tree_leaves(after_one), strict=True):
         assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+
+
+def test_fit_on_jax_reuses_the_compiled_loop_across_calls(tb, scan_traces):
+    """A second fit with the same model, loss, optimizer settings and shapes does not recompile."""
+    if tb.be.name != "jax":
+        pytest.skip("the compiled whole-epoch loop runs on JAX only")
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    model = pnn.Sequential(pnn.Linear(5, 7), pnn.ReLU(), pnn.Linear(7, 3))
+    params0 = tb.init(model, seed=0)
+    kwargs = dict(loss=pnn.losses.softmax_cross_entropy, epochs=2, batch_size=16, progress=False)
+    pnn.fit(model, params0, X, y, optimizer=pnn.optim.Adam(lr=1e-2), **kwargs)
+    assert len(scan_traces) == 1
+    pnn.fit(model, params0, X, y, optimizer=pnn.optim.Adam(lr=1e-2), **kwargs)  # an equal optimizer
+    assert len(scan_traces) == 1
+    pnn.fit(model, params0, X, y, optimizer=pnn.optim.Adam(lr=2e-2), **kwargs)  # another one: compiles
+    assert len(scan_traces) == 2
+    assert pnn.optim.Adam(lr=1e-2) == pnn.optim.Adam(lr=1e-2) != pnn.optim.SGD(lr=1e-2)

@@ -30,6 +30,7 @@ from ..io import to_backend
 from ..losses import sum_squared_error
 from ..problems import make_problem, notebook_data, notebook_weights
 from ..step import compile_step
+from ..train import fit
 from ._common import (
     Config,
     device_backends,
@@ -52,6 +53,7 @@ KEY = "b"
 LR = 0.01
 STEPS = 500  # the notebook's run; also the length of the compiled fori_loop
 
+FIT_JAX = f"portable_nn on jax (pnn.fit: {STEPS} steps/call)"
 API, COMPILED, RAW, TORCH, JAX, JAX_LOOP, TORCH_CUDA = (
     "portable_nn (apply/loss/backprop/step)",
     "portable_nn (compile_step)",
@@ -229,6 +231,26 @@ def _jax_loop(jax: Any) -> tuple[Candidate, Check]:
     return Candidate(JAX_LOOP, one, None, reset, units=STEPS), check
 
 
+def _pnn_fit_jax() -> tuple[Candidate, Check]:
+    """``pnn.fit`` on JAX, 500 full-batch epochs without shuffling: the notebook's run as one compiled loop."""
+    be = get_backend("jax")
+    prob = make_problem("seed", "numpy")
+    params, (x, y) = to_backend((prob.params, prob.batches[0]), be)
+    cur: dict[str, Any] = {}
+
+    def one() -> Any:  # always from the notebook's weights: every call is the same 500-step run
+        p, history = fit(prob.model, params, x, y, loss=prob.loss, optimizer=prob.optimizer, epochs=STEPS,
+                         batch_size=x.shape[0], shuffle=False, progress=False)
+        cur["loss"] = history["loss"][-1]  # the loss of step 500, before its update
+        return p
+
+    def check() -> float:
+        one()
+        return float(cur["loss"])
+
+    return Candidate(FIT_JAX, one, be, units=STEPS), check
+
+
 def _run_check(reset: Callable[[], None], one: Callable[[], Any], cur: dict[str, Any]) -> Check:
     def check() -> float:
         reset()
@@ -260,7 +282,7 @@ def run(config: Config) -> CaseResult:
     if torch is not None:
         makers.append((torch_name, lambda: _torch(torch, torch_name)))
     if jax is not None:
-        makers += [(JAX, lambda: _jax_step(jax)), (JAX_LOOP, lambda: _jax_loop(jax))]
+        makers += [(JAX, lambda: _jax_step(jax)), (JAX_LOOP, lambda: _jax_loop(jax)), (FIT_JAX, _pnn_fit_jax)]
     makers += [(label, partial(_pnn_compiled, label, be)) for label, be in devices.items()]
     if cuda is not None:
         makers.append((TORCH_CUDA, lambda: _torch(torch, TORCH_CUDA, cuda)))
@@ -342,6 +364,16 @@ def run(config: Config) -> CaseResult:
             ">=",
             10.0,
             paired_ratio=pair(torch_name, COMPILED),
+        ),
+        *(  # pnn.fit on JAX: the whole run compiled (only where JAX ran)
+            (
+                speed_target(timings, "pnn.fit on JAX at most 1.3x the raw NumPy loop",
+                             "t(fit on jax)/t(numpy loop)", FIT_JAX, RAW, "<=", 1.3),
+                speed_target(timings, "pnn.fit on JAX >= 10x faster than PyTorch autograd",
+                             "t(torch)/t(fit on jax)", torch_name, FIT_JAX, ">=", 10.0),
+            )
+            if FIT_JAX in timings
+            else ()
         ),
         *(  # the GPU goal, one per --device-backend: 'not run' where it or torch's CUDA did not run
             speed_target(timings, goal, name, TORCH_CUDA, on, ">=", 2.0)
