@@ -25,11 +25,8 @@ class ReLU(Layer):
         Y = xp.maximum(X, 0.0)
 
         def backprop(dY: Array) -> tuple[Array, Params]:
-            # (X >= 0) as a float mask times dY: ~10x faster than xp.where on NumPy for random
-            # signs; the product is written into the mask, a fresh array this closure owns
-            dX = xp.astype(X >= 0, dY.dtype)
-            dX *= dY
-            return dX, {}
+            # dY * (X >= 0) as a float mask: ~10x faster than xp.where on NumPy for random signs
+            return dY * xp.astype(X >= 0, dY.dtype), {}
 
         return Y, backprop
 

@@ -61,7 +61,7 @@ class Linear(Layer):
         xp = check_array(self, X, like=W, ndim=2, features=self.in_features)
         Y = X @ W
         if b is not None:
-            Y += b  # in place into the fresh product this layer owns (JAX rebinds): one temporary fewer
+            Y = Y + b
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
             dW = X.T @ dY

@@ -115,10 +115,7 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
     logsumexp = xp.log(xp.sum(xp.exp(Z), axis=1, keepdims=True))
     logp = Z - logsumexp
     loss = -xp.sum(logp * onehot) / float(N)
-    dY = xp.exp(logp)  # (softmax - onehot) / N, written into the fresh softmax array
-    dY -= onehot
-    dY /= float(N)
-    return loss, dY
+    return loss, (xp.exp(logp) - onehot) / float(N)
 
 
 def _size(Y: Array) -> int:
