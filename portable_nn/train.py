@@ -142,7 +142,7 @@ def fit(
     owned = (epochs > 0 and hasattr(optimizer, "update") and trainer.compiler(X) is None
              and not array_api_compat.is_jax_array(X))
     if owned:
-        params = tree_map(lambda a: xp.asarray(a, copy=True), params)
+        params = _copy(xp, params)
     best = (math.inf, params)
     since_best = 0
     steps_per_epoch = -(-n // batch_size)
@@ -190,7 +190,7 @@ def fit(
                     bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
                 if patience is not None:
                     if monitored < best[0] - min_delta:  # a copy when the params are updated in place
-                        best = (monitored, tree_map(lambda a: xp.asarray(a, copy=True), params) if owned else params)
+                        best = (monitored, _copy(xp, params) if owned else params)
                         since_best = 0
                     else:
                         since_best += 1
@@ -206,6 +206,11 @@ def fit(
             if bar is not None:
                 bar.close()
     return params, history
+
+
+def _copy(xp: Any, params: Params) -> Params:
+    """New arrays with the values of ``params`` (fit's own, to update in place)."""
+    return tree_map(lambda a: xp.asarray(a, copy=True), params)
 
 
 def _record(history: History, mean_loss: float, n_correct: Any, n: int) -> None:
