@@ -88,3 +88,43 @@ def test_mismatched_grads_structure_raises(tb):
     opt = pnn.optim.SGD(lr=0.1)
     with pytest.raises(ValueError, match="structure"):
         opt.step(params, {"V": params["W"]}, opt.init(params))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_update_then_apply_updates_is_step_bit_for_bit(tb, name):
+    """optax style: ``p + updates`` with ``updates = opt.update(...)`` equals ``opt.step`` exactly, and is pure."""
+    params, _ = _quadratic_params(tb, tb.float)
+    grads = pnn.tree_map(lambda a: a * 0.5 + 1.0, params)
+    opt = OPTIMIZERS[name]()
+    state = opt.init(params)
+    before = pnn.tree_map(lambda a: pnn.to_numpy(a).copy(), params)
+    stepped, state_a = opt.step(params, grads, state)
+    updates, state_b = opt.update(grads, state, params)
+    applied = pnn.optim.apply_updates(params, updates)
+    for a, b in zip(pnn.tree_leaves(stepped), pnn.tree_leaves(applied), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+    for a, b in zip(pnn.tree_leaves(state_a), pnn.tree_leaves(state_b), strict=True):
+        if hasattr(a, "shape"):  # the moments; Adam's count is an int, SGD without momentum has None
+            assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+        else:
+            assert a == b
+    for k in params:  # nothing written in place
+        assert np.array_equal(pnn.to_numpy(params[k]), before[k])
+
+
+def test_apply_updates_in_place_into_owned_params(tb):
+    if tb.readonly or tb.be.name == "jax":
+        pytest.skip("in place needs writable arrays (JAX rebinds instead)")
+    params = {"W": tb.asarray(np.ones((2, 2)), dtype=tb.float)}
+    W = params["W"]
+    out = pnn.optim.apply_updates(params, {"W": tb.asarray(np.full((2, 2), -0.25), dtype=tb.float)}, into="params")
+    assert out["W"] is W
+    np.testing.assert_array_equal(pnn.to_numpy(W), np.full((2, 2), 0.75))
+
+
+def test_apply_updates_rejects_bad_arguments(tb):
+    params = {"W": tb.asarray(np.ones((2, 2)), dtype=tb.float)}
+    with pytest.raises(ValueError, match="into must be"):
+        pnn.optim.apply_updates(params, params, into="grads")
+    with pytest.raises(ValueError, match="apply_updates: updates do not have the structure of params"):
+        pnn.optim.apply_updates(params, [params["W"]])
