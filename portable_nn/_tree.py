@@ -67,14 +67,14 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
 
 
 def _flatten(tree: Any, leaves: list[Any]) -> Any:
+    if not isinstance(tree, _CONTAINERS):
+        leaves.append(tree)
+        return None
     if isinstance(tree, dict):
         keys = sorted(tree)
-        return ("dict", tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
-    if isinstance(tree, (list, tuple)):
-        kind = "list" if isinstance(tree, list) else type(tree)
-        return (kind, len(tree), tuple(_flatten(t, leaves) for t in tree))
-    leaves.append(tree)
-    return None
+        return ("dict", tuple(keys), tuple([_flatten(tree[k], leaves) for k in keys]))
+    kind = "list" if isinstance(tree, list) else type(tree)
+    return (kind, len(tree), tuple([_flatten(t, leaves) for t in tree]))
 
 
 def tree_unflatten(treedef: Any, leaves: list[Any]) -> Any:
@@ -96,7 +96,9 @@ def _unflatten(treedef: Any, leaves: Any) -> Any:
 
 def tree_leaves(tree: Any) -> list[Any]:
     """The leaves of ``tree`` in a fixed order (dict keys sorted, as in JAX)."""
-    return [leaf for _, leaf in tree_paths(tree)]
+    leaves: list[Any] = []
+    _flatten(tree, leaves)
+    return leaves
 
 
 def tree_paths(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
