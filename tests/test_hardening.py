@@ -203,6 +203,27 @@ def test_ctrl_c_signal_finishes_the_step_then_stops(tb):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
 
 
+def test_fit_in_a_worker_thread_leaves_signal_handling_alone(tb):
+    """Only the main thread can install signal handlers: fit elsewhere trains normally and touches none."""
+    import signal
+    import threading
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((20, 4)), rng.standard_normal((20, 2))
+    model = pnn.Sequential(pnn.Linear(4, 2))
+    params = tb.init(model, seed=1)
+    kwargs = dict(loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.1), epochs=2, batch_size=5,
+                  shuffle=False, progress=False, compile=False)
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=pnn.fit(model, params, X, Y, **kwargs)))
+    thread.start()
+    thread.join()
+    expected, _ = pnn.fit(model, params, X, Y, **kwargs)
+    for a, b in zip(pnn.tree_leaves(expected), pnn.tree_leaves(out["result"][0]), strict=True):
+        assert np.array_equal(pnn.to_numpy(a), pnn.to_numpy(b))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_load_into_another_architecture_names_the_first_mismatch(tb, tmp_path):
     path = tmp_path / "m.safetensors"
     params = tb.init(_model(), seed=0, dtype="float32")
