@@ -7,9 +7,10 @@ the smaller last batch, if any, inside the same compiled call. The step body is
 the portable one (:func:`~portable_nn.step.grads_and_loss` and the optimizer's
 ``step``), so results agree with the per-step path to rounding.
 
-The model, loss and optimizer are static arguments of one module-level
-function, so JAX's own compilation cache serves later ``fit`` calls with the
-same model, loss, optimizer settings and shapes without recompiling.
+The model (with its repr, so a layer setting changed in place recompiles),
+loss and optimizer are static arguments of one module-level function, so
+JAX's own compilation cache serves later ``fit`` calls with the same model,
+loss, optimizer settings and shapes without recompiling.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def run_scanned(
     """
     import jax
 
-    fn = jax.jit(_epochs, static_argnums=(0, 1, 2, 3))
+    fn = jax.jit(_epochs, static_argnums=(0, 1, 2, 3, 4))
     device = list(X.devices())[0]
     orders_dev = jax.device_put(orders, device)
+    model = trainer.model  # its repr joins the cache key: a layer setting changed in place recompiles
     (params, state), (losses, checks, correct) = fn(
-        trainer.model, trainer.loss, trainer.optimizer, batch_size, params, state, X, Y, orders_dev
+        model, repr(model), trainer.loss, trainer.optimizer, batch_size, params, state, X, Y, orders_dev
     )
     n = orders.shape[1]
     full, rest = divmod(n, batch_size)
@@ -54,7 +56,7 @@ def run_scanned(
 
 
 def _epochs(
-    model: Layer, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
+    model: Layer, model_repr: str, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
     X_all: Array, Y_all: Array, orders: Array,
 ) -> Any:
     """Traced by ``jax.jit``: scan over epochs; each scans its full batches, then the rest."""

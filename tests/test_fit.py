@@ -314,4 +314,10 @@ def test_fit_on_jax_reuses_the_compiled_loop_across_calls(tb, scan_traces):
     assert len(scan_traces) == 1
     pnn.fit(model, params0, X, y, optimizer=pnn.optim.Adam(lr=2e-2), **kwargs)  # another one: compiles
     assert len(scan_traces) == 2
+    leaky = pnn.Sequential(pnn.Linear(5, 7), pnn.LeakyReLU(0.1), pnn.Linear(7, 3))
+    first, _ = pnn.fit(leaky, params0, X, y, optimizer=pnn.optim.Adam(lr=1e-2), **kwargs)
+    leaky.layers[1].alpha = 0.5  # a setting changed in place: the compiled loop must not be reused
+    second, _ = pnn.fit(leaky, params0, X, y, optimizer=pnn.optim.Adam(lr=1e-2), **kwargs)
+    assert len(scan_traces) == 4
+    assert not np.array_equal(pnn.to_numpy(first[0]["W"]), pnn.to_numpy(second[0]["W"]))
     assert pnn.optim.Adam(lr=1e-2) == pnn.optim.Adam(lr=1e-2) != pnn.optim.SGD(lr=1e-2)
