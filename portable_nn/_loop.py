@@ -119,8 +119,6 @@ def run_epoch(
                 loop.bar.update(1)
             if loop.interrupted:
                 raise KeyboardInterrupt
-    except FitInterrupted:
-        raise
     except KeyboardInterrupt as e:
         raise FitInterrupted(params, loop.history) from e
     return params, state, float(total), correct

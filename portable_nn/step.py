@@ -83,10 +83,10 @@ class TrainStep:
 
     def compiler(self, X: Array) -> str | None:
         """``"jax.jit"``, ``"torch.compile"`` or None (the portable code) for inputs like ``X``."""
-        import array_api_compat
-
         if self.compile is False or (type(X) is np.ndarray and not self.compile):
             return None
+        import array_api_compat
+
         if array_api_compat.is_jax_array(X):
             name = "jax.jit"
         elif self.compile and array_api_compat.is_torch_array(X):

@@ -8,7 +8,7 @@ import os
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "BUSY_CORES",
     "LoadMeter",
     "busy",
+    "checked_values",
     "current_rss_mib",
     "device_backends",
     "device_speedup_goals",
@@ -250,6 +251,21 @@ def error_text(e: BaseException) -> str:
     tb = traceback.extract_tb(e.__traceback__)
     where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
     return f"{type(e).__name__}: {e}{where}"
+
+
+def checked_values(
+    checks: Mapping[str, Callable[[], float]], timings: dict[str, Timing], result: CaseResult, what: str
+) -> dict[str, float]:
+    """``{name: checks[name]()}`` for the candidates that were timed; a check that raises is recorded
+    in ``result.failed`` as ``"NAME (what)"`` and left out."""
+    values: dict[str, float] = {}
+    for name, check in checks.items():
+        if name in timings:
+            try:
+                values[name] = check()
+            except Exception as e:
+                result.failed[f"{name} ({what})"] = error_text(e)
+    return values
 
 
 def run_candidates(

@@ -42,9 +42,9 @@ from ..sequential import Sequential
 from ..train import fit, predict
 from ._common import (
     Config,
+    checked_values,
     device_backends,
     device_speedup_goals,
-    error_text,
     optional,
     ratio,
     run_candidates,
@@ -287,13 +287,7 @@ def run(config: Config) -> CaseResult:
         warmup=1,
         warmup_s=0.0,
     )
-    acc: dict[str, float] = {}
-    for name, score in scorers.items():
-        if name in timings:
-            try:
-                acc[name] = score()
-            except Exception as e:
-                result.failed[f"{name} (accuracy)"] = error_text(e)
+    acc = checked_values(scorers, timings, result, "accuracy")
     t_pnn = timings[PNN].median if PNN in timings else None
     for name, timing in timings.items():
         a = acc.get(name)

@@ -28,8 +28,8 @@ from .._select import get_backend
 from .._timing import Candidate
 from ._common import (
     Config,
+    checked_values,
     device_backends,
-    error_text,
     on_device,
     optional,
     ratio,
@@ -113,13 +113,8 @@ def run(config: Config) -> CaseResult:
     timings = run_candidates(builders, config, result, desc="a: mlp step")
 
     # the same loss after CHECK_STEPS steps from the same params: they all compute one thing
-    losses: dict[str, float] = {}
-    for name, b in built.items():
-        if b.loss_after is not None and name in timings:
-            try:
-                losses[name] = b.loss_after(CHECK_STEPS)
-            except Exception as e:
-                result.failed[f"{name} (loss check)"] = error_text(e)
+    checks = {name: partial(b.loss_after, CHECK_STEPS) for name, b in built.items() if b.loss_after is not None}
+    losses = checked_values(checks, timings, result, "loss check")
     ref_loss = losses.get(PNN)
     t_pnn = timings[PNN].median if PNN in timings else None
     work = flops(hidden, batch)

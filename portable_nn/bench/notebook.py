@@ -33,9 +33,9 @@ from ..step import compile_step
 from ..train import fit
 from ._common import (
     Config,
+    checked_values,
     device_backends,
     device_speedup_goals,
-    error_text,
     optional,
     paired_ratio,
     ratio,
@@ -296,13 +296,7 @@ def run(config: Config) -> CaseResult:
         return name, build
 
     timings = run_candidates([keep(n, m) for n, m in makers], config, result, desc="b: notebook")
-    losses: dict[str, float] = {}
-    for name, check in checks.items():
-        if name in timings:
-            try:
-                losses[name] = check()
-            except Exception as e:
-                result.failed[f"{name} (loss check)"] = error_text(e)
+    losses = checked_values(checks, timings, result, "loss check")
     ref = losses.get(API)
     t_api = timings[API].median if API in timings else None
     for name, timing in timings.items():
