@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -11,7 +12,7 @@ from ._backend import namespace, to_numpy
 from ._check import dtype_name, is_float
 from ._tree import tree_leaves
 
-__all__ = ["params_backend", "as_data", "check_finite"]
+__all__ = ["params_backend", "as_data", "check_finite", "check_labels"]
 
 
 def params_backend(params: Any, where: str) -> tuple[Any, Any, Any]:
@@ -70,10 +71,15 @@ def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, 
             ) from None
         kind_float, kind_int = A.dtype.kind == "f", A.dtype.kind in "iu"
     if kind_float:
-        if is_host:
-            A = A.astype(dtype_name(dtype), copy=False)
-        elif A.dtype != dtype:
-            A = xp.astype(A, dtype)
+        source = A
+        with warnings.catch_warnings():  # an overflow is reported below, naming the row
+            warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+            if is_host:
+                A = A.astype(dtype_name(dtype), copy=False)
+            elif A.dtype != dtype:
+                A = xp.astype(A, dtype)
+        if A is not source and _narrower(source.dtype, dtype):
+            _check_no_overflow(where, name, source, A, np if is_host else xp, dtype)
     elif not (labels_ok and kind_int):
         want = "float or integer labels" if labels_ok else "floating"
         raise TypeError(
@@ -85,6 +91,40 @@ def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, 
     if A.ndim == 0:
         raise ValueError(f"{where}: {name} must have a batch axis, got a 0-d array.")
     return A
+
+
+def _narrower(src: Any, dst: Any) -> bool:
+    """True when casting dtype ``src`` to ``dst`` can overflow (a float with fewer bits)."""
+    bits = {"float16": 16, "float32": 32, "float64": 64}
+    return bits.get(dtype_name(src), 64) > bits.get(dtype_name(dst), 64)
+
+
+def _check_no_overflow(where: str, name: str, source: Any, cast: Any, xp: Any, dtype: Any) -> None:
+    """Raise ValueError when casting ``source`` to ``dtype`` turned finite values into inf."""
+    overflowed = xp.logical_and(xp.isfinite(source), xp.logical_not(xp.isfinite(cast)))
+    if not bool(xp.any(overflowed)):
+        return
+    host = to_numpy(source).reshape(source.shape[0], -1) if source.ndim else to_numpy(source).reshape(1, 1)
+    bad = to_numpy(overflowed).reshape(host.shape)
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = float(host[row][bad[row]][0])
+    limit = float(np.finfo(dtype_name(dtype)).max)
+    raise ValueError(
+        f"{where}: {name} has values that overflow the params' dtype {dtype_name(dtype)} "
+        f"(first at row {row}: {value:.6g}; {dtype_name(dtype)} holds magnitudes up to {limit:.4g}). "
+        "Scale the data (e.g. standardize it), or init the model with dtype='float64'."
+    )
+
+
+def check_labels(where: str, name: str, Y: Any, n_classes: int, xp: Any) -> None:
+    """Raise ValueError when integer labels ``Y`` fall outside ``[0, n_classes)`` (one host read)."""
+    if xp.isdtype(Y.dtype, "integral") and Y.shape[0] > 0:
+        lo, hi = int(xp.min(Y)), int(xp.max(Y))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"{where}: {name}: labels must be in [0, {n_classes}) for {n_classes} classes, got values "
+                f"in [{lo}, {hi}]. Check the number of output units or re-encode the labels."
+            )
 
 
 def check_finite(where: str, name: str, A: Any, xp: Any) -> None:

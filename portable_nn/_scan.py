@@ -1,65 +1,115 @@
-"""fit's compiled-loop fast path on JAX: whole epochs run inside one ``jax.lax.scan``.
+"""fit's compiled-loop fast path on JAX: chunks of epochs run inside one ``jax.lax.scan``.
 
 A Python-driven loop pays a dispatch per step (tens of microseconds); a loop
 compiled whole pays it once per chunk of epochs. Used by :func:`fit` when the
-step is jitted (JAX, no dropout): each epoch scans its full batches, then runs
-the smaller last batch, if any, inside the same compiled call. The step body is
-the portable one (:func:`~portable_nn.step.grads_and_loss` and the optimizer's
-``step``), so results agree with the per-step path to rounding.
+step is jitted (JAX, no host randomness): each epoch scans its full batches,
+then runs the smaller last batch, if any, inside the same compiled call. The
+step body is the portable one (the model's forward and backprop, the
+optimizer's ``step``), so results agree with the per-step path to rounding.
 
-The model (with its repr, so a layer setting changed in place recompiles),
-loss and optimizer are static arguments of one module-level function, so
-JAX's own compilation cache serves later ``fit`` calls with the same model,
-loss, optimizer settings and shapes without recompiling.
+Chunks are bounded in wall time (:class:`ChunkSizer`, about a second each), so
+Ctrl-C, which Python can only honour between compiled calls, stops fit within
+about a chunk. A chunk's epoch count is a traced argument over a buffer padded
+to a power of two, so one fit compiles at most two loops.
+
+The model (with :func:`~portable_nn._layer.config_key`, so a layer setting
+changed in place recompiles), loss and optimizer are static arguments of one
+module-level function, so JAX's own compilation cache serves later ``fit``
+calls with the same model, loss, optimizer settings and shapes.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
-from ._layer import Array, Layer, Params
-from .step import TrainStep, grads_and_loss, n_correct
+from ._layer import Array, Layer, Params, config_key
+from .step import TrainStep, finite_check, grads_and_loss, n_correct
 
-__all__ = ["run_scanned"]
+__all__ = ["ChunkSizer", "run_scanned"]
+
+
+class ChunkSizer:
+    """How many epochs the next compiled call runs, so that one call takes about ``seconds``.
+
+    The first calls run one epoch each; once a call that did not compile has
+    been timed, chunks grow to the largest power of two of epochs that fits
+    ``seconds`` (never past the epochs left).
+    """
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self.per_epoch: float | None = None
+        self._compiled: set[int] = set()
+
+    def next(self, remaining: int) -> tuple[int, int]:
+        """``(epochs, padded)``: epochs to run now, and the compiled buffer's size (a power of two)."""
+        if self.per_epoch is None:
+            return 1, 1
+        cap = _pow2_floor(max(1.0, self.seconds / max(self.per_epoch, 1e-9)))
+        padded = min(cap, _pow2_ceil(remaining))
+        return min(remaining, padded), padded
+
+    def observe(self, epochs: int, padded: int, seconds: float) -> None:
+        """Record a call's wall time; a call that compiled its loop (first of its size) is not a measurement."""
+        if padded in self._compiled:
+            self.per_epoch = seconds / epochs
+        self._compiled.add(padded)
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << (int(x).bit_length() - 1)
+
+
+def _pow2_ceil(k: int) -> int:
+    return 1 << (k - 1).bit_length()
 
 
 def run_scanned(
-    trainer: TrainStep, params: Params, state: Any, X: Array, Y: Array, orders: np.ndarray, batch_size: int
+    trainer: TrainStep, params: Params, state: Any, X: Array, Y: Array, orders: np.ndarray,
+    batch_size: int, padded: int, sizer: ChunkSizer | None = None,
 ) -> tuple[Params, Any, np.ndarray, np.ndarray, np.ndarray]:
     """Train ``len(orders)`` epochs in one compiled call.
 
     Args:
         orders: ``(epochs, n)`` host row orders, one per epoch (``n >= batch_size``).
+        padded: the compiled buffer's epochs (>= ``len(orders)``); see :class:`ChunkSizer`.
+        sizer: told the call's wall time.
 
     Returns:
-        ``(params, state, totals, checks, correct)``: host arrays; ``totals``
-        ``(epochs,)`` is each epoch's summed loss x rows; ``checks`` and
-        ``correct`` ``(epochs, steps_per_epoch)`` are each step's finiteness
-        check value (loss + sum of grads) and correct predictions.
+        ``(params, state, losses, checks, correct)``: host arrays of shape
+        ``(epochs, steps_per_epoch)``: each step's loss, finiteness check value
+        (loss + sum of the updated params) and correct predictions.
     """
     import jax
+    import jax.numpy as jnp
 
+    k = orders.shape[0]
     fn = jax.jit(_epochs, static_argnums=(0, 1, 2, 3, 4))
     device = list(X.devices())[0]
-    orders_dev = jax.device_put(orders, device)
-    model = trainer.model  # its repr joins the cache key: a layer setting changed in place recompiles
+    full = np.concatenate([orders, np.repeat(orders[-1:], padded - k, axis=0)]) if padded > k else orders
+    orders_dev = jax.device_put(full, device)
+    active = jax.device_put(jnp.asarray(k, dtype=jnp.int32), device)
+    model = trainer.model
+    start = time.perf_counter()
     (params, state), (losses, checks, correct) = fn(
-        model, repr(model), trainer.loss, trainer.optimizer, batch_size, params, state, X, Y, orders_dev
+        model, config_key(model), trainer.loss, trainer.optimizer, batch_size, params, state, X, Y,
+        orders_dev, active,
     )
-    n = orders.shape[1]
-    full, rest = divmod(n, batch_size)
-    rows = np.array([batch_size] * full + [rest] * (rest > 0), dtype=np.float64)
-    totals = (np.asarray(losses, dtype=np.float64) * rows).sum(axis=1)
-    return params, state, totals, np.asarray(checks), np.asarray(correct)
+    checks = np.asarray(checks)[:k]  # waits for the call
+    if sizer is not None:
+        sizer.observe(k, padded, time.perf_counter() - start)
+    return params, state, np.asarray(losses, dtype=np.float64)[:k], checks, np.asarray(correct)[:k]
 
 
 def _epochs(
-    model: Layer, model_repr: str, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
-    X_all: Array, Y_all: Array, orders: Array,
+    model: Layer, model_key: Any, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
+    X_all: Array, Y_all: Array, orders: Array, active: Array,
 ) -> Any:
-    """Traced by ``jax.jit``: scan over epochs; each scans its full batches, then the rest."""
+    """Traced by ``jax.jit``: scan over the first ``active`` epochs of ``orders``; each scans its
+    full batches, then the rest. The padded epochs after ``active`` are skipped by ``lax.cond``."""
     import jax
     import jax.numpy as jnp
 
@@ -68,10 +118,10 @@ def _epochs(
     def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
         p, s = carry
         Xb, Tb = batch
-        value, Yp, grads, check = grads_and_loss(model, loss, p, Xb, Tb)
+        value, Yp, grads = grads_and_loss(model, loss, p, Xb, Tb)
         p, s = optimizer.step(p, grads, s)
         correct = n_correct(jnp, Yp, Tb)
-        return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
+        return (p, s), (value, finite_check(value, p), jnp.asarray(0) if correct is None else correct)
 
     def rows(A: Array, idx: Array, shape: tuple[int, ...]) -> Array:
         return jnp.take(A, idx, axis=0).reshape(shape + tuple(A.shape[1:]))
@@ -86,4 +136,53 @@ def _epochs(
             out = tuple(jnp.concatenate([o, jnp.reshape(v, (1,))]) for o, v in zip(out, last, strict=True))
         return carry, out
 
-    return jax.lax.scan(epoch, (params, state), orders)
+    shapes = jax.eval_shape(lambda c, o: epoch(c, o)[1], (params, state), orders[0])
+
+    def skip(carry: Any, order: Any) -> tuple[Any, Any]:
+        return carry, tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+
+    def maybe_epoch(carry: Any, xs: Any) -> tuple[Any, Any]:
+        i, order = xs
+        return jax.lax.cond(i < active, epoch, skip, carry, order)  # type: ignore[no-any-return]
+
+    return jax.lax.scan(maybe_epoch, (params, state), (jnp.arange(orders.shape[0]), orders))
+
+
+class ScanRunner:
+    """fit's compiled mode on JAX: chunks of epochs per call; a chunk with a NaN/inf is replayed step by step
+    by ``replay`` (a :class:`~portable_nn._loop.StepRunner`), which stops at the bad step with the params before it."""
+
+    def __init__(self, replay: Any, *, one_epoch: bool = False, seconds: float = 1.0) -> None:
+        self.replay = replay
+        self.one_epoch = one_epoch
+        self.sizer = ChunkSizer(seconds)
+        self._padded = 1
+
+    def chunk(self, remaining: int) -> int:
+        """Epochs the next :meth:`run` covers: bounded in wall time by the :class:`ChunkSizer`,
+        and one when ``one_epoch`` (fit validates or watches patience after every epoch)."""
+        if self.one_epoch:
+            self._padded = 1
+            return 1
+        k, self._padded = self.sizer.next(remaining)
+        return k
+
+    def run(
+        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int
+    ) -> tuple[Params, Any, list[tuple[float, Any]]]:
+        """Train one epoch per order in one compiled call. Returns params, state, each epoch's ``(loss, n_correct)``."""
+        loop = self.replay.loop
+        n = loop.X.shape[0]
+        full = np.stack([np.arange(n) if o is None else o for o in orders])
+        new_params, new_state, losses, checks, correct = run_scanned(
+            loop.trainer, params, state, loop.X, loop.Y, full, loop.batch_size, self._padded, self.sizer
+        )
+        if loop.on_nonfinite != "ignore" and not np.isfinite(checks).all():
+            return self.replay.run(params, state, orders, epoch)  # type: ignore[no-any-return]
+        if loop.bar is not None:
+            loop.bar.update(losses.size)
+        sizes = np.diff(np.minimum(np.arange(losses.shape[1] + 1) * loop.batch_size, n)).astype(np.float64)
+        totals = losses.sum(axis=1) if loop.reduction == "sum" else (losses * sizes).sum(axis=1) / n
+        return new_params, new_state, [
+            (float(totals[e]), correct[e].sum() if loop.counts_correct else None) for e in range(len(orders))
+        ]

@@ -31,6 +31,11 @@ class Dropout(Layer):
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"
 
+    @property
+    def draws_host_rng(self) -> bool:
+        """Dropout draws its mask on the host while training (unless ``rate`` is 0)."""
+        return self.rate > 0
+
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from ._backend import namespace
-from ._layer import Array, Layer, Params
+from ._check import dtype_name
+from ._layer import Array, Layer, Params, uses_host_rng
 from ._rng import Seed
 from ._tree import tree_leaves
-from .optim import apply_updates
 
-__all__ = ["compile_step", "TrainStep", "grads_and_loss", "n_correct"]
+__all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "n_correct"]
 
 
 def _forward_backward(
@@ -37,21 +37,30 @@ def _forward_backward(
 
 def grads_and_loss(
     model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed = None
-) -> tuple[Array, Array, Params, Array]:
+) -> tuple[Array, Array, Params]:
     """Forward, loss and backprop on one batch.
 
     Returns:
-        ``(loss_value, Y, grads, check)``: the 0-d loss, the model output,
-        grads shaped like ``params``, and ``check = loss + sum of all grads``,
-        a 0-d array that is finite iff the loss and every gradient are finite
-        (one value to copy to the host per step).
+        ``(loss_value, Y, grads)``: the 0-d loss, the model output and grads shaped like ``params``.
     """
     Y, value, grads = _forward_backward(model, loss, params, X, T, rng)
+    return value, Y, grads
+
+
+def finite_check(value: Array, params: Params) -> Array:
+    """``value + sum of every leaf of params``: a 0-d array that is finite iff all of them are.
+
+    One value to copy to the host per step. fit passes the loss and the params
+    *after* the update: a NaN/inf gradient makes the updated params NaN/inf
+    too, and so does an update that divides 0 by 0 (Adam with ``eps=0`` and a
+    zero gradient). float16 leaves are summed in float32 so that large finite
+    params do not overflow the sum.
+    """
     xp = namespace(value)
     check = value
-    for g in tree_leaves(grads):
-        check = check + xp.sum(g)
-    return value, Y, grads, check
+    for p in tree_leaves(params):
+        check = check + (xp.sum(p, dtype=xp.float32) if dtype_name(p.dtype) == "float16" else xp.sum(p))
+    return check
 
 
 def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
@@ -59,14 +68,6 @@ def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
     if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
         return None
     return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32))
-
-
-def _has_dropout(model: Layer) -> bool:
-    from .dropout import Dropout
-
-    if isinstance(model, Dropout):
-        return model.rate > 0
-    return any(_has_dropout(layer) for layer in getattr(model, "layers", ()))
 
 
 class TrainStep:
@@ -98,11 +99,11 @@ class TrainStep:
             )
         else:
             return None
-        if _has_dropout(self.model):
+        if uses_host_rng(self.model):
             if self.compile:
                 raise ValueError(
-                    f"compile_step: {self.model!r} has Dropout, whose host-drawn masks cannot be "
-                    f"traced by {name}. Use compile=False (or None) for models with dropout."
+                    f"compile_step: {self.model!r} draws host random numbers (e.g. Dropout), which "
+                    f"{name} would freeze at trace time. Use compile=False (or None) for such models."
                 )
             return None
         return name
@@ -117,29 +118,26 @@ class TrainStep:
             self._compiled[key] = _jax_jit(fn) if compiler == "jax.jit" else _torch_compile(fn)
         return self._compiled[key]  # type: ignore[no-any-return]
 
-    def grads(self, params: Params, X: Array, T: Array, rng: Seed = None) -> tuple[Array, Array, Params, Array]:
-        """:func:`grads_and_loss` for this model and loss (compiled when compiling)."""
-        compiler = self.compiler(X)
-        if compiler:
-            fn = self._fn(compiler, "grads", lambda p, x, t: grads_and_loss(self.model, self.loss, p, x, t))
-            return fn(params, X, T)  # type: ignore[no-any-return]
-        return grads_and_loss(self.model, self.loss, params, X, T, rng)
+    def fit_step(
+        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None
+    ) -> tuple[Array, Array, Params, Any, Array]:
+        """fit's step: ``(loss, Y, new_params, new_state, check)``, compiled as one call when compiling.
 
-    def update(
-        self, params: Params, grads: Params, state: Any, X: Array, *, owned: bool = False
-    ) -> tuple[Params, Any]:
-        """``optimizer.step`` (compiled when compiling).
-
-        ``owned=True``: nobody else holds ``params`` (fit's own copies), so the
-        optimizer's ``update`` is added into them in place; on JAX that rebinds.
+        ``check`` is :func:`finite_check` of the loss and the new params; the
+        inputs are untouched, so when it is not finite the caller still holds the
+        last finite params.
         """
         compiler = self.compiler(X)
         if compiler:
-            return self._fn(compiler, "update", self.optimizer.step)(params, grads, state)  # type: ignore[no-any-return]
-        if owned:
-            updates, state = self.optimizer.update(grads, state, params)
-            return apply_updates(params, updates, into="params"), state
-        return self.optimizer.step(params, grads, state)  # type: ignore[no-any-return]
+            return self._fn(compiler, "fit_step", self._fit_step)(params, state, X, T)  # type: ignore[no-any-return]
+        return self._fit_step(params, state, X, T, rng)
+
+    def _fit_step(
+        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None
+    ) -> tuple[Array, Array, Params, Any, Array]:
+        Y, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
+        params, state = self.optimizer.step(params, grads, state)
+        return value, Y, params, state, finite_check(value, params)
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""

@@ -82,7 +82,7 @@ def test_bench_tiny_in_process_writes_json(tmp_path) -> None:
         _check_case(case, key)
     names_a = [r["name"] for r in data["cases"]["a"]["rows"]]
     assert names_a[:4] == [
-        "portable_nn (compile_step)", "portable_nn (fit's step, in place)", "numpy by hand", "GEMM only (8 matmuls)"
+        "portable_nn (compile_step)", "portable_nn (fit's step)", "numpy by hand", "GEMM only (8 matmuls)"
     ]
     assert len(names_a) == 4 + len(INSTALLED) + ("jax" in INSTALLED)  # JAX: its jit and portable_nn on it
     assert data["cases"]["a"]["rows"][0]["faults_per_step"] is not None

@@ -138,6 +138,8 @@ def test_keyboard_interrupt_leaves_last_completed_steps_params(tb):
     calls = []
 
     def interrupting_loss(Yp, T):
+        if Yp.shape[0] == 1:  # fit's entry check runs the model and loss on one row
+            return pnn.losses.mean_squared_error(Yp, T)
         calls.append(1)
         if len(calls) == 4:  # Ctrl-C during the 4th step: 3 steps completed
             raise KeyboardInterrupt
@@ -163,6 +165,8 @@ def _interrupted_fit(tb, at_call, interrupt):
     calls = []
 
     def loss(Yp, T):
+        if Yp.shape[0] == 1:  # fit's entry check runs the model and loss on one row
+            return pnn.losses.mean_squared_error(Yp, T)
         calls.append(1)
         if len(calls) == at_call:
             interrupt()

@@ -22,7 +22,6 @@ import numpy as np
 from .._backend import Backend, to_numpy
 from .._select import get_backend
 from .._timing import Candidate
-from .._tree import tree_map
 from ..io import to_backend
 from ..problems import Problem, make_problem
 from ..step import TrainStep, compile_step
@@ -151,22 +150,21 @@ def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None =
 
 
 def pnn_fit_step(prob: Problem, name: str = "portable_nn (fit's step)") -> Built:
-    """What ``pnn.fit`` runs per step on NumPy: grads, the NaN/inf check read on the host, and the
-    update added in place into fit's own copies of the params (``TrainStep.update(owned=True)``)."""
+    """What ``pnn.fit`` runs per step on NumPy: ``TrainStep.fit_step`` (forward, backprop, the
+    optimizer's step) and the NaN/inf check of the loss and the new params, read on the host."""
     trainer = TrainStep(prob.model, prob.loss, prob.optimizer, None)
     batches, n = prob.batches, len(prob.batches)
     cur: dict[str, Any] = {}
 
     def reset() -> None:
-        params = tree_map(lambda a: a.copy(), prob.params)  # fit's own copies
-        cur.update(params=params, state=prob.optimizer.init(params), i=0)
+        cur.update(params=prob.params, state=prob.optimizer.init(prob.params), i=0)
 
     def one() -> Any:
         X, T = batches[cur["i"] % n]
-        cur["loss"], _, grads, check = trainer.grads(cur["params"], X, T)
+        cur["loss"], _, params, state, check = trainer.fit_step(cur["params"], cur["state"], X, T)
         if not math.isfinite(float(check)):
             raise FloatingPointError(f"{name}: NaN/inf at step {cur['i']}")
-        cur["params"], cur["state"] = trainer.update(cur["params"], grads, cur["state"], X, owned=True)
+        cur["params"], cur["state"] = params, state
         cur["i"] += 1
         return cur["loss"]
 

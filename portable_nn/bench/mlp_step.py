@@ -4,7 +4,7 @@
 SGD(lr=0.01). Candidates, timed interleaved in this one process:
 
 1. portable_nn on NumPy via ``pnn.compile_step`` (the public fast path; the targets use it),
-   and what ``pnn.fit`` runs per step (the NaN/inf check, then the update added in place);
+   and what ``pnn.fit`` runs per step (the step, then the NaN/inf check of the loss and new params);
 2. the same step written by hand in plain NumPy (functional ``w = w - lr*g``);
 3. the step's eight matmuls alone on preallocated arrays: the limit here;
 4. PyTorch eager, autograd + ``torch.optim.SGD``, with as many threads as NumPy's BLAS;
@@ -61,7 +61,7 @@ CHECK_STEPS = 3
 PNN_JAX = "portable_nn on jax (compile_step: jax.jit)"
 PNN, FIT, HAND, GEMM, TORCH, JAX, TORCH_CUDA = (
     "portable_nn (compile_step)",
-    "portable_nn (fit's step, in place)",
+    "portable_nn (fit's step)",
     "numpy by hand",
     "GEMM only (8 matmuls)",
     "torch eager",
