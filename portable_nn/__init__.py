@@ -19,9 +19,8 @@ from .io import load, save, to_backend
 from .layernorm import LayerNorm
 from .linear import Linear
 from .sequential import Sequential
-from .step import TrainStep, compile_step
 from .testing import assert_close, gradcheck
-from .train import FitInterrupted, evaluate, fit, predict
+from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
 __version__ = "0.1.0"
 

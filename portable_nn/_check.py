@@ -14,7 +14,20 @@ import numpy as np
 
 from ._backend import _NUMPY_NS, namespace
 
-__all__ = ["check_array", "check_same_device", "is_float", "dtype_name", "is_traced"]
+__all__ = ["check_array", "check_int", "check_same_device", "is_float", "dtype_name", "is_traced"]
+
+
+def check_int(where: str, name: str, value: Any, lo: int) -> int:
+    """``value`` as an int, checked to be an integer (not a bool) ``>= lo``.
+
+    Raises:
+        TypeError: not an int (NumPy integers count); ValueError: below ``lo``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}.")
+    if value < lo:
+        raise ValueError(f"{where}: {name} must be >= {lo}, got {value}.")
+    return int(value)
 
 
 def is_float(xp: Any, dtype: Any) -> bool:

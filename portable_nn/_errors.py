@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BackendError", "CheckpointError", "NonFiniteError", "GradientCheckError"]
+__all__ = [
+    "BackendError",
+    "CheckpointError",
+    "FitInterrupted",
+    "GradientCheckError",
+    "NonFiniteError",
+    "StopTraining",
+]
 
 
 class BackendError(ValueError):
@@ -41,3 +48,23 @@ class NonFiniteError(FloatingPointError):
 
 class GradientCheckError(AssertionError):
     """Backprop and finite differences disagree (raised by :func:`gradcheck`)."""
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step.
+
+    (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
+    last completed chunk.)
+    """
+
+    def __init__(self, params: Any, history: dict[str, list[float]]) -> None:
+        super().__init__("fit interrupted; the last completed step's params are on .params")
+        self.params = params
+        self.history = history
+
+
+class StopTraining(Exception):
+    """Internal: on_nonfinite='stop' ends training with these params."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params

@@ -42,7 +42,7 @@ from ._select import available_backends, get_backend
 from ._timing import Timing, time_steps
 from ._tree import tree_map
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
-from .step import compile_step
+from .training import compile_step
 
 __all__ = [
     "REFERENCE",

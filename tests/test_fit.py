@@ -226,7 +226,7 @@ def test_compile_true_needs_jax_and_no_dropout(tb):
 @pytest.fixture
 def scan_traces(monkeypatch):
     """A list that grows each time JAX traces (so compiles) fit's whole-epoch loop."""
-    from portable_nn import _scan
+    from portable_nn.training import _scan
 
     traces, real = [], _scan._epochs
 
@@ -264,8 +264,8 @@ def test_fit_compiled_loop_matches_step_by_step(tb, n, scan_traces):
 
 
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
-def test_fit_in_place_updates_equal_the_functional_steps(tb, opt):
-    """fit adds updates in place into its own copies of the params; the result is bit for bit the pure steps'."""
+def test_fit_equals_the_functional_steps_bit_for_bit(tb, opt):
+    """fit's steps are compile_step's portable steps: the result is bit for bit theirs."""
     X, Y = _small_problem(tb)
     model = pnn.Sequential(pnn.Linear(3, 8), pnn.ReLU(), pnn.Linear(8, 1))
     params = tb.init(model, seed=2)
@@ -285,7 +285,7 @@ def test_fit_in_place_updates_equal_the_functional_steps(tb, opt):
 
 
 def test_early_stopping_keeps_the_best_epochs_params_while_training_goes_on(tb):
-    """The best params are a snapshot: later in-place updates must not reach them."""
+    """The best params are the best epoch's: later updates never reach them."""
     X, Y = _small_problem(tb)
     model = pnn.Sequential(pnn.Linear(3, 1))
     params = tb.init(model, seed=0)

@@ -17,7 +17,7 @@ import pytest
 
 import portable_nn as pnn
 from portable_nn._layer import config_key, uses_host_rng
-from portable_nn._scan import ChunkSizer
+from portable_nn.training._scan import ChunkSizer
 
 MSE = pnn.losses.mean_squared_error
 SCE = pnn.losses.softmax_cross_entropy

@@ -24,7 +24,7 @@ from .._select import get_backend
 from .._timing import Candidate
 from ..io import to_backend
 from ..problems import Problem, make_problem
-from ..step import TrainStep, compile_step
+from ..training import TrainStep, compile_step
 
 __all__ = [
     "Built",

@@ -39,7 +39,7 @@ from ..losses import softmax_cross_entropy
 from ..optim import Adam
 from ..problems import load_digits_data
 from ..sequential import Sequential
-from ..train import fit, predict
+from ..training import fit, predict
 from ._common import (
     Config,
     checked_values,

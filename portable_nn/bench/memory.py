@@ -21,7 +21,7 @@ from ..linear import Linear
 from ..losses import softmax_cross_entropy
 from ..optim import SGD
 from ..sequential import Sequential
-from ..train import fit
+from ..training import fit
 from ._common import Config, current_rss_mib, peak_rss_mib, setup_threads
 from ._result import CaseResult, Column, Target
 

@@ -29,8 +29,7 @@ from .._timing import Candidate
 from ..io import to_backend
 from ..losses import sum_squared_error
 from ..problems import make_problem, notebook_data, notebook_weights
-from ..step import compile_step
-from ..train import fit
+from ..training import compile_step, fit
 from ._common import (
     Config,
     checked_values,

@@ -1,4 +1,4 @@
-"""Moving user data onto the params' backend for fit/predict, with checks."""
+"""Moving user data onto the params' backend for fit, predict and evaluate, with checks; batching."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import namespace, to_numpy
-from ._check import dtype_name, is_float
-from ._tree import tree_leaves
+from .._backend import namespace, to_numpy
+from .._check import dtype_name, is_float
+from .._layer import Array
+from .._tree import tree_leaves
 
-__all__ = ["params_backend", "as_data", "check_finite", "check_labels"]
+__all__ = [
+    "as_data",
+    "batches",
+    "check_finite",
+    "check_labels",
+    "check_targets",
+    "params_backend",
+    "reduction_of",
+]
 
 
 def params_backend(params: Any, where: str) -> tuple[Any, Any, Any]:
@@ -137,3 +146,27 @@ def check_finite(where: str, name: str, A: Any, xp: Any) -> None:
         f"{where}: {name} contains NaN or inf (first at row {row}: {host[row][:8].tolist()}). "
         "Clean or impute the data before training."
     )
+
+
+def reduction_of(loss: Any) -> str:
+    """How ``loss`` reduces over a batch: its ``reduction`` attribute, ``"mean"`` when it has none."""
+    reduction = getattr(loss, "reduction", "mean")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"loss {loss!r} declares reduction {reduction!r}; it must be 'mean' or 'sum'.")
+    return str(reduction)
+
+
+def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:
+    """Integer labels ``Y`` of a ``(batch, classes)`` output: check their range. True when they are such labels."""
+    if not xp.isdtype(Y.dtype, "integral") or Y_pred.ndim != 2:
+        return False
+    check_labels(where, name, Y, int(Y_pred.shape[1]), xp)
+    return True
+
+
+def batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
+    """Index slices (or host index arrays when shuffled) covering 0..n-1."""
+    starts = range(0, n, batch_size)
+    if order is None:
+        return [slice(i, min(i + batch_size, n)) for i in starts]
+    return [order[i : i + batch_size] for i in starts]

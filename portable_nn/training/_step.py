@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import namespace
-from ._check import dtype_name
-from ._layer import Array, Layer, Params, uses_host_rng
-from ._rng import Seed
-from ._tree import tree_leaves
+from .._backend import namespace
+from .._check import dtype_name
+from .._layer import Array, Layer, Params, uses_host_rng
+from .._rng import Seed
+from .._tree import tree_leaves
 
 __all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "n_correct"]
 

@@ -16,35 +16,16 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import namespace
-from ._errors import NonFiniteError
+from .._backend import namespace
+from .._errors import FitInterrupted, NonFiniteError, StopTraining
+from .._layer import Array, Params
+from ._data import batches
 from ._interrupt import Interrupts
-from ._layer import Array, Params
-from .step import TrainStep, n_correct
+from ._step import TrainStep, n_correct
 
-__all__ = ["FitInterrupted", "History", "Loop", "StopTraining", "batches", "nonfinite", "run_epoch"]
+__all__ = ["History", "Loop", "StepRunner", "batches", "nonfinite", "run_epoch"]
 
 History = dict[str, list[float]]
-
-
-class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step.
-
-    (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
-    last completed chunk.)
-    """
-
-    def __init__(self, params: Params, history: History) -> None:
-        super().__init__("fit interrupted; the last completed step's params are on .params")
-        self.params = params
-        self.history = history
-
-
-class StopTraining(Exception):
-    """Internal: on_nonfinite='stop' ends training with these params."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
 
 
 @dataclass
@@ -70,14 +51,6 @@ class Loop:
     reduction: str
     interrupts: Interrupts
     counts_correct: bool
-
-
-def batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
-    """Index slices (or host index arrays when shuffled) covering 0..n-1."""
-    starts = range(0, n, batch_size)
-    if order is None:
-        return [slice(i, min(i + batch_size, n)) for i in starts]
-    return [order[i : i + batch_size] for i in starts]
 
 
 def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:

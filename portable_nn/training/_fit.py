@@ -1,4 +1,4 @@
-"""fit, predict and evaluate: minibatches, seeded shuffling, validation, early stopping, progress.
+"""fit: minibatches, seeded shuffling, validation, early stopping, progress.
 
 ``fit`` is three parts: :func:`_prepare` validates every argument and the data
 before any work; a runner trains chunks of epochs (``StepRunner``: the portable
@@ -16,76 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from ._data import as_data, check_finite, check_labels, params_backend
+from .._check import check_int
+from .._errors import FitInterrupted, StopTraining
+from .._layer import Array, Layer, Params
+from .._rng import host_rng
+from ._data import as_data, check_finite, check_labels, check_targets, params_backend, reduction_of
+from ._evaluate import evaluate
 from ._interrupt import Interrupts, interrupts_between_steps
-from ._layer import Array, Layer, Params
-from ._loop import FitInterrupted, History, Loop, StepRunner, StopTraining, batches
-from ._rng import host_rng
+from ._loop import History, Loop, StepRunner
 from ._scan import ScanRunner
-from .step import TrainStep, n_correct
+from ._step import TrainStep
 
-__all__ = ["fit", "predict", "evaluate", "FitInterrupted"]
-
-
-def _positive_int(where: str, name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}.")
-    if value < lo:
-        raise ValueError(f"{where}: {name} must be >= {lo}, got {value}.")
-    return int(value)
-
-
-def reduction_of(loss: Any) -> str:
-    """How ``loss`` reduces over a batch: its ``reduction`` attribute, ``"mean"`` when it has none."""
-    reduction = getattr(loss, "reduction", "mean")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"loss {loss!r} declares reduction {reduction!r}; it must be 'mean' or 'sum'.")
-    return str(reduction)
-
-
-def _check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:
-    """Integer labels ``Y`` of a ``(batch, classes)`` output: check their range. True when they are such labels."""
-    if not xp.isdtype(Y.dtype, "integral") or Y_pred.ndim != 2:
-        return False
-    check_labels(where, name, Y, int(Y_pred.shape[1]), xp)
-    return True
-
-
-def evaluate(
-    model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024
-) -> tuple[float, float | None]:
-    """The loss and accuracy of ``model`` over a data set, in inference mode.
-
-    Args:
-        X: ``(n, ...)`` float inputs. Y: targets ``(n, ...)``, or integer labels ``(n,)``.
-        loss: as in :func:`fit`. A ``"mean"`` loss (see ``pnn.losses``) gives the
-            mean over all rows, a ``"sum"`` loss the sum over all rows: the same
-            value whatever ``batch_size``.
-
-    Returns:
-        ``(loss, accuracy)``; accuracy is None unless Y holds integer labels.
-    """
-    where = "evaluate"
-    batch_size = _positive_int(where, "batch_size", batch_size, 1)
-    reduction = reduction_of(loss)
-    xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
-    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
-    total, correct, n, has_acc = 0.0, 0, X.shape[0], False
-    if Y.shape[0] != n:
-        raise ValueError(f"evaluate: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
-    if n == 0:
-        raise ValueError("evaluate: X is empty (0 rows).")
-    for i, idx in enumerate(batches(n, batch_size, None)):
-        Yp = model.apply(params, X[idx, ...])[0]
-        if i == 0:
-            _check_targets(where, "Y", Y, Yp, xp)
-        value = float(loss(Yp, Y[idx, ...])[0])
-        total += value if reduction == "sum" else value * (idx.stop - idx.start)
-        c = n_correct(xp, Yp, Y[idx, ...])
-        correct = correct + (0 if c is None else int(c))
-        has_acc = c is not None
-    return (total if reduction == "sum" else total / n), (correct / n if has_acc else None)
+__all__ = ["fit"]
 
 
 def fit(
@@ -160,12 +102,12 @@ def fit(
             the history of the completed epochs.
     """
     where = "fit"
-    epochs = _positive_int(where, "epochs", epochs, 0)
-    batch_size = _positive_int(where, "batch_size", batch_size, 1)
+    epochs = check_int(where, "epochs", epochs, 0)
+    batch_size = check_int(where, "batch_size", batch_size, 1)
     if on_nonfinite not in ("raise", "stop", "ignore"):
         raise ValueError(f"fit: on_nonfinite must be 'raise', 'stop' or 'ignore', got {on_nonfinite!r}.")
     if patience is not None:
-        patience = _positive_int(where, "patience", patience, 1)
+        patience = check_int(where, "patience", patience, 1)
     min_delta = _check_min_delta(min_delta)
     reduction = reduction_of(loss)
     plan = _prepare(model, params, X, Y, loss, validation_data)
@@ -246,7 +188,7 @@ def _prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation
         loss(Yp, Y[:1, ...])
     except (TypeError, ValueError) as e:
         raise type(e)(f"fit: Y does not fit the model's output and the loss: {e}") from None
-    counts_correct = _check_targets(where, "Y", Y, Yp, xp)
+    counts_correct = check_targets(where, "Y", Y, Yp, xp)
     validation = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
@@ -301,26 +243,6 @@ def _record(history: History, epoch_loss: float, n_correct: Any, n: int) -> None
     history["loss"].append(epoch_loss)
     if n_correct is not None:
         history.setdefault("accuracy", []).append(int(n_correct) / n)
-
-
-def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
-    """Run ``model`` in inference mode over ``X`` in batches.
-
-    Args:
-        X: ``(n, ...)`` float inputs; host data is copied to the params' device.
-        batch_size: rows per forward pass (>= 1).
-
-    Returns:
-        ``Y`` of shape ``(n, ...)``, on the params' backend and device.
-    """
-    where = "predict"
-    batch_size = _positive_int(where, "batch_size", batch_size, 1)
-    xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
-    outs = [model.apply(params, X[idx, ...])[0] for idx in batches(X.shape[0], batch_size, None)]
-    if not outs:
-        raise ValueError("predict: X is empty (0 rows).")
-    return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
 
 
 def _progress_bar(progress: bool | None, total: int) -> Any:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ._layer import Array, Layer, Params, config_key
-from .step import TrainStep, finite_check, grads_and_loss, n_correct
+from .._layer import Array, Layer, Params, config_key
+from ._step import TrainStep, finite_check, grads_and_loss, n_correct
 
 __all__ = ["ChunkSizer", "run_scanned"]
 

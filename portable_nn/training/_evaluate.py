@@ -1,0 +1,69 @@
+"""predict and evaluate: a model in inference mode over a data set, in batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._check import check_int
+from .._layer import Array, Layer, Params
+from ._data import as_data, batches, check_targets, params_backend, reduction_of
+from ._step import n_correct
+
+__all__ = ["evaluate", "predict"]
+
+
+def evaluate(
+    model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024
+) -> tuple[float, float | None]:
+    """The loss and accuracy of ``model`` over a data set, in inference mode.
+
+    Args:
+        X: ``(n, ...)`` float inputs. Y: targets ``(n, ...)``, or integer labels ``(n,)``.
+        loss: as in :func:`fit`. A ``"mean"`` loss (see ``pnn.losses``) gives the
+            mean over all rows, a ``"sum"`` loss the sum over all rows: the same
+            value whatever ``batch_size``.
+
+    Returns:
+        ``(loss, accuracy)``; accuracy is None unless Y holds integer labels.
+    """
+    where = "evaluate"
+    batch_size = check_int(where, "batch_size", batch_size, 1)
+    reduction = reduction_of(loss)
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
+    total, correct, n, has_acc = 0.0, 0, X.shape[0], False
+    if Y.shape[0] != n:
+        raise ValueError(f"evaluate: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
+    if n == 0:
+        raise ValueError("evaluate: X is empty (0 rows).")
+    for i, idx in enumerate(batches(n, batch_size, None)):
+        Yp = model.apply(params, X[idx, ...])[0]
+        if i == 0:
+            check_targets(where, "Y", Y, Yp, xp)
+        value = float(loss(Yp, Y[idx, ...])[0])
+        total += value if reduction == "sum" else value * (idx.stop - idx.start)
+        c = n_correct(xp, Yp, Y[idx, ...])
+        correct = correct + (0 if c is None else int(c))
+        has_acc = c is not None
+    return (total if reduction == "sum" else total / n), (correct / n if has_acc else None)
+
+
+def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
+    """Run ``model`` in inference mode over ``X`` in batches.
+
+    Args:
+        X: ``(n, ...)`` float inputs; host data is copied to the params' device.
+        batch_size: rows per forward pass (>= 1).
+
+    Returns:
+        ``Y`` of shape ``(n, ...)``, on the params' backend and device.
+    """
+    where = "predict"
+    batch_size = check_int(where, "batch_size", batch_size, 1)
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    outs = [model.apply(params, X[idx, ...])[0] for idx in batches(X.shape[0], batch_size, None)]
+    if not outs:
+        raise ValueError("predict: X is empty (0 rows).")
+    return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
