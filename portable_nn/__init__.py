@@ -6,19 +6,20 @@ JAX and array-api-strict. See README.md for a tour.
 
 from __future__ import annotations
 
-from . import init, losses, optim
+from . import layers, losses, optim
 from ._backend import Backend, namespace, to_numpy
 from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
-from ._layer import Layer
 from ._rng import host_rng
 from ._select import available_backends, get_backend, set_backend, use_backend
 from ._tree import tree_leaves, tree_map, tree_paths
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .dropout import Dropout
 from .io import load, save, to_backend
-from .layernorm import LayerNorm
-from .linear import Linear
-from .sequential import Sequential
+from .layers import init
+from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers.base import Layer
+from .layers.dropout import Dropout
+from .layers.layernorm import LayerNorm
+from .layers.linear import Linear
+from .layers.sequential import Sequential
 from .testing import assert_close, gradcheck
 from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
@@ -53,6 +54,7 @@ __all__ = [
     "gradcheck",
     "host_rng",
     "init",
+    "layers",
     "load",
     "losses",
     "namespace",

@@ -70,6 +70,7 @@ def check_array(
     name: str = "X",
     xp: Any = None,
     like_name: str = "the params",
+    axes: str | None = None,
 ) -> Any:
     """Check one float input of a layer or loss and return its namespace.
 
@@ -81,6 +82,8 @@ def check_array(
         features: required size of the last axis, if any.
         name: how the message calls X.
         like_name: how the message calls ``like`` (e.g. ``"Y"`` in a loss).
+        axes: the expected axes for the message, e.g. ``"(batch, in_features)"``
+            or ``"(batch, channels, height, width)"``.
 
     Raises:
         TypeError: not an array, not floating, another namespace or dtype than ``like``.
@@ -118,9 +121,10 @@ def check_array(
             f"Convert it, e.g. be.asarray(data, dtype='float64') or xp.astype({name}, xp.float32)."
         )
     if ndim is not None and X.ndim != ndim:
+        layout = f" {axes}" if axes else ""
+        fix = " Reshape it, e.g. X.reshape(n_samples, -1)." if ndim == 2 else ""
         raise ValueError(
-            f"{where}: {name} must have {ndim} dimensions (batch, features), got shape "
-            f"{tuple(X.shape)}. Reshape it, e.g. X.reshape(n_samples, -1)."
+            f"{where}: {name} must have {ndim} dimensions{layout}, got shape {tuple(X.shape)}.{fix}"
         )
     if features is not None and (X.ndim == 0 or X.shape[-1] != features):
         raise ValueError(

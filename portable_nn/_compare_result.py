@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._layer import Params
 from ._timing import Timing
+from .layers.base import Params
 
 __all__ = ["REFERENCE", "BackendResult", "Comparison", "RecordedRun"]
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_numpy
-from ._layer import Params
 from ._tree import tree_paths
+from .layers.base import Params
 
 __all__ = ["loss_deviations", "max_loss_deviation", "param_deviation"]
 

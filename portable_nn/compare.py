@@ -36,11 +36,11 @@ from ._compare_result import REFERENCE, BackendResult, Comparison, RecordedRun
 from ._deviation import loss_deviations, max_loss_deviation, param_deviation
 from ._environment import describe_device, device_label, environment
 from ._errors import BackendError
-from ._layer import Params
 from ._rng import host_rng
 from ._select import available_backends, get_backend
 from ._timing import Timing, time_steps
 from ._tree import tree_map
+from .layers.base import Params
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
 from .training import compile_step
 

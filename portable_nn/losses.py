@@ -8,8 +8,8 @@ import array_api_compat
 
 from ._backend import namespace
 from ._check import check_array, check_same_device, is_traced
-from ._layer import Array
-from .activations import sigmoid
+from .layers.activations import sigmoid
+from .layers.base import Array
 
 __all__ = [
     "sum_squared_error",

@@ -25,13 +25,13 @@ import numpy as np
 
 from ._backend import Backend
 from ._check import dtype_name
-from ._layer import Array, Layer, Params
 from ._select import get_backend
-from .activations import ReLU
-from .linear import Linear
+from .layers.activations import ReLU
+from .layers.base import Array, Layer, Params
+from .layers.linear import Linear
+from .layers.sequential import Sequential
 from .losses import softmax_cross_entropy, sum_squared_error
 from .optim import SGD, Adam
-from .sequential import Sequential
 
 __all__ = [
     "DEFAULT_STEPS",

@@ -10,8 +10,8 @@ import numpy as np
 from ._backend import namespace, to_numpy
 from ._check import dtype_name
 from ._errors import GradientCheckError
-from ._layer import Array, Layer, Params
 from ._tree import tree_paths
+from .layers.base import Array, Layer, Params
 
 __all__ = ["gradcheck", "assert_close"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
-from portable_nn._layer import config_key, uses_host_rng
+from portable_nn.layers.base import config_key, uses_host_rng
 from portable_nn.training._scan import ChunkSizer
 
 MSE = pnn.losses.mean_squared_error

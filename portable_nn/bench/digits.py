@@ -32,13 +32,13 @@ import numpy as np
 from .._backend import Backend, to_numpy
 from .._select import get_backend
 from .._timing import Candidate, wait_for
-from ..activations import ReLU
 from ..io import to_backend
-from ..linear import Linear
+from ..layers.activations import ReLU
+from ..layers.linear import Linear
+from ..layers.sequential import Sequential
 from ..losses import softmax_cross_entropy
 from ..optim import Adam
 from ..problems import load_digits_data
-from ..sequential import Sequential
 from ..training import fit, predict
 from ._common import (
     Config,

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import ReLU
-from ..linear import Linear
+from ..layers.activations import ReLU
+from ..layers.linear import Linear
+from ..layers.sequential import Sequential
 from ..losses import softmax_cross_entropy
 from ..optim import SGD
-from ..sequential import Sequential
 from ..training import fit
 from ._common import Config, current_rss_mib, peak_rss_mib, setup_threads
 from ._result import CaseResult, Column, Target

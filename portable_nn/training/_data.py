@@ -10,8 +10,8 @@ import numpy as np
 
 from .._backend import namespace, to_numpy
 from .._check import dtype_name, is_float
-from .._layer import Array
 from .._tree import tree_leaves
+from ..layers.base import Array
 
 __all__ = [
     "as_data",

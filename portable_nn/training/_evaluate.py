@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._check import check_int
-from .._layer import Array, Layer, Params
+from ..layers.base import Array, Layer, Params
 from ._data import as_data, batches, check_targets, params_backend, reduction_of
 from ._step import n_correct
 

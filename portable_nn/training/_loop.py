@@ -18,7 +18,7 @@ import numpy as np
 
 from .._backend import namespace
 from .._errors import FitInterrupted, NonFiniteError, StopTraining
-from .._layer import Array, Params
+from ..layers.base import Array, Params
 from ._data import batches
 from ._interrupt import Interrupts
 from ._step import TrainStep, n_correct

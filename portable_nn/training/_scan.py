@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._layer import Array, Layer, Params, config_key
+from ..layers.base import Array, Layer, Params, config_key
 from ._step import TrainStep, finite_check, grads_and_loss, n_correct
 
 __all__ = ["ChunkSizer", "run_scanned"]

@@ -18,9 +18,9 @@ import numpy as np
 
 from .._backend import namespace
 from .._check import dtype_name
-from .._layer import Array, Layer, Params, uses_host_rng
 from .._rng import Seed
 from .._tree import tree_leaves
+from ..layers.base import Array, Layer, Params, run_backprop, uses_host_rng
 
 __all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "n_correct"]
 
@@ -31,7 +31,7 @@ def _forward_backward(
     """``(Y, loss value, grads)``; the input's dX is not computed where the model can skip it."""
     Y, backprop = model.apply(params, X, train=True, rng=rng)
     value, dY = loss(Y, T)
-    _, grads = backprop(dY, need_dX=False) if model.skips_dX else backprop(dY)
+    _, grads = run_backprop(backprop, dY, need_dX=False)
     return Y, value, grads
 
 

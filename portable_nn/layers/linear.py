@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import Backend
-from ._check import check_array
-from ._layer import Array, Backprop, Layer, Params
-from ._rng import Seed
+from .._backend import Backend
+from .._rng import Seed
+from .base import Array, Backprop, Layer, Params, check_array, check_params
 from .init import Initializer, get_initializer
 
 __all__ = ["Linear"]
@@ -27,8 +26,6 @@ class Linear(Layer):
     Shapes: X ``(batch, in)`` -> Y ``(batch, out)``. Its backprop takes
     ``need_dX=False`` to skip the ``dY @ W.T`` product (then dX is None).
     """
-
-    skips_dX = True
 
     def __init__(
         self, in_features: int, out_features: int, *, bias: bool = True, init: str | Initializer = "he"
@@ -57,8 +54,12 @@ class Linear(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        W, b = self._unpack(params)
-        xp = check_array(self, X, like=W, ndim=2, features=self.in_features)
+        shapes: dict[str, tuple[int, ...]] = {"W": (self.in_features, self.out_features)}
+        if self.bias:
+            shapes["b"] = (self.out_features,)
+        W, *rest = check_params(self, params, shapes)
+        b = rest[0] if rest else None
+        xp = check_array(self, X, like=W, ndim=2, features=self.in_features, axes="(batch, in_features)")
         Y = X @ W
         if b is not None:
             Y = Y + b
@@ -71,33 +72,3 @@ class Linear(Layer):
             return dX, {"W": dW, "b": xp.sum(dY, axis=0)}
 
         return Y, backprop
-
-    def _unpack(self, params: Params) -> tuple[Array, Array | None]:
-        try:  # fast path: the params this layer made
-            W, b = params["W"], params.get("b")
-            if W.shape == (self.in_features, self.out_features) and (b is not None) == self.bias:
-                if b is None or b.shape == (self.out_features,):
-                    return W, b
-        except (TypeError, KeyError, AttributeError):
-            pass
-        if not isinstance(params, dict) or "W" not in params:
-            raise TypeError(f"{self!r}: params must be a dict with 'W', got {type(params).__name__}.")
-        W, b = params["W"], params.get("b")
-        for key, value in (("W", W), ("b", b)):
-            if value is not None and not (hasattr(value, "shape") and hasattr(value, "dtype")):
-                raise TypeError(
-                    f"{self!r}: params[{key!r}] must be an array, got {type(value).__name__}. "
-                    "Use the params from model.init(...)."
-                )
-        if (
-            tuple(W.shape) != (self.in_features, self.out_features)
-            or (b is None) == self.bias
-            or (b is not None and tuple(b.shape) != (self.out_features,))
-        ):
-            got = {k: tuple(v.shape) for k, v in params.items()}
-            raise ValueError(
-                f"{self!r}: params do not fit this layer: expected W {(self.in_features, self.out_features)}"
-                f"{' and b (' + str(self.out_features) + ',)' if self.bias else ' and no b'}, got {got}. "
-                "Were they made by another model? Re-run model.init(...)."
-            )
-        return W, b

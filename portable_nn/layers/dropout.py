@@ -6,9 +6,9 @@ import math
 
 import array_api_compat
 
-from ._check import check_array, dtype_name
-from ._layer import Array, Backprop, Layer, Params, no_grads
-from ._rng import Seed, host_rng
+from .._check import dtype_name
+from .._rng import Seed, host_rng
+from .base import Array, Backprop, Layer, Params, check_array, check_params, no_grads
 
 __all__ = ["Dropout"]
 
@@ -39,6 +39,7 @@ class Dropout(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
+        check_params(self, params, {})
         xp = check_array(self, X)
         if not train or self.rate == 0.0:
             return X, no_grads
@@ -47,7 +48,7 @@ class Dropout(Layer):
         mask = xp.asarray(host_mask, device=array_api_compat.device(X))
         Y = X * mask
 
-        def backprop(dY: Array) -> tuple[Array, Params]:
+        def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
             return dY * mask, {}
 
         return Y, backprop

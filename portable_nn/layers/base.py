@@ -1,37 +1,56 @@
-"""The Layer protocol: a pair of pure functions, ``init`` and ``apply``.
+"""The public API for layer authors: the Layer protocol and the checks every layer uses.
 
-``apply(params, X)`` returns ``(Y, backprop)``; ``backprop(dY)`` returns
-``(dX, grads)`` with ``grads`` shaped like ``params``. Nothing is cached on
+A layer is a pair of pure functions. ``init_params(rng, be, dtype)`` draws
+its params (a dict of arrays) on the host; ``apply(params, X, *, train=False,
+rng=None)`` returns ``(Y, backprop)``, and ``backprop(dY, *, need_dX=True)``
+returns ``(dX, grads)`` with ``grads`` shaped like ``params`` (``dX`` may be
+None when ``need_dX`` is False: a model's first layer). Nothing is cached on
 the layer object, so a layer can be applied any number of times.
+
+What the training code needs to know, the layer declares: its sub-layers
+(:meth:`Layer.children`), whether it draws host random numbers
+(:attr:`Layer.draws_host_rng`), and its configuration (:func:`config_key`).
+
+Checks: :func:`check_array` for inputs, :func:`check_params` for params.
+See "Write your own layer" in the README for a complete example.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
-from ._check import dtype_name
-from ._rng import Seed, host_rng
-from ._select import get_backend
+from .._backend import Backend
+from .._check import check_array, dtype_name
+from .._rng import Seed, host_rng
+from .._select import get_backend
 
-__all__ = ["Layer", "Backprop", "Array", "Params", "uses_host_rng", "config_key"]
+__all__ = [
+    "Array",
+    "Backprop",
+    "Layer",
+    "Params",
+    "check_array",
+    "check_params",
+    "config_key",
+    "no_grads",
+    "run_backprop",
+    "uses_host_rng",
+]
 
 Array = Any
+"""An array of any Array API library (NumPy, CuPy, torch, JAX, array-api-strict)."""
 Params = Any
-Backprop = Callable[..., tuple[Array, Params]]  # backprop(dY) -> (dX, grads); some take need_dX=False
+"""A pytree (dicts, lists, tuples) of arrays."""
+Backprop = Callable[..., tuple[Array, Params]]
+"""``backprop(dY, *, need_dX=True) -> (dX, grads)``; ``dX`` may be None when ``need_dX`` is False."""
 
 
 class Layer:
-    """Base class of all layers. Subclasses override ``init_params`` and ``apply``.
-
-    ``skips_dX``: True when this layer's backprop accepts ``need_dX=False``
-    and then skips computing dX (returning None), e.g. for a model's first layer.
-    """
-
-    skips_dX = False
+    """Base class of all layers. Subclasses override ``init_params`` (if they have params) and ``apply``."""
 
     def init(self, seed: Seed = 0, *, backend: str | Backend | None = None, dtype: Any = "float32") -> Params:
         """Draw this layer's initial params.
@@ -95,9 +114,70 @@ class Layer:
         return tuple(found)
 
 
-def no_grads(dX: Array) -> tuple[Array, Params]:
+def no_grads(dX: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
     """The backprop of a layer that is the identity (e.g. Dropout at inference)."""
     return dX, {}
+
+
+def check_params(layer: Layer, params: Params, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Array, ...]:
+    """Check that ``params`` is a dict of arrays with exactly these keys and shapes; return them in order.
+
+    Args:
+        layer: the layer (its repr names it in messages).
+        params: what ``apply`` was given.
+        shapes: key -> required shape, e.g. ``{"W": (3, 2), "b": (2,)}``; ``{}`` for a layer without params.
+
+    Returns:
+        The arrays, in the order of ``shapes``.
+
+    Raises:
+        TypeError: not a dict, or a value that is not an array.
+        ValueError: other keys or shapes than ``shapes`` (params of another layer or model).
+    """
+    try:  # fast path: the params this layer made (attribute reads only)
+        if type(params) is dict and len(params) == len(shapes):
+            values = tuple(params[k] for k in shapes)
+            if all(tuple(v.shape) == s for v, s in zip(values, shapes.values(), strict=True)):
+                return values
+    except (KeyError, AttributeError, TypeError):
+        pass
+    wanted = " and ".join(f"{k} {s}" for k, s in shapes.items()) or "no params ({})"
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"{layer!r}: params must be a dict with {wanted}, got {type(params).__name__}. "
+            "Use the params from model.init(...)."
+        )
+    for key, value in params.items():
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise TypeError(
+                f"{layer!r}: params[{key!r}] must be an array, got {type(value).__name__}. "
+                "Use the params from model.init(...)."
+            )
+    got = {k: tuple(v.shape) for k, v in params.items()}
+    raise ValueError(
+        f"{layer!r}: params do not fit this layer: expected {wanted}, got {got}. "
+        "Were they made by another model? Re-run model.init(...)."
+    )
+
+
+def run_backprop(backprop: Backprop, dY: Array, need_dX: bool) -> tuple[Array, Params]:
+    """``backprop(dY, need_dX=need_dX)``, also for a user layer written before ``need_dX`` existed.
+
+    Such a backprop (``def backprop(dY)``) is called without it, with a DeprecationWarning.
+    """
+    if need_dX:
+        return backprop(dY)
+    try:
+        return backprop(dY, need_dX=False)
+    except TypeError as e:
+        if "need_dX" not in str(e):
+            raise
+        warnings.warn(
+            f"a backprop without the need_dX keyword ({e}); write it as backprop(dY, *, need_dX=True).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return backprop(dY)
 
 
 def uses_host_rng(layer: Layer) -> bool:

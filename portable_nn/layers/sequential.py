@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._backend import Backend
-from ._layer import Array, Backprop, Layer, Params
-from ._rng import Seed, host_rng
+from .._backend import Backend
+from .._rng import Seed, host_rng
+from .base import Array, Backprop, Layer, Params, run_backprop
 
 __all__ = ["Sequential"]
 
@@ -21,8 +21,6 @@ class Sequential(Layer):
         Y, backprop = model.apply(params, X)              # X (4, 3) -> Y (4, 1)
         dX, grads = backprop(dY)                          # grads mirror params
     """
-
-    skips_dX = True
 
     def __init__(self, *layers: Layer) -> None:
         for i, layer in enumerate(layers):
@@ -66,11 +64,8 @@ class Sequential(Layer):
             grads: list[Params] = [None] * len(backprops)
             for i in range(len(backprops) - 1, 0, -1):
                 dY, grads[i] = backprops[i](dY)
-            if backprops:
-                if need_dX or not self.layers[0].skips_dX:
-                    dY, grads[0] = backprops[0](dY)
-                else:
-                    dY, grads[0] = backprops[0](dY, need_dX=False)
+            if backprops:  # the first layer skips its dX when nobody wants it
+                dY, grads[0] = run_backprop(backprops[0], dY, need_dX)
             return dY, grads
 
         return X, backprop

@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 
-from ._backend import Backend
-from ._check import check_array
-from ._layer import Array, Backprop, Layer, Params
-from ._rng import Seed
+from .._backend import Backend
+from .._rng import Seed
+from .base import Array, Backprop, Layer, Params, check_array, check_params
 
 __all__ = ["LayerNorm"]
 
@@ -30,7 +29,7 @@ class LayerNorm(Layer):
         self.eps = float(eps)
 
     def __repr__(self) -> str:
-        return f"LayerNorm({self.features})"
+        return f"LayerNorm({self.features})" if self.eps == 1e-5 else f"LayerNorm({self.features}, eps={self.eps})"
 
     def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
         return {
@@ -41,15 +40,7 @@ class LayerNorm(Layer):
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        if not isinstance(params, dict) or set(params) != {"gamma", "beta"}:
-            raise TypeError(f"{self!r}: params must be a dict with 'gamma' and 'beta'.")
-        gamma, beta = params["gamma"], params["beta"]
-        shapes = {k: tuple(getattr(v, "shape", ())) for k, v in params.items()}
-        if any(s != (self.features,) for s in shapes.values()):
-            raise ValueError(
-                f"{self!r}: params do not fit this layer: expected gamma and beta of shape "
-                f"({self.features},), got {shapes}. Were they made by another model? Re-run model.init(...)."
-            )
+        gamma, beta = check_params(self, params, {"gamma": (self.features,), "beta": (self.features,)})
         xp = check_array(self, X, like=gamma, features=self.features)
         batch_axes = tuple(range(X.ndim - 1))
         Xc = X - xp.mean(X, axis=-1, keepdims=True)
@@ -57,14 +48,16 @@ class LayerNorm(Layer):
         Xhat = Xc * inv_std
         Y = Xhat * gamma + beta
 
-        def backprop(dY: Array) -> tuple[Array, Params]:
+        def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
+            grads = {"gamma": xp.sum(dY * Xhat, axis=batch_axes), "beta": xp.sum(dY, axis=batch_axes)}
+            if not need_dX:
+                return None, grads
             dXhat = dY * gamma
             dX = inv_std * (
                 dXhat
                 - xp.mean(dXhat, axis=-1, keepdims=True)
                 - Xhat * xp.mean(dXhat * Xhat, axis=-1, keepdims=True)
             )
-            grads = {"gamma": xp.sum(dY * Xhat, axis=batch_axes), "beta": xp.sum(dY, axis=batch_axes)}
             return dX, grads
 
         return Y, backprop
