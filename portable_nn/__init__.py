@@ -7,11 +7,10 @@ JAX and array-api-strict. See README.md for a tour.
 from __future__ import annotations
 
 from . import layers, losses, optim
-from ._backend import Backend, namespace, to_numpy
 from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
 from ._rng import host_rng
-from ._select import available_backends, get_backend, set_backend, use_backend
 from ._tree import tree_leaves, tree_map, tree_paths
+from .backends import Backend, available_backends, get_backend, namespace, set_backend, to_numpy, use_backend
 from .io import load, save, to_backend
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh

@@ -12,7 +12,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import _NUMPY_NS, namespace
+from .backends._backend import adapter_of, namespace
+from .backends.numpy import NUMPY_NS as _NUMPY_NS
 
 __all__ = ["check_array", "check_int", "check_same_device", "is_float", "dtype_name", "is_traced"]
 
@@ -40,19 +41,12 @@ def is_float(xp: Any, dtype: Any) -> bool:
 def is_traced(X: Any) -> bool:
     """True while ``X``'s values are unknown: traced by ``jax.jit`` or compiled by ``torch.compile``.
 
-    Host syncs (``bool(...)`` on an array) must be skipped then.
+    Host syncs (``bool(...)`` on an array) must be skipped then. Each backend's adapter answers.
     """
     if type(X) is np.ndarray:
         return False
-    if array_api_compat.is_jax_array(X):
-        import jax
-
-        return isinstance(X, jax.core.Tracer)
-    if array_api_compat.is_torch_array(X):
-        import torch
-
-        return bool(torch.compiler.is_compiling())
-    return False
+    ad = adapter_of(X)
+    return ad is not None and ad.is_traced(X)
 
 
 def dtype_name(dtype: Any) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
 from ._timing import Timing
+from .backends import Backend
 from .layers.base import Params
 
 __all__ = ["REFERENCE", "BackendResult", "Comparison", "RecordedRun"]

@@ -12,12 +12,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from ._backend import Backend
+from .backends import Backend
 
 __all__ = [
     "blas_threads",
-    "describe_device",
-    "device_label",
     "environment",
     "installed_versions",
     "threadpools",
@@ -25,39 +23,6 @@ __all__ = [
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
 _MODULES = ("numpy", "array_api_compat", "array_api_strict", "torch", "jax", "jaxlib", "cupy", "sklearn")
-
-
-def device_label(be: Backend) -> str:
-    """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
-    if be.name == "numpy":
-        return "cpu"
-    if be.name == "torch":
-        return str(be.device)
-    if be.name == "jax":
-        return f"{be.device.platform}:{be.device.id}"
-    if be.name == "cupy":
-        return f"cuda:{be.device.id}"
-    return str(getattr(be.device, "_device", be.device))  # array_api_strict.Device
-
-
-def describe_device(be: Backend) -> str:
-    """Device name with the hardware model for GPUs, e.g. ``"cuda:0 (NVIDIA H200)"``."""
-    label = device_label(be)
-    try:
-        if be.name == "torch" and be.device.type == "cuda":
-            import torch
-
-            return f"{label} ({torch.cuda.get_device_name(be.device)})"
-        if be.name == "jax" and be.is_gpu:
-            return f"{label} ({be.device.device_kind})"
-        if be.name == "cupy":
-            import cupy
-
-            name = cupy.cuda.runtime.getDeviceProperties(be.device.id)["name"]
-            return f"{label} ({name.decode() if isinstance(name, bytes) else name})"
-    except Exception:  # a name is nice to have; never fail a report over it
-        return label
-    return label
 
 
 def threadpools() -> list[dict[str, Any]] | None:
@@ -158,5 +123,5 @@ def environment(backends: Iterable[Backend] = ()) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "versions": versions,
-        "devices": {f"{be.name}:{device_label(be)}": describe_device(be) for be in backends},
+        "devices": {f"{be.name}:{be.device_label}": be.describe_device() for be in backends},
     }

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import Backend
 from ._tree import tree_leaves
+from .backends import Backend
 
 __all__ = ["Candidate", "Timing", "minor_faults", "time_interleaved", "time_steps", "wait_for"]
 

@@ -22,24 +22,22 @@ uses no TF32 unless ``CUPY_TF32=1``). The settings are restored afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, to_numpy
 from ._compare_result import REFERENCE, BackendResult, Comparison, RecordedRun
 from ._deviation import loss_deviations, max_loss_deviation, param_deviation
-from ._environment import describe_device, device_label, environment
+from ._environment import environment
 from ._errors import BackendError
 from ._rng import host_rng
-from ._select import available_backends, get_backend
 from ._timing import Timing, time_steps
 from ._tree import tree_map
+from .backends import Backend, available_backends, get_backend, to_numpy
 from .layers.base import Params
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
 from .training import compile_step
@@ -149,35 +147,16 @@ def _check_steps(where: str, steps: Any) -> int:
 # --- the whole comparison ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def parity_precision(backend: Backend) -> Iterator[None]:
-    """Full float32 matmul precision while inside: no TF32 on torch CUDA, ``highest`` on JAX.
-
-    The previous torch settings are restored on exit.
-    """
-    if backend.name == "torch":
-        import torch
-
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-    elif backend.name == "jax":
-        import jax
-
-        with jax.default_matmul_precision("highest"):
-            yield
-    else:
-        yield
+def parity_precision(backend: Backend) -> Any:
+    """Full float32 matmul precision while inside (``backend.parity_precision()``: no TF32 on
+    torch CUDA, ``highest`` on JAX); the previous settings are restored on exit."""
+    return backend.parity_precision()
 
 
 def _label(spec: str | Backend, be: Backend) -> str:
     if isinstance(spec, str):
         return spec
-    device = device_label(be)
+    device = be.device_label
     return be.name if device in ("cpu", "cpu:0", "CPU_DEVICE") else f"{be.name}:{device}"
 
 
@@ -195,7 +174,7 @@ def _resolve(
         except (BackendError, TypeError) as e:
             missing[str(spec)] = str(e)
             continue
-        key = (be.name, device_label(be))
+        key = (be.name, be.device_label)
         if key not in seen:
             seen.add(key)
             chosen.append((_label(spec, be), be))
@@ -276,7 +255,7 @@ def run_comparison(
             except Exception as e:  # one backend failing must not hide the others' results
                 failed[label] = f"{type(e).__name__}: {e}"
                 continue
-            results.append(BackendResult(label, be, describe_device(be), prob.dtype, timing, run))
+            results.append(BackendResult(label, be, be.describe_device(), prob.dtype, timing, run))
     finally:
         if bar is not None:
             bar.close()

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, to_numpy
 from ._check import dtype_name
 from ._errors import CheckpointError
-from ._select import get_backend
 from ._tree import tree_map, tree_paths
+from .backends import Backend, get_backend, to_numpy
 
 __all__ = ["save", "load", "to_backend"]
 

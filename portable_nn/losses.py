@@ -6,8 +6,8 @@ from typing import Any
 
 import array_api_compat
 
-from ._backend import namespace
 from ._check import check_array, check_same_device, is_traced
+from .backends import namespace
 from .layers.activations import sigmoid
 from .layers.base import Array
 

@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._backend import namespace
 from ._tree import TreeMismatchError, tree_flatten, tree_map, tree_unflatten
+from .backends import namespace
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer", "apply_updates"]
 

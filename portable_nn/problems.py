@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
 from ._check import dtype_name
-from ._select import get_backend
+from .backends import Backend, get_backend
 from .layers.activations import ReLU
 from .layers.base import Array, Layer, Params
 from .layers.linear import Linear

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import namespace, to_numpy
 from ._check import dtype_name
 from ._errors import GradientCheckError
 from ._tree import tree_paths
+from .backends import namespace, to_numpy
 from .layers.base import Array, Layer, Params
 
 __all__ = ["gradcheck", "assert_close"]

@@ -18,8 +18,8 @@ import pytest
 import portable_nn as pnn
 from portable_nn import compare
 from portable_nn.__main__ import main
-from portable_nn._backend import BACKEND_NAMES
 from portable_nn._timing import Timing, time_steps
+from portable_nn.backends import ADAPTERS as BACKEND_NAMES
 from portable_nn.problems import Problem, make_problem, notebook_weights
 
 TABLE = Path(__file__).parent / "data" / "seed_tutorial_table.txt"

@@ -12,10 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend import Backend
 from .._environment import blas_threads, threadpools
-from .._select import get_backend
 from .._timing import Candidate, Timing, time_interleaved
+from ..backends import Backend, get_backend
 from ._result import CaseResult, Progress, Target
 
 __all__ = [

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend, to_numpy
-from .._select import get_backend
 from .._timing import Candidate
+from ..backends import Backend, get_backend, to_numpy
 from ..io import to_backend
 from ..problems import Problem, make_problem
 from ..training import TrainStep, compile_step

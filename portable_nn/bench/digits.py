@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend, to_numpy
-from .._select import get_backend
 from .._timing import Candidate, wait_for
+from ..backends import Backend, get_backend, to_numpy
 from ..io import to_backend
 from ..layers.activations import ReLU
 from ..layers.linear import Linear

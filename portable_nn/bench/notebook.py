@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend
-from .._select import get_backend
 from .._timing import Candidate
+from ..backends import Backend, get_backend
 from ..io import to_backend
 from ..losses import sum_squared_error
 from ..problems import make_problem, notebook_data, notebook_weights

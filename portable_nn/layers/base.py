@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend
 from .._check import check_array, dtype_name
 from .._rng import Seed, host_rng
-from .._select import get_backend
+from ..backends import Backend, get_backend
 
 __all__ = [
     "Array",

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .._backend import Backend
 from .._rng import Seed
+from ..backends import Backend
 from .base import Array, Backprop, Layer, Params, check_array, check_params
 
 __all__ = ["LayerNorm"]

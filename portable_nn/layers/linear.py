@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import Backend
 from .._rng import Seed
+from ..backends import Backend
 from .base import Array, Backprop, Layer, Params, check_array, check_params
 from .init import Initializer, get_initializer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import Backend
 from .._rng import Seed, host_rng
+from ..backends import Backend
 from .base import Array, Backprop, Layer, Params, run_backprop
 
 __all__ = ["Sequential"]

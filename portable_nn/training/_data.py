@@ -8,9 +8,9 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .._backend import namespace, to_numpy
 from .._check import dtype_name, is_float
 from .._tree import tree_leaves
+from ..backends import namespace, to_numpy
 from ..layers.base import Array
 
 __all__ = [

@@ -16,8 +16,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .._backend import namespace
 from .._errors import FitInterrupted, NonFiniteError, StopTraining
+from ..backends import namespace
 from ..layers.base import Array, Params
 from ._data import batches
 from ._interrupt import Interrupts

@@ -10,16 +10,15 @@ portable path to rounding.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .._backend import namespace
 from .._check import dtype_name
 from .._rng import Seed
 from .._tree import tree_leaves
+from ..backends import adapter_of, namespace
 from ..layers.base import Array, Layer, Params, run_backprop, uses_host_rng
 
 __all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "n_correct"]
@@ -83,21 +82,22 @@ class TrainStep:
         return f"TrainStep({self.model!r}, {getattr(self.loss, '__name__', self.loss)!r}, {self.optimizer!r})"
 
     def compiler(self, X: Array) -> str | None:
-        """``"jax.jit"``, ``"torch.compile"`` or None (the portable code) for inputs like ``X``."""
+        """``"jax.jit"``, ``"torch.compile"`` or None (the portable code) for inputs like ``X``.
+
+        The backend's adapter says which compiler its library has and whether
+        ``compile=None`` uses it (JAX); a model that draws host random numbers
+        is never compiled.
+        """
         if self.compile is False or (type(X) is np.ndarray and not self.compile):
             return None
-        import array_api_compat
-
-        if array_api_compat.is_jax_array(X):
-            name = "jax.jit"
-        elif self.compile and array_api_compat.is_torch_array(X):
-            name = "torch.compile"
-        elif self.compile:
-            raise ValueError(
-                f"compile_step: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
-                "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
-            )
-        else:
+        ad = adapter_of(X)
+        name = None if ad is None else ad.compiler
+        if name is None or not (self.compile or ad.jit_by_default):  # type: ignore[union-attr]
+            if self.compile:
+                raise ValueError(
+                    f"compile_step: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
+                    "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
+                )
             return None
         if uses_host_rng(self.model):
             if self.compile:
@@ -112,10 +112,10 @@ class TrainStep:
         """True when this step runs through ``jax.jit`` for inputs like ``X``."""
         return self.compiler(X) == "jax.jit"
 
-    def _fn(self, compiler: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _fn(self, X: Array, compiler: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         key = f"{compiler}:{name}"
         if key not in self._compiled:
-            self._compiled[key] = _jax_jit(fn) if compiler == "jax.jit" else _torch_compile(fn)
+            self._compiled[key] = adapter_of(X).compile(fn)  # type: ignore[union-attr]
         return self._compiled[key]  # type: ignore[no-any-return]
 
     def fit_step(
@@ -129,7 +129,7 @@ class TrainStep:
         """
         compiler = self.compiler(X)
         if compiler:
-            return self._fn(compiler, "fit_step", self._fit_step)(params, state, X, T)  # type: ignore[no-any-return]
+            return self._fn(X, compiler, "fit_step", self._fit_step)(params, state, X, T)  # type: ignore[no-any-return]
         return self._fit_step(params, state, X, T, rng)
 
     def _fit_step(
@@ -143,33 +143,13 @@ class TrainStep:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""
         compiler = self.compiler(X)
         if compiler:
-            return self._fn(compiler, "step", self._step)(params, state, X, T)  # type: ignore[no-any-return]
+            return self._fn(X, compiler, "step", self._step)(params, state, X, T)  # type: ignore[no-any-return]
         return self._step(params, state, X, T, rng)
 
     def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         _, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
         params, state = self.optimizer.step(params, grads, state)
         return params, state, value
-
-
-def _jax_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    import jax
-
-    return jax.jit(fn)  # type: ignore[no-any-return]
-
-
-def _torch_compile(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)``, quiet about array_api_compat's lru_caches that Dynamo traces through."""
-    import torch
-
-    compiled = torch.compile(fn)
-
-    def call(*args: Any) -> Any:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
-            return compiled(*args)
-
-    return call
 
 
 def compile_step(

@@ -1,35 +1,49 @@
-"""Backends: which array namespace and device new arrays are made on.
+"""Backend: an array library, its Array API namespace ``xp`` and a device; namespace(); to_numpy().
 
-A :class:`Backend` names an array library (``numpy``, ``cupy``, ``torch``,
-``jax``, ``array_api_strict``), its Array API namespace ``xp`` and a device.
 Numeric code never reads the default backend: it takes the namespace from its
 input arrays with :func:`namespace`. Only code that has no array yet (weight
-init, converting user data) asks :func:`get_backend`.
+init, converting user data) asks :func:`~portable_nn.get_backend`. What is
+specific to one library lives in its adapter (``backends/<name>.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
-import array_api_compat.numpy
 import numpy as np
 
-__all__ = [
-    "Backend",
-    "namespace",
-    "to_numpy",
-    "BACKEND_NAMES",
-]
+from ._adapter import Adapter
+from ._table import ADAPTERS
+from .numpy import NUMPY_IS_ARRAY_API, NUMPY_NS
 
-BACKEND_NAMES = ("numpy", "cupy", "torch", "jax", "array_api_strict")
+__all__ = ["Backend", "adapter", "adapter_of", "namespace", "to_numpy"]
+
 _DTYPE_NAMES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
 
-# NumPy >= 2 implements the standard itself; calling it directly avoids the
-# ~1-2 us a call that array_api_compat's wrapper costs on tiny arrays.
-_NUMPY_IS_ARRAY_API = hasattr(np, "astype") and hasattr(np, "__array_namespace_info__")
-_NUMPY_NS: Any = np if _NUMPY_IS_ARRAY_API else array_api_compat.numpy  # type: ignore[attr-defined]
+
+@functools.cache
+def _load_adapter(path: str) -> Adapter:
+    return importlib.import_module(path).ADAPTER  # type: ignore[no-any-return]
+
+
+def adapter(name: str) -> Adapter:
+    """The adapter of backend ``name`` (a key of the table in ``_table.py``)."""
+    return _load_adapter(ADAPTERS[name])
+
+
+def adapter_of(a: Any) -> Adapter | None:
+    """The adapter whose library ``a`` belongs to, or None."""
+    for name in ADAPTERS:
+        ad = adapter(name)
+        if ad.owns(a):
+            return ad
+    return None
 
 
 def namespace(*arrays: Any, xp: Any = None) -> Any:
@@ -41,7 +55,7 @@ def namespace(*arrays: Any, xp: Any = None) -> Any:
     if xp is not None:
         return xp
     if all(type(a) is np.ndarray for a in arrays):
-        return _NUMPY_NS
+        return NUMPY_NS
     try:
         ns = array_api_compat.array_namespace(*arrays)
     except TypeError as e:
@@ -50,9 +64,17 @@ def namespace(*arrays: Any, xp: Any = None) -> Any:
             f"arrays from different array libraries were mixed: {', '.join(kinds)}. "
             "Move them to one backend first, e.g. pnn.to_backend(params, be) or be.asarray(X)."
         ) from e
-    if _NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
+    if NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
         return np
     return ns
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Copy an array of any supported library and device to a ``numpy.ndarray`` (host arrays as they are)."""
+    if isinstance(a, np.ndarray):
+        return a
+    ad = adapter_of(a)
+    return np.asarray(a) if ad is None else ad.to_numpy(a)
 
 
 @dataclass(frozen=True)
@@ -60,8 +82,8 @@ class Backend:
     """An array library and a device on it.
 
     Attributes:
-        name: one of ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
-            ``"array_api_strict"``.
+        name: the backend's name (a key of the table: ``"numpy"``, ``"cupy"``,
+            ``"torch"``, ``"jax"``, ``"array_api_strict"``).
         xp: the library's Array API namespace.
         device: the device new arrays are placed on (the namespace's own
             device object, e.g. ``torch.device("cuda:0")``).
@@ -75,15 +97,32 @@ class Backend:
         return f"Backend({self.name!r}, device={self.device!r})"
 
     @property
+    def adapter(self) -> Adapter:
+        """What the library knows about this array library (see ``backends/_adapter.py``)."""
+        return adapter(self.name)
+
+    @property
     def is_gpu(self) -> bool:
         """True when arrays live on a GPU (CuPy, torch CUDA, JAX GPU)."""
-        if self.name == "cupy":
-            return True
-        if self.name == "torch":
-            return bool(self.device.type == "cuda")
-        if self.name == "jax":
-            return bool(self.device.platform in ("gpu", "cuda", "rocm"))
-        return False
+        return self.adapter.is_gpu(self.device)
+
+    @property
+    def device_label(self) -> str:
+        """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
+        return self.adapter.device_label(self.device)
+
+    def describe_device(self) -> str:
+        """The device label with the hardware model for GPUs, e.g. ``"cuda:0 (NVIDIA H200)"``."""
+        try:
+            return self.adapter.describe_device(self.device)
+        except Exception:  # a name is nice to have; never fail a report over it
+            return self.device_label
+
+    @contextlib.contextmanager
+    def parity_precision(self) -> Iterator[None]:
+        """Full float32 matmul precision inside the block: no TF32 on torch CUDA, ``highest`` on JAX."""
+        with self.adapter.parity_precision(self):
+            yield
 
     def dtype(self, dtype: Any) -> Any:
         """Resolve ``"float32"``/``"float64"`` (or a dtype object) on this backend.
@@ -112,13 +151,14 @@ class Backend:
 
         Args:
             data: array-like of any shape.
-            dtype: target dtype name or object; ``None`` keeps the data's own.
+            dtype: target dtype name or object; ``None`` keeps the data's own
+                (host floats keep their precision where the device has it).
 
         Returns:
             An array of ``self.xp`` on ``self.device``, same shape as ``data``.
         """
         dt = None if dtype is None else self.dtype(dtype)
-        if self.name == "numpy":
+        if self.xp is np:
             return np.asarray(data, dtype=dt)
         # NumPy >= 2 arrays have __array_namespace__ too: they are host data, so their dtype is checked.
         if dt is None and (isinstance(data, np.ndarray) or not hasattr(data, "__array_namespace__")):
@@ -139,33 +179,7 @@ class Backend:
         wait: pass the arrays a computation produced (any pytree) and this
         blocks until they are ready; without arrays it is a no-op on JAX.
         """
-        if self.name == "cupy":
-            import cupy
-
-            cupy.cuda.get_current_stream().synchronize()
-        elif self.name == "torch" and self.device.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize(self.device)
-        elif self.name == "jax" and arrays:
-            import jax
-
-            jax.block_until_ready(arrays)
-
-
-def to_numpy(a: Any) -> np.ndarray:
-    """Copy an array of any supported library and device to a ``numpy.ndarray``."""
-    if isinstance(a, np.ndarray):
-        return a
-    if array_api_compat.is_cupy_array(a):
-        return a.get()  # type: ignore[no-any-return]
-    if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()  # type: ignore[no-any-return]
-    if array_api_compat.is_array_api_strict_namespace(array_api_compat.array_namespace(a)):
-        import array_api_strict
-
-        return np.asarray(array_api_compat.to_device(a, array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(a)
+        self.adapter.synchronize(self, arrays)
 
 
 def _supported_dtype_names(be: Backend) -> set[str] | None:

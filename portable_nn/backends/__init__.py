@@ -1,0 +1,32 @@
+"""Backends: one adapter module per array library, and one table of them.
+
+- ``numpy.py``, ``cupy.py``, ``torch.py``, ``jax.py``, ``array_api_strict.py``:
+  each holds everything specific to its library (namespace, device parsing and
+  listing, ``synchronize``, ``to_numpy``, "is this traced", the compiler, the
+  parity settings, the install hint) as an ``ADAPTER``.
+- ``_table.py``: ``ADAPTERS``, backend name -> adapter module. Adding a backend
+  is one new module plus one line there (see CONTRIBUTING.md).
+- :class:`Backend` (a library, its namespace and a device), :func:`get_backend`,
+  :func:`set_backend`, :func:`use_backend`, :func:`available_backends`.
+"""
+
+from __future__ import annotations
+
+from ._adapter import Adapter
+from ._backend import Backend, adapter, adapter_of, namespace, to_numpy
+from ._select import available_backends, get_backend, set_backend, use_backend
+from ._table import ADAPTERS
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "Backend",
+    "adapter",
+    "adapter_of",
+    "available_backends",
+    "get_backend",
+    "namespace",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]

@@ -1,0 +1,112 @@
+"""The adapter interface: everything the library knows about one array library, in one place.
+
+Each backend module (``numpy.py``, ``torch.py``, ...) defines ``ADAPTER``, an
+instance of a subclass of :class:`Adapter`, and the table in ``_table.py``
+maps the backend's name to that module. Adapter modules import their library
+only when a backend is made, so listing them costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
+
+from .._errors import BackendError
+
+if TYPE_CHECKING:
+    from ._backend import Backend
+
+__all__ = ["Adapter", "no_device"]
+
+
+class Adapter:
+    """Defaults for an array library; a backend module overrides what differs.
+
+    Attributes:
+        name: the backend's name, e.g. ``"torch"``.
+        module: the library to import, e.g. ``"torch"``.
+        install_hint: what to ``pip install``, shown when the library is missing.
+        compiler: the name of the library's compiler for :func:`compile_step`
+            (``"jax.jit"``, ``"torch.compile"``), or None.
+        jit_by_default: ``compile=None`` compiles on this library (JAX).
+    """
+
+    name = ""
+    module = ""
+    install_hint = ""
+    compiler: str | None = None
+    jit_by_default = False
+
+    def available(self) -> bool:
+        """Usable here now (installed; for a GPU library, a device too). Does not import the library."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def load(self) -> Any:
+        """Import the library, or raise :class:`BackendError` saying what to install."""
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as e:
+            from ._select import available_backends
+
+            raise BackendError(
+                f"backend {self.name!r} is not installed here ({e}). Install it with: {self.install_hint}. "
+                f"Installed now: {', '.join(available_backends())}."
+            ) from e
+
+    def make(self, device: str | None) -> Backend:
+        """A :class:`Backend` on ``device`` (None: the library's default device).
+
+        Raises:
+            BackendError: the library is missing or has no such device (see :func:`no_device`).
+        """
+        raise NotImplementedError
+
+    def owns(self, a: Any) -> bool:
+        """True when ``a`` is an array of this library (without importing it)."""
+        return False
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """A host copy (or view, for host memory) of ``a``."""
+        return np.asarray(a)
+
+    def is_traced(self, a: Any) -> bool:
+        """True while ``a``'s values are unknown (inside ``jax.jit`` or ``torch.compile``)."""
+        return False
+
+    def is_gpu(self, device: Any) -> bool:
+        """True when ``device`` is a GPU."""
+        return False
+
+    def synchronize(self, be: Backend, arrays: tuple[Any, ...]) -> None:
+        """Block until queued device work (or the work producing ``arrays``) has finished."""
+
+    def device_label(self, device: Any) -> str:
+        """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
+        return str(device)
+
+    def describe_device(self, device: Any) -> str:
+        """The device label with the hardware model for GPUs, e.g. ``"cuda:0 (NVIDIA H200)"``."""
+        return self.device_label(device)
+
+    @contextlib.contextmanager
+    def parity_precision(self, be: Backend) -> Iterator[None]:
+        """Full float32 matmul precision inside the block (no TF32; JAX ``highest``)."""
+        yield
+
+    def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` compiled by :attr:`compiler`."""
+        raise NotImplementedError(f"backend {self.name!r} has no compiler")
+
+
+def no_device(name: str, device: str, devices: list[str]) -> NoReturn:
+    """Raise the :class:`BackendError` for a missing device, listing the devices there are."""
+    listed = ", ".join(devices) if devices else "none"
+    raise BackendError(
+        f"backend {name!r} has no device {device!r}; devices here: {listed}. "
+        f"Pass one of those, or use get_backend('auto')."
+    )

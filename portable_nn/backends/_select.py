@@ -1,0 +1,121 @@
+"""Choosing a backend: get_backend, set_backend, use_backend, available_backends.
+
+The default backend is the only global state in the library, in two layers:
+
+- the process-wide default, set by :func:`set_backend` and seen by every
+  thread (threads started later included). At import it is read from the
+  environment variable ``PORTABLE_NN_BACKEND`` (e.g. ``torch`` or
+  ``torch:cuda``); otherwise it is ``numpy``;
+- a per-context override, set by :func:`use_backend` for the duration of a
+  ``with`` block. It lives in a ``ContextVar``, so it applies only to the
+  thread (or async task) that entered the block, and wins over the
+  process-wide default there, even over a :func:`set_backend` call made
+  inside the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from .._errors import BackendError
+from ._backend import Backend, adapter
+from ._table import ADAPTERS
+
+__all__ = ["available_backends", "get_backend", "set_backend", "use_backend"]
+
+
+
+# The process-wide default: a plain module global (one assignment is atomic), so all threads see it.
+_PROCESS_DEFAULT: Backend | str = os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
+# The use_backend override of the current context; None: no block is active here.
+_OVERRIDE: ContextVar[Backend | None] = ContextVar("portable_nn_backend_override", default=None)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine now, in the table's order.
+
+    CuPy counts only when it imports and sees a CUDA device. The others count
+    when installed (they are not imported, which would be slow).
+    """
+    return [name for name in ADAPTERS if adapter(name).available()]
+
+
+def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
+    """Return a :class:`Backend`.
+
+    Args:
+        name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
+            ``"array_api_strict"``, ``"auto"`` (CuPy when a CUDA device is
+            usable, else NumPy), a ``"name:device"`` string such as
+            ``"torch:cuda"`` or ``"array_api_strict:device1"``, a Backend
+            (returned as is), or ``None`` for the current default: the
+            innermost :func:`use_backend` block of this thread or task, else
+            the process-wide default (:func:`set_backend`).
+        device: a device name or object of that library (``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ``"gpu"``, ``"device1"``...). ``None``
+            means the library's default device.
+
+    Raises:
+        BackendError: unknown name, library not installed (the message says
+            what to install) or device missing (the message lists the devices).
+    """
+    if name is None:
+        override = _OVERRIDE.get()
+        name = _PROCESS_DEFAULT if override is None else override
+    if isinstance(name, Backend):
+        if device is None:
+            return name
+        name = name.name
+    if not isinstance(name, str):
+        raise TypeError(f"get_backend: name must be a str or Backend, got {type(name).__name__}.")
+    if ":" in name and device is None:
+        name, device = name.split(":", 1)
+    if name == "auto":
+        name = "cupy" if adapter("cupy").available() else "numpy"
+    if name not in ADAPTERS:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(ADAPTERS)} or 'auto'.")
+    return _make(name, None if device is None else str(device))
+
+
+def set_backend(name: str | Backend, device: Any = None) -> Backend:
+    """Set the process-wide default backend (used by ``init`` and data conversion); return it.
+
+    Every thread sees it, including threads already running and ones started
+    later. Inside a :func:`use_backend` block the block's backend still wins
+    for that thread or task until the block ends.
+    """
+    global _PROCESS_DEFAULT
+    be = get_backend(name, device)
+    _PROCESS_DEFAULT = be
+    return be
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
+    """Context manager: make a backend the default inside a ``with`` block, for this context only.
+
+    The override lives in a ``ContextVar``: it applies to the thread (or async
+    task) that entered the block, wins over :func:`set_backend`'s process-wide
+    default there, and is undone on exit. Other threads, including threads
+    started inside the block, keep the process-wide default.
+
+    Example:
+        >>> with pnn.use_backend("array_api_strict") as be:
+        ...     params = model.init(seed=0)   # arrays of be
+    """
+    be = get_backend(name, device)
+    token = _OVERRIDE.set(be)
+    try:
+        yield be
+    finally:
+        _OVERRIDE.reset(token)
+
+
+@functools.cache
+def _make(name: str, device: str | None) -> Backend:
+    return adapter(name).make(device)

@@ -1,0 +1,74 @@
+"""The CuPy backend (``array_api_compat.cupy``) on ``cuda:N``: usable only where a CUDA device is."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._adapter import Adapter, no_device
+
+__all__ = ["ADAPTER", "cuda_device_count"]
+
+
+def cuda_device_count() -> int:
+    """CUDA devices CuPy can use here (0 without CuPy, a driver or a device)."""
+    if importlib.util.find_spec("cupy") is None:
+        return 0
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, no device, broken install: not usable
+        return 0
+
+
+class CupyAdapter(Adapter):
+    """CuPy arrays on ``cuda:N``."""
+
+    name = "cupy"
+    module = "cupy"
+    install_hint = "pip install 'portable_nn[cupy]' (cupy-cuda12x; needs an NVIDIA GPU and driver)"
+
+    def available(self) -> bool:
+        return cuda_device_count() > 0
+
+    def make(self, device: str | None) -> Any:
+        from ._backend import Backend
+
+        lib = self.load()
+        import array_api_compat.cupy as cupy_xp
+
+        count = cuda_device_count()
+        digits = (device or "cuda:0").rpartition(":")[2] or "0"
+        if not digits.isdigit() or int(digits) >= count:
+            no_device(self.name, device or "cuda:0", [f"cuda:{i}" for i in range(count)])
+        return Backend(self.name, cupy_xp, lib.cuda.Device(int(digits)))
+
+    def owns(self, a: Any) -> bool:
+        return bool(array_api_compat.is_cupy_array(a))
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return a.get()  # type: ignore[no-any-return]
+
+    def is_gpu(self, device: Any) -> bool:
+        return True
+
+    def synchronize(self, be: Any, arrays: tuple[Any, ...]) -> None:
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+    def device_label(self, device: Any) -> str:
+        return f"cuda:{device.id}"
+
+    def describe_device(self, device: Any) -> str:
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+        return f"cuda:{device.id} ({name.decode() if isinstance(name, bytes) else name})"
+
+
+ADAPTER = CupyAdapter()
