@@ -175,8 +175,19 @@ def _check_fits(path: str, tensors: dict[str, np.ndarray], like: Any) -> None:
 def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:
     """Copy every array leaf of ``tree`` to ``backend`` (through host memory).
 
+    The result never shares memory with ``tree``, also from a backend to
+    itself: writing into a result leaf in place (``a[...] = 0``, torch's
+    ``zero_()``) leaves the source as it was, and the other way round.
+
     Args:
+        tree: a pytree of arrays of any backend and device, any shapes and dtypes.
         dtype: optional cast, e.g. ``"float32"``; ``None`` keeps each leaf's dtype.
+
+    Returns:
+        A tree of the same structure whose leaves are new arrays of ``backend``,
+        each of its source's shape.
     """
     be = get_backend(backend)
-    return tree_map(lambda a: be.asarray(to_numpy(a), dtype=dtype), tree)
+    # to_numpy may return a view of the source (NumPy, torch on CPU, JAX, array_api_strict) and
+    # be.asarray may wrap its input without copying (NumPy, torch, array_api_strict): copy in between.
+    return tree_map(lambda a: be.asarray(np.array(to_numpy(a), copy=True), dtype=dtype), tree)

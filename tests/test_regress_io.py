@@ -1,0 +1,109 @@
+"""Regression tests for save / load / to_backend defects: one test (or family) per defect, named after it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+# --------------------------------------------------------------------------- helpers
+
+_SPECS = ("numpy", "cupy", "torch", "jax", "array_api_strict", "array_api_strict:device1")
+_PAIRS = [(a, b) for a in _SPECS for b in _SPECS]
+
+
+def _backend_or_skip(spec: str) -> pnn.Backend:
+    if spec.partition(":")[0] not in pnn.available_backends():
+        pytest.skip(f"backend {spec} is not installed here")
+    try:
+        return pnn.get_backend(spec)
+    except pnn.BackendError as e:
+        pytest.skip(f"backend {spec} unavailable: {e}")
+
+
+def _host(a: Any) -> np.ndarray:
+    """A host copy of an array leaf (to_numpy returns NumPy arrays as they are, so copy)."""
+    return np.array(pnn.to_numpy(a), copy=True)
+
+
+def _host_view(be: pnn.Backend, a: Any) -> np.ndarray | None:
+    """A NumPy view of ``a``'s own memory (no copy), or None where it is not in host memory."""
+    return None if be.is_gpu else np.from_dlpack(a)
+
+
+def _zero_in_place(a: Any) -> bool:
+    """Zero ``a`` with its library's own in-place op; False for immutable arrays (JAX)."""
+    if array_api_compat.is_jax_array(a):
+        return False
+    if array_api_compat.is_torch_array(a):
+        a.zero_()
+    else:  # NumPy, CuPy, array_api_strict
+        a[...] = 0
+    return True
+
+
+def _assert_same_tree(got: Any, want: Any, where: str = "tree") -> None:
+    """Same container types, keys and lengths; array leaves equal in dtype, shape and bits; other leaves equal by type."""
+    assert type(got) is type(want), f"{where}: {type(got).__name__} != {type(want).__name__}"
+    if isinstance(want, dict):
+        assert list(got) == list(want), f"{where}: keys {list(got)} != {list(want)}"
+        for k in want:
+            _assert_same_tree(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), f"{where}: length {len(got)} != {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_same_tree(g, w, f"{where}.{i}")
+    elif hasattr(want, "shape"):
+        assert pnn.namespace(got) is pnn.namespace(want), where
+        assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape), where
+        assert np.array_equal(_host(got), _host(want), equal_nan=True), f"{where}: values differ"
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Any) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _model() -> pnn.Sequential:
+    return pnn.Sequential(pnn.Linear(3, 4), pnn.Tanh(), pnn.LayerNorm(4), pnn.Linear(4, 2))
+
+
+# --------------------------------------------------------------------------- 1. to_backend copies
+
+
+@pytest.mark.parametrize(("src", "dst"), _PAIRS, ids=[f"{a}->{b}" for a, b in _PAIRS])
+def test_to_backend_never_shares_memory_with_source(src: str, dst: str) -> None:
+    a, b = _backend_or_skip(src), _backend_or_skip(dst)
+    host = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    tree = {"W": a.asarray(host.copy()), "rest": (a.asarray(host[0].copy()), [a.asarray(np.array(2.5, np.float32))])}
+    want = [_host(x) for x in pnn.tree_leaves(tree)]
+    moved = pnn.to_backend(tree, b)
+    for x, y, w in zip(pnn.tree_leaves(tree), pnn.tree_leaves(moved), want, strict=True):
+        assert y is not x
+        hx, hy = _host_view(a, x), _host_view(b, y)
+        if hx is not None and hy is not None:
+            assert not np.shares_memory(hx, hy), f"to_backend({src} -> {dst}) returned a view of the source"
+        if _zero_in_place(y):  # writing into the result leaves the source as it was
+            assert np.array_equal(_host(x), w), f"zeroing the {dst} result changed the {src} source"
+    moved = pnn.to_backend(tree, b)
+    for x, y, w in zip(pnn.tree_leaves(tree), pnn.tree_leaves(moved), want, strict=True):
+        if _zero_in_place(x):  # and writing into the source leaves the result as it was
+            assert np.array_equal(_host(y), w), f"zeroing the {src} source changed the {dst} result"
