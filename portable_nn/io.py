@@ -54,7 +54,7 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
     for name, leaf in tree_paths(params):
         if not hasattr(leaf, "shape"):
             raise TypeError(f"save: leaf {name!r} is a {type(leaf).__name__}, not an array.")
-        tensors[name] = np.ascontiguousarray(to_numpy(leaf))
+        tensors[name] = np.asarray(to_numpy(leaf), order="C")  # ascontiguousarray would make 0-d 1-d
     meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(_skeleton(params))}
     data = st_save(tensors, metadata=meta)
     path = os.fspath(path)

@@ -107,3 +107,20 @@ def test_to_backend_never_shares_memory_with_source(src: str, dst: str) -> None:
     for x, y, w in zip(pnn.tree_leaves(tree), pnn.tree_leaves(moved), want, strict=True):
         if _zero_in_place(x):  # and writing into the source leaves the result as it was
             assert np.array_equal(_host(y), w), f"zeroing the {src} source changed the {dst} result"
+
+
+# --------------------------------------------------------------------------- 3. 0-d shapes
+
+
+def test_save_load_round_trips_0d_shapes_exactly(tb: Any, tmp_path: Any) -> None:
+    params = {
+        "scale": tb.asarray(np.array(1.5), tb.float),
+        "one": tb.asarray(np.array([2.0]), tb.float),
+        "W": tb.asarray(np.arange(6.0).reshape(2, 3), tb.float),
+        "empty": tb.asarray(np.zeros((0, 3)), tb.float),
+        "count": tb.asarray(np.array(7, dtype=np.int32)),
+    }
+    path = tmp_path / "m.safetensors"
+    pnn.save(path, params)
+    _assert_same_tree(pnn.load(path, backend=tb.be), params)
+    _assert_same_tree(pnn.load(path, backend=tb.be, like=params), params)  # the file it just wrote fits
