@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,8 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 
     The write is atomic: a temporary file in the same directory is written,
     fsynced and renamed over ``path``, so a crash never leaves a half-written
-    checkpoint in place of the previous one.
+    checkpoint in place of the previous one. An overwritten file keeps its
+    permission bits; a new file gets ``0o666`` less the umask.
     """
     from safetensors.numpy import save as st_save
 
@@ -56,15 +58,29 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
             raise TypeError(f"save: leaf {name!r} is a {type(leaf).__name__}, not an array.")
         tensors[name] = np.asarray(to_numpy(leaf), order="C")  # ascontiguousarray would make 0-d 1-d
     meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(_skeleton(params))}
-    data = st_save(tensors, metadata=meta)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    _write_atomic(os.fspath(path), st_save(tensors, metadata=meta))
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, fsync it and rename it over ``path``.
+
+    The file keeps the permission bits of the file it replaces; a new file gets
+    ``0o666`` less the umask, as ``open(path, "wb")`` would give it.
+    """
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{secrets.token_hex(16)}.safetensors")
+    # mode 0o666 less the umask, like open(); mkstemp's would be 0o600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -124,3 +124,27 @@ def test_save_load_round_trips_0d_shapes_exactly(tb: Any, tmp_path: Any) -> None
     pnn.save(path, params)
     _assert_same_tree(pnn.load(path, backend=tb.be), params)
     _assert_same_tree(pnn.load(path, backend=tb.be, like=params), params)  # the file it just wrote fits
+
+
+# --------------------------------------------------------------------------- 4. file mode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_save_keeps_the_replaced_files_mode_and_new_files_get_the_umask_default(tb: Any, tmp_path: Any) -> None:
+    params = tb.init(_model())
+    for mask in (0o022, 0o002, 0o077):
+        path = tmp_path / f"new-{mask:o}.safetensors"
+        with _umask(mask):
+            pnn.save(path, params)
+        assert _mode(path) == 0o666 & ~mask, f"umask {mask:o}: new file has mode {_mode(path):o}"
+    path = tmp_path / "old.safetensors"
+    for mode in (0o644, 0o640, 0o604):
+        pnn.save(path, params)
+        os.chmod(path, mode)
+        with _umask(0o077):
+            pnn.save(path, tb.init(_model(), seed=4))
+        assert _mode(path) == mode, f"overwriting a {mode:o} file left mode {_mode(path):o}"
+    _assert_same_tree(pnn.load(path, backend=tb.be), tb.init(_model(), seed=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["old.safetensors"] + [f"new-{m:o}.safetensors" for m in (0o022, 0o002, 0o077)]
+    )
