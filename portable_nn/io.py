@@ -26,6 +26,7 @@ __all__ = ["save", "load", "to_backend"]
 
 _FORMAT = "portable_nn.params/1"
 _MAX_HEADER = 100 * 1024 * 1024
+_RESERVED = "__metadata__"  # safetensors' header entry: no tensor may have this name
 
 
 def _skeleton(tree: Any, prefix: str = "") -> Any:
@@ -34,6 +35,11 @@ def _skeleton(tree: Any, prefix: str = "") -> Any:
         for k in tree:
             if not isinstance(k, str) or "." in k:
                 raise TypeError(f"save: dict keys must be strings without '.', got {k!r}.")
+            if k == _RESERVED and not prefix:
+                raise ValueError(
+                    f"save: the top-level dict key {k!r} is reserved: safetensors keeps the file's header "
+                    "under that name, so the file could never be loaded. Rename the key, e.g. to 'metadata'."
+                )
         return {k: _skeleton(v, f"{prefix}.{k}" if prefix else k) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return [_skeleton(v, f"{prefix}.{i}" if prefix else str(i)) for i, v in enumerate(tree)]
@@ -52,12 +58,13 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 
     from . import __version__
 
+    skeleton = _skeleton(params)  # checks the keys first: nothing is written on a bad tree
     tensors = {}
     for name, leaf in tree_paths(params):
         if not hasattr(leaf, "shape"):
             raise TypeError(f"save: leaf {name!r} is a {type(leaf).__name__}, not an array.")
         tensors[name] = np.asarray(to_numpy(leaf), order="C")  # ascontiguousarray would make 0-d 1-d
-    meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(_skeleton(params))}
+    meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(skeleton)}
     _write_atomic(os.fspath(path), st_save(tensors, metadata=meta))
 
 

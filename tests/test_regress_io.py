@@ -148,3 +148,22 @@ def test_save_keeps_the_replaced_files_mode_and_new_files_get_the_umask_default(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["old.safetensors"] + [f"new-{m:o}.safetensors" for m in (0o022, 0o002, 0o077)]
     )
+
+
+# --------------------------------------------------------------------------- 5. "__metadata__" key
+
+
+def test_save_refuses_a_metadata_dict_key_and_writes_nothing(tb: Any, tmp_path: Any) -> None:
+    path = tmp_path / "m.safetensors"
+    pnn.save(path, tb.init(_model()))
+    before, listing = path.read_bytes(), sorted(os.listdir(tmp_path))
+    for value in (tb.asarray(np.ones(2), tb.float), 3):
+        with pytest.raises((TypeError, ValueError)) as e:
+            pnn.save(path, {"__metadata__": value, "W": tb.asarray(np.ones(2), tb.float)})
+        msg = str(e.value)
+        assert "save" in msg and "'__metadata__'" in msg and "reserved" in msg and "Rename" in msg, msg
+        assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == listing
+    # below the top level the key names no tensor of its own, so it saves and loads
+    nested = {"run": {"__metadata__": tb.asarray(np.ones(2), tb.float)}}
+    pnn.save(path, nested)
+    _assert_same_tree(pnn.load(path, backend=tb.be), nested)
