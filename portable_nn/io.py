@@ -144,7 +144,8 @@ def load(
     Args:
         dtype: cast every leaf to this dtype; ``None`` keeps the stored dtypes.
         like: params of the model the file is meant for (e.g. ``model.init()``);
-            when given, the file must have the same tree, shapes and dtypes.
+            when given, the file must have the same tree and shapes, and after
+            the ``dtype`` cast the same dtypes.
 
     Raises:
         CheckpointError (a ValueError): missing, truncated, corrupted, foreign
@@ -170,29 +171,33 @@ def load(
             f"load: {path!r} is inconsistent: tree names {sorted(expected)[:5]} but tensors are "
             f"{sorted(tensors)[:5]}."
         )
-    if like is not None:
-        _check_fits(path, tensors, like)
+    if like is not None:  # compared as load returns them: after the cast
+        _check_fits(path, tensors, like, None if dtype is None else dtype_name(be.dtype(dtype)))
     return tree_map(lambda name: be.asarray(tensors[name], dtype=dtype), skeleton)
 
 
-def _check_fits(path: str, tensors: dict[str, np.ndarray], like: Any) -> None:
-    """Raise CheckpointError naming the first param of ``like`` the file does not match."""
+def _check_fits(path: str, tensors: dict[str, np.ndarray], like: Any, cast: str | None) -> None:
+    """Raise CheckpointError naming the first param of ``like`` the file (cast to ``cast``) does not match."""
     wanted = dict(tree_paths(like))
     for name in sorted(set(wanted) | set(tensors), key=lambda n: (n not in wanted, n)):
+        hint = "Was it saved from another architecture? Build the model it was saved from."
         if name not in tensors:
             problem = "is missing from the file"
         elif name not in wanted:
             problem = "is in the file but not in the model"
         else:
             got, want = tensors[name], wanted[name]
-            want_shape, want_dtype = tuple(want.shape), dtype_name(want.dtype)
-            if tuple(got.shape) == want_shape and got.dtype.name == want_dtype:
+            want_shape, want_dtype = list(want.shape), dtype_name(want.dtype)
+            shape_fits = list(got.shape) == want_shape
+            if shape_fits and (cast or got.dtype.name) == want_dtype:
                 continue
-            problem = f"is {got.dtype.name}{list(got.shape)} in the file but {want_dtype}{list(want_shape)} in the model"
-        raise CheckpointError(
-            f"load: {path!r} does not fit the model: param {name!r} {problem}. "
-            "Was it saved from another architecture? Build the model it was saved from."
-        )
+            problem = f"is {got.dtype.name}{list(got.shape)} in the file"
+            if cast:
+                problem += f", {cast}{list(got.shape)} after dtype={cast!r},"
+            problem += f" but {want_dtype}{want_shape} in the model"
+            if shape_fits:
+                hint = f"Pass dtype={want_dtype!r} to load to cast it to the model's dtype."
+        raise CheckpointError(f"load: {path!r} does not fit the model: param {name!r} {problem}. {hint}")
 
 
 def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:

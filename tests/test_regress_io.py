@@ -109,6 +109,35 @@ def test_to_backend_never_shares_memory_with_source(src: str, dst: str) -> None:
             assert np.array_equal(_host(y), w), f"zeroing the {src} source changed the {dst} result"
 
 
+# --------------------------------------------------------------------------- 2. load casts before comparing
+
+
+def test_load_casts_to_dtype_before_comparing_with_like(tb: Any, tmp_path: Any) -> None:
+    path = tmp_path / "m.safetensors"
+    pnn.save(path, _model().init(seed=0, backend="numpy", dtype="float64"))
+    before = path.read_bytes()
+    like32 = tb.init(_model(), seed=1, dtype="float32")
+    loaded = pnn.load(path, backend=tb.be, dtype="float32", like=like32)
+    assert [a.dtype for a in pnn.tree_leaves(loaded)] == [a.dtype for a in pnn.tree_leaves(like32)]
+    want = pnn.tree_leaves(_model().init(seed=0, backend="numpy", dtype="float64"))
+    for a, w in zip(pnn.tree_leaves(loaded), want, strict=True):
+        assert np.array_equal(_host(a), w.astype(np.float32))
+    # without the cast, only the dtype differs: the message says to cast, not to build another model
+    with pytest.raises(pnn.CheckpointError, match=r"param '0\.W' is float64\[3, 4\] in the file but float32\[3, 4\]") as e:
+        pnn.load(path, backend=tb.be, like=like32)
+    assert "dtype='float32'" in str(e.value) and "architecture" not in str(e.value)
+    if "float64" in tb.dtypes:  # the cast dtype itself is compared with like's
+        like64 = tb.init(_model(), seed=1, dtype="float64")
+        with pytest.raises(pnn.CheckpointError, match=r"'0\.W'.*float32\[3, 4\].*float64\[3, 4\]") as e:
+            pnn.load(path, backend=tb.be, dtype="float32", like=like64)
+        assert "architecture" not in str(e.value)
+    # a real architecture difference is still reported as one, after the cast
+    wider = pnn.Sequential(pnn.Linear(3, 5), pnn.Tanh(), pnn.LayerNorm(5), pnn.Linear(5, 2))
+    with pytest.raises(pnn.CheckpointError, match=r"'0\.W'.*\[3, 4\].*float32\[3, 5\].*architecture"):
+        pnn.load(path, backend=tb.be, dtype="float32", like=tb.init(wider, dtype="float32"))
+    assert path.read_bytes() == before
+
+
 # --------------------------------------------------------------------------- 3. 0-d shapes
 
 
