@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
 import pytest
 
 import portable_nn as pnn
+from portable_nn import optim
 
 # --------------------------------------------------------------------------- helpers
 
@@ -54,7 +57,7 @@ def _assert_same_tree(got: Any, want: Any, where: str = "tree") -> None:
     """Same container types, keys and lengths; array leaves equal in dtype, shape and bits; other leaves equal by type."""
     assert type(got) is type(want), f"{where}: {type(got).__name__} != {type(want).__name__}"
     if isinstance(want, dict):
-        assert list(got) == list(want), f"{where}: keys {list(got)} != {list(want)}"
+        assert sorted(got) == sorted(want), f"{where}: keys {list(got)} != {list(want)}"
         for k in want:
             _assert_same_tree(got[k], want[k], f"{where}.{k}")
     elif isinstance(want, (list, tuple)):
@@ -196,3 +199,115 @@ def test_save_refuses_a_metadata_dict_key_and_writes_nothing(tb: Any, tmp_path: 
     nested = {"run": {"__metadata__": tb.asarray(np.ones(2), tb.float)}}
     pnn.save(path, nested)
     _assert_same_tree(pnn.load(path, backend=tb.be), nested)
+
+
+# --------------------------------------------------------------------------- 6. containers and scalars
+
+
+class Pair(NamedTuple):  # a NamedTuple outside portable_nn: loads as a plain tuple unless like= names it
+    left: Any
+    right: Any
+
+
+def test_tuples_and_namedtuples_round_trip_by_type(tb: Any, tmp_path: Any) -> None:
+    W = tb.asarray(np.ones((2, 2)), tb.float)
+    tree = {
+        "t": (W, (W * 2,), ()),
+        "l": [W, [], {}],
+        "adam": optim.AdamState(3, {"W": W}, {"W": W * 3}),
+        "sgd": optim.SGDState(None),
+    }
+    path = tmp_path / "m.safetensors"
+    pnn.save(path, tree)
+    loaded = pnn.load(path, backend=tb.be)
+    _assert_same_tree(loaded, tree)
+    _assert_same_tree(pnn.load(path, backend=tb.be, like=tree), tree)
+    # a NamedTuple from outside portable_nn: a plain tuple from the file, its own type from like=
+    pnn.save(path, Pair(W, None))
+    assert type(pnn.load(path, backend=tb.be)) is tuple
+    _assert_same_tree(pnn.load(path, backend=tb.be, like=Pair(W, None)), Pair(W, None))
+
+
+def test_python_scalars_and_none_round_trip_as_themselves(tb: Any, tmp_path: Any) -> None:
+    tree = {"epoch": 7, "lr": 0.1, "best": -1e300, "done": False, "flags": (True, 2**62), "none": None,
+            "big": -(2**63), "W": tb.asarray(np.ones(2), tb.float)}
+    path = tmp_path / "m.safetensors"
+    pnn.save(path, tree)
+    _assert_same_tree(pnn.load(path, backend=tb.be), tree)
+    loaded = pnn.load(path, backend=tb.be, dtype="float32")  # dtype casts arrays, never Python scalars
+    assert type(loaded["lr"]) is float and loaded["lr"] == 0.1 and loaded["W"].dtype == tb.be.dtype("float32")
+    with pytest.raises(pnn.CheckpointError, match=r"'epoch' is an int in the file but a float in the model"):
+        pnn.load(path, backend=tb.be, like={**tree, "epoch": 7.0})
+    with pytest.raises(ValueError, match=r"save: leaf 'n' is the int 18446744073709551616.*int64"):
+        pnn.save(path, {"n": 2**64})
+    _assert_same_tree(pnn.load(path, backend=tb.be), tree)  # the refused save left the file alone
+
+
+def _grads(params: Any) -> Any:
+    return pnn.tree_map(lambda p: p * 0.5 - 0.25, params)
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [optim.Adam(lr=0.01), optim.AdamW(lr=0.01), optim.SGD(0.1, momentum=0.9), optim.SGD(0.1)],
+    ids=["adam", "adamw", "sgd-momentum", "sgd-no-momentum"],
+)
+def test_optimizer_state_save_load_continues_bit_for_bit(tb: Any, tmp_path: Any, opt: Any) -> None:
+    params = tb.init(_model(), seed=2)
+    state = opt.init(params)
+    params, state = opt.step(params, _grads(params), state)
+    params, state = opt.step(params, _grads(params), state)
+    checkpoint = {"params": params, "opt_state": state, "epoch": 2, "best_loss": 0.25, "note": None}
+    path = tmp_path / "resume.safetensors"
+    pnn.save(path, checkpoint)
+    want = opt.step(params, _grads(params), state)
+    for like in (None, {"params": tb.init(_model()), "opt_state": opt.init(params), "epoch": 0,
+                        "best_loss": 0.0, "note": None}):
+        loaded = pnn.load(path, backend=tb.be, like=like)
+        _assert_same_tree(loaded, checkpoint)
+        assert type(loaded["opt_state"]) is type(state)
+        got = opt.step(loaded["params"], _grads(loaded["params"]), loaded["opt_state"])
+        _assert_same_tree(got, want)
+
+
+def test_namedtuple_types_named_by_a_file_are_never_imported(tb: Any, tmp_path: Any) -> None:
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "evil.safetensors"
+    for ref, fields in [
+        ("antigravity:Thing", ["a"]),  # importing it would open a web browser
+        ("portable_nn.__main__:Thing", ["a"]),  # inside portable_nn but not imported: still never imported
+        ("os:stat_result", ["a"]),
+        ("portable_nn.optim:AdamState", ["a"]),  # a portable_nn class whose fields differ
+        ("portable_nn.optim:_hyper", ["a"]),  # not a class
+        ("portable_nn.optim:AdamState.__init__.__globals__", ["a"]),
+    ]:
+        module = ref.partition(":")[0]
+        was_loaded = module in sys.modules
+        tree = {".tuple": ["0"], ".type": ref, ".fields": fields}
+        meta = {"format": "portable_nn.params/2", "version": pnn.__version__, "tree": json.dumps(tree)}
+        save_file({"0": np.ones(2, dtype=np.float32)}, str(path), meta)
+        loaded = pnn.load(path, backend=tb.be)
+        assert type(loaded) is tuple and len(loaded) == 1, ref
+        assert (module in sys.modules) == was_loaded, f"load imported {module}"
+
+
+def test_old_format_1_files_still_load(tb: Any, tmp_path: Any) -> None:
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "v1.safetensors"
+    tree = [{"W": "0.W", "b": "0.b"}, {}]
+    meta = {"format": "portable_nn.params/1", "version": "0.1.0", "tree": json.dumps(tree)}
+    W, b = np.ones((3, 2), dtype=np.float32), np.zeros(2, dtype=np.float32)
+    save_file({"0.W": W, "0.b": b}, str(path), meta)
+    want = [{"W": tb.be.asarray(W), "b": tb.be.asarray(b)}, {}]
+    _assert_same_tree(pnn.load(path, backend=tb.be), want)
+    # a tuple saved by the old format came back as a list: like= gives it its type again
+    as_tuple = ({"W": tb.be.asarray(W), "b": tb.be.asarray(b)}, {})
+    _assert_same_tree(pnn.load(path, backend=tb.be, like=as_tuple), as_tuple)
+    # trees of dicts, lists and arrays are still written in format 1, readable by older versions
+    pnn.save(path, want)
+    assert pnn.load(path, backend="numpy")[0]["W"].shape == (3, 2)
+    header = path.read_bytes()
+    n = int.from_bytes(header[:8], "little")
+    assert json.loads(header[8 : 8 + n])["__metadata__"]["format"] == "portable_nn.params/1"
