@@ -1,16 +1,25 @@
-"""save / load params as safetensors (never pickle), and to_backend.
+"""save / load pytrees (params, optimizer states, checkpoints) as safetensors, never pickle; to_backend.
 
 A file holds one tensor per leaf, named by its pytree path (``"0.W"``), and
 metadata: the format tag, the library version and the tree structure. Any
 file loads onto any backend and device.
+
+The tree is JSON: a dict is an object, a list an array, an array leaf its
+path. Format 2 adds, as objects with '.' in their keys (no saved dict key has
+one), tuples ``{".tuple": [...]}`` (NamedTuples add ``".type": "module:qualname"``
+and ``".fields"``), ``None`` as ``null`` and Python scalars ``{".int": path}``
+(``.bool``, ``.float``) over 0-d int64 (bool, float64) tensors. Trees of dicts,
+lists and arrays only are still written as format 1, which older versions read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import struct
-import tempfile
+import sys
 from typing import Any
 
 import numpy as np
@@ -22,48 +31,129 @@ from .backends import Backend, get_backend, to_numpy
 
 __all__ = ["save", "load", "to_backend"]
 
-_FORMAT = "portable_nn.params/1"
+_FORMAT = "portable_nn.params/1"  # dicts, lists and array leaves
+_FORMAT_2 = "portable_nn.params/2"  # also tuples, NamedTuples, None and Python bool/int/float leaves
 _MAX_HEADER = 100 * 1024 * 1024
+_RESERVED = "__metadata__"  # safetensors' header entry: no tensor may have this name
+_SCALARS: dict[str, tuple[type, np.dtype[Any]]] = {  # marker: the Python type, its 0-d tensor's dtype
+    ".bool": (bool, np.dtype(bool)),
+    ".int": (int, np.dtype(np.int64)),
+    ".float": (float, np.dtype(np.float64)),
+}
+_DTYPES = {"bool", *(f"{kind}{bits}" for kind in ("int", "uint", "float") for bits in (8, 16, 32, 64))}
+_ARCHITECTURE = "Was it saved from another architecture? Build the model it was saved from."
 
 
-def _skeleton(tree: Any, prefix: str = "") -> Any:
-    """The tree with each leaf replaced by its path string (JSON-serialisable)."""
+def _join(prefix: str, key: str) -> str:
+    """The path of child ``key`` under ``prefix``, as :func:`tree_paths` names it."""
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _encode(tree: Any, name: str, tensors: dict[str, np.ndarray]) -> Any:
+    """The JSON node of ``tree`` (at path ``name``); its array and scalar leaves go into ``tensors``."""
     if isinstance(tree, dict):
         for k in tree:
-            if not isinstance(k, str) or "." in k:
-                raise TypeError(f"save: dict keys must be strings without '.', got {k!r}.")
-        return {k: _skeleton(v, f"{prefix}.{k}" if prefix else k) for k, v in tree.items()}
+            if not isinstance(k, str) or not k or "." in k:
+                at = f" in {name!r}" if name else ""
+                msg = f"save: dict keys must be non-empty strings without '.', got {k!r}{at}. Rename it."
+                raise TypeError(msg)
+            if k == _RESERVED and not name:
+                raise ValueError(
+                    f"save: the top-level dict key {k!r} is reserved: safetensors keeps the file's header "
+                    "under that name, so the file could never be loaded. Rename the key, e.g. to 'metadata'."
+                )
+        return {k: _encode(v, _join(name, k), tensors) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [_skeleton(v, f"{prefix}.{i}" if prefix else str(i)) for i, v in enumerate(tree)]
-    return prefix
+        items = [_encode(v, _join(name, str(i)), tensors) for i, v in enumerate(tree)]
+        if isinstance(tree, list):
+            return items
+        node: dict[str, Any] = {".tuple": items}
+        if hasattr(tree, "_fields"):
+            cls = type(tree)
+            node[".type"], node[".fields"] = f"{cls.__module__}:{cls.__qualname__}", list(tree._fields)
+        return node
+    if tree is None:
+        return None
+    if hasattr(tree, "shape"):
+        host = np.asarray(to_numpy(tree), order="C")  # ascontiguousarray would make 0-d 1-d
+        if host.dtype.name not in _DTYPES:
+            raise TypeError(
+                f"save: leaf {name!r} has dtype {host.dtype.name}; a checkpoint holds bool, int, uint and "
+                "float16/32/64 arrays. Convert it first, e.g. with astype."
+            )
+        tensors[name] = host
+        return name
+    if isinstance(tree, (bool, int, float)):
+        marker = ".bool" if isinstance(tree, bool) else ".int" if isinstance(tree, int) else ".float"
+        if marker == ".int" and not -(2**63) <= tree < 2**63:
+            raise ValueError(
+                f"save: leaf {name!r} is the int {tree}, outside the int64 range a checkpoint stores. "
+                "Save it as a float or a string elsewhere."
+            )
+        tensors[name] = np.asarray(tree, dtype=_SCALARS[marker][1])
+        return {marker: name}
+    raise TypeError(
+        f"save: leaf {name!r} is a {type(tree).__name__}, not an array. Leaves may be arrays, "
+        "Python bool, int or float, and None."
+    )
+
+
+def _is_format_1(node: Any) -> bool:
+    """True for a JSON tree of dicts, lists and array leaves only, which format 1 holds."""
+    if isinstance(node, str):
+        return True
+    if isinstance(node, list):
+        return all(_is_format_1(c) for c in node)
+    return isinstance(node, dict) and all("." not in k and _is_format_1(v) for k, v in node.items())
 
 
 def save(path: str | os.PathLike[str], params: Any) -> None:
-    """Write ``params`` (a pytree of arrays of any backend) to a safetensors file.
+    """Write ``params`` (params, an optimizer state, a training checkpoint: any pytree) to a safetensors file.
+
+    ``params`` may nest dicts (keys: non-empty strings without '.', and not
+    ``"__metadata__"`` at the top level), lists, tuples and NamedTuples. Its
+    leaves may be arrays of any backend and device (any shape, 0-d included;
+    bool, int, uint or float16/32/64 dtypes), Python ``bool``, ``int`` (in
+    the int64 range) or ``float``, and ``None``; :func:`load` gives them all
+    back as they were, e.g. ``{"params": p, "opt_state": AdamState(...), "epoch": 3}``.
 
     The write is atomic: a temporary file in the same directory is written,
     fsynced and renamed over ``path``, so a crash never leaves a half-written
-    checkpoint in place of the previous one.
+    checkpoint in place of the previous one. An overwritten file keeps its
+    permission bits; a new file gets ``0o666`` less the umask. A tree that
+    cannot be saved raises TypeError or ValueError before anything is written.
     """
     from safetensors.numpy import save as st_save
 
     from . import __version__
 
-    tensors = {}
-    for name, leaf in tree_paths(params):
-        if not hasattr(leaf, "shape"):
-            raise TypeError(f"save: leaf {name!r} is a {type(leaf).__name__}, not an array.")
-        tensors[name] = np.ascontiguousarray(to_numpy(leaf))
-    meta = {"format": _FORMAT, "version": __version__, "tree": json.dumps(_skeleton(params))}
-    data = st_save(tensors, metadata=meta)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    tensors: dict[str, np.ndarray] = {}
+    skeleton = _encode(params, "", tensors)
+    fmt = _FORMAT if _is_format_1(skeleton) else _FORMAT_2
+    meta = {"format": fmt, "version": __version__, "tree": json.dumps(skeleton)}
+    _write_atomic(os.fspath(path), st_save(tensors, metadata=meta))
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, fsync it and rename it over ``path``.
+
+    The file keeps the permission bits of the file it replaces; a new file gets
+    ``0o666`` less the umask, as ``open(path, "wb")`` would give it.
+    """
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{secrets.token_hex(16)}.safetensors")
+    # mode 0o666 less the umask, like open(); mkstemp's would be 0o600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -100,12 +190,80 @@ def _read_checked(path: str) -> tuple[dict[str, Any], bytes]:
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"load: {path!r} has a corrupted header (__metadata__ is not a JSON object).")
-    if meta.get("format") != _FORMAT:
+    if meta.get("format") not in (_FORMAT, _FORMAT_2):
         raise CheckpointError(
             f"load: {path!r} is a safetensors file but not a portable_nn checkpoint "
             f"(format {meta.get('format')!r}). Load it with safetensors directly."
         )
     return meta, data
+
+
+class _Inconsistent(Exception):
+    """The file's tree disagrees with its tensors; load raises a CheckpointError."""
+
+
+def _take(leaf: Any, name: str, tensors: dict[str, np.ndarray], used: set[str]) -> np.ndarray:
+    """The tensor of the leaf at path ``name``: the tree must name it by that path, and only once."""
+    if leaf != name or name not in tensors or name in used:
+        raise _Inconsistent(f"its tree puts {leaf!r} at {name!r} (a leaf names its path's tensor, once)")
+    used.add(name)
+    return tensors[name]
+
+
+def _decode(node: Any, name: str, tensors: dict[str, np.ndarray], used: set[str]) -> Any:
+    """The tree a JSON node at path ``name`` stands for: host arrays, Python scalars and None as leaves."""
+    if node is None:
+        return None
+    if isinstance(node, str):
+        return _take(node, name, tensors, used)
+    if isinstance(node, list):
+        return [_decode(c, _join(name, str(i)), tensors, used) for i, c in enumerate(node)]
+    if not isinstance(node, dict):
+        raise _Inconsistent(f"its tree has a JSON {type(node).__name__} at {name!r}")
+    if not any("." in k for k in node):
+        return {k: _decode(v, _join(name, k), tensors, used) for k, v in node.items()}
+    if len(node) == 1 and next(iter(node)) in _SCALARS:
+        ((marker, leaf),) = node.items()
+        kind, dtype = _SCALARS[marker]
+        t = _take(leaf, name, tensors, used)
+        if t.shape != () or t.dtype != dtype:
+            raise _Inconsistent(f"{name!r} is a {kind.__name__} over a {t.dtype.name}{list(t.shape)} tensor")
+        return kind(t[()])
+    items = node.get(".tuple")
+    if not isinstance(items, list) or set(node) not in ({".tuple"}, {".tuple", ".type", ".fields"}):
+        raise _Inconsistent(f"its tree has an unknown node {sorted(node)} at {name!r}")
+    children = [_decode(c, _join(name, str(i)), tensors, used) for i, c in enumerate(items)]
+    cls = _namedtuple(node.get(".type"), node.get(".fields"))
+    return _sequence(tuple if cls is None or len(cls._fields) != len(children) else cls, children)
+
+
+def _sequence(kind: Any, items: list[Any]) -> Any:
+    """``items`` as a ``kind``: ``list``, a NamedTuple class (given them as its fields), else a tuple."""
+    if kind is list:
+        return items
+    return kind(*items) if hasattr(kind, "_fields") else tuple(items)
+
+
+def _namedtuple(ref: Any, fields: Any) -> Any:
+    """The NamedTuple class ``ref`` (``"module:qualname"``) names, or None.
+
+    A file is untrusted: only a class that a portable_nn module already
+    imported defines, with the same fields, is used; nothing is imported.
+    """
+    if not isinstance(ref, str):
+        return None
+    module, _, qualname = ref.partition(":")
+    if module != "portable_nn" and not module.startswith("portable_nn."):
+        return None
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        if obj is None or not part.isidentifier() or part.startswith("__"):
+            return None
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")):
+        return None
+    defined_there = (obj.__module__, obj.__qualname__) == (module, qualname)
+    return obj if defined_there and list(obj._fields) == fields else None
 
 
 def load(
@@ -115,17 +273,30 @@ def load(
     dtype: Any = None,
     like: Any = None,
 ) -> Any:
-    """Read params saved by :func:`save` onto ``backend`` (default: the default backend).
+    """Read a tree saved by :func:`save` onto ``backend`` (default: the default backend).
+
+    Dicts, lists and tuples come back as they were saved; array leaves as
+    arrays of ``backend`` with the saved shapes (0-d included) and dtypes;
+    Python bool, int and float leaves and None as themselves. A NamedTuple
+    comes back as its class when a portable_nn module (already imported)
+    defines it with the same fields, as ``pnn.optim.AdamState`` and
+    ``SGDState``; any other (one of yours) comes back as a plain tuple unless
+    ``like`` gives its type. A file never makes load import anything.
 
     Args:
-        dtype: cast every leaf to this dtype; ``None`` keeps the stored dtypes.
-        like: params of the model the file is meant for (e.g. ``model.init()``);
-            when given, the file must have the same tree, shapes and dtypes.
+        dtype: cast every array leaf to this dtype; ``None`` keeps the stored
+            dtypes. Python scalars stay as they are.
+        like: the tree the file is meant for (e.g. ``model.init()``, or a
+            checkpoint made of fresh params and ``opt.init(params)``). When
+            given, the file must have the same tree (a list fits a tuple),
+            shapes and Python scalar types, and after the ``dtype`` cast the
+            same dtypes; the result takes its container types from ``like``.
 
     Raises:
         CheckpointError (a ValueError): missing, truncated, corrupted, foreign
         or pickle files, or (with ``like``) a file for another architecture,
         naming the first param that differs. Nothing in the file is ever executed.
+        TypeError: ``dtype`` is not a dtype ``backend`` supports.
     """
     from safetensors.numpy import load as st_load
 
@@ -139,43 +310,94 @@ def load(
             f"load: {path!r} is truncated or corrupted ({type(e).__name__}: {e}). Re-save it with pnn.save."
         ) from None
     be = get_backend(backend)
-    paths = list(tree_paths(skeleton))
-    expected = {p for p, _ in paths}
-    if any(leaf != p for p, leaf in paths) or expected != set(tensors):
+    used: set[str] = set()
+    try:
+        tree = _decode(skeleton, "", tensors, used)
+        if used != set(tensors):
+            raise _Inconsistent(f"tensors {sorted(set(tensors) - used)[:5]} are not in its tree")
+    except (_Inconsistent, RecursionError) as e:
         raise CheckpointError(
-            f"load: {path!r} is inconsistent: tree names {sorted(expected)[:5]} but tensors are "
-            f"{sorted(tensors)[:5]}."
-        )
-    if like is not None:
-        _check_fits(path, tensors, like)
-    return tree_map(lambda name: be.asarray(tensors[name], dtype=dtype), skeleton)
+            f"load: {path!r} is inconsistent: {e}; its tensors are {sorted(tensors)[:5]}. "
+            "Re-save it with pnn.save."
+        ) from None
+    if like is not None:  # compared as load returns them: after the cast
+        try:
+            tree = _fit(tree, like, "", None if dtype is None else dtype_name(be.dtype(dtype)))
+        except _Misfit as e:
+            name, problem, hint = e.args
+            msg = f"load: {path!r} does not fit the model: param {name!r} {problem}. {hint}"
+            raise CheckpointError(msg) from None
+    return tree_map(lambda a: be.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a, tree)
 
 
-def _check_fits(path: str, tensors: dict[str, np.ndarray], like: Any) -> None:
-    """Raise CheckpointError naming the first param of ``like`` the file does not match."""
-    wanted = dict(tree_paths(like))
-    for name in sorted(set(wanted) | set(tensors), key=lambda n: (n not in wanted, n)):
-        if name not in tensors:
-            problem = "is missing from the file"
-        elif name not in wanted:
-            problem = "is in the file but not in the model"
-        else:
-            got, want = tensors[name], wanted[name]
-            want_shape, want_dtype = tuple(want.shape), dtype_name(want.dtype)
-            if tuple(got.shape) == want_shape and got.dtype.name == want_dtype:
-                continue
-            problem = f"is {got.dtype.name}{list(got.shape)} in the file but {want_dtype}{list(want_shape)} in the model"
-        raise CheckpointError(
-            f"load: {path!r} does not fit the model: param {name!r} {problem}. "
-            "Was it saved from another architecture? Build the model it was saved from."
-        )
+def _kind(x: Any) -> str:
+    """``x`` in words: "None", "an int", "a float32[3, 4] array", "a dict", "an AdamState"..."""
+    if x is None:
+        return "None"
+    if hasattr(x, "shape"):
+        return f"a {dtype_name(x.dtype)}{list(x.shape)} array"
+    name = type(x).__name__
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+class _Misfit(Exception):
+    """The file and ``like`` differ at a param: ``(name, problem, hint)``; load raises a CheckpointError."""
+
+
+def _fit(got: Any, want: Any, name: str, cast: str | None) -> Any:
+    """``got`` (the file's tree at path ``name``, host arrays) with the container types of ``want`` (like's).
+
+    Raises _Misfit at the first difference in structure, shape, kind of leaf,
+    or dtype (the file's arrays taken as cast to ``cast`` when not None).
+    """
+    if isinstance(want, (dict, list, tuple)):
+        if not isinstance(got, (dict, list, tuple)) or isinstance(got, dict) != isinstance(want, dict):
+            raise _Misfit(name, f"is {_kind(got)} in the file but {_kind(want)} in the model", _ARCHITECTURE)
+        g: dict[Any, Any] = got if isinstance(got, dict) else dict(enumerate(got))
+        w: dict[Any, Any] = want if isinstance(want, dict) else dict(enumerate(want))
+        for k in [k for k in w if k not in g] + [k for k in g if k not in w]:
+            sub = _join(name, str(k))
+            if k in w:
+                raise _Misfit(_first_path(w[k], sub), "is missing from the file", _ARCHITECTURE)
+            raise _Misfit(_first_path(g[k], sub), "is in the file but not in the model", _ARCHITECTURE)
+        out = [_fit(g[k], w[k], _join(name, str(k)), cast) for k in w]
+        if isinstance(want, dict):
+            return dict(zip(w, out, strict=True))
+        return _sequence(list if isinstance(want, list) else type(want), out)
+    if not hasattr(want, "shape") or not isinstance(got, np.ndarray):
+        if type(got) is not type(want):
+            raise _Misfit(name, f"is {_kind(got)} in the file but {_kind(want)} in the model", _ARCHITECTURE)
+        return got
+    shape, want_shape, want_dtype = list(got.shape), list(want.shape), dtype_name(want.dtype)
+    if shape != want_shape or (cast or got.dtype.name) != want_dtype:
+        after = f", {cast}{shape} after dtype={cast!r}," if cast else ""
+        hint = f"Pass dtype={want_dtype!r} to load to cast it." if shape == want_shape else _ARCHITECTURE
+        problem = f"is {got.dtype.name}{shape} in the file{after} but {want_dtype}{want_shape} in the model"
+        raise _Misfit(name, problem, hint)
+    return got
+
+
+def _first_path(tree: Any, name: str) -> str:
+    """The path of the first leaf of ``tree`` (at path ``name``), or ``name`` when it has none."""
+    return next(iter(tree_paths(tree, name)), (name, None))[0]
 
 
 def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:
     """Copy every array leaf of ``tree`` to ``backend`` (through host memory).
 
+    The result never shares memory with ``tree``, also from a backend to
+    itself: writing into a result leaf in place (``a[...] = 0``, torch's
+    ``zero_()``) leaves the source as it was, and the other way round.
+
     Args:
+        tree: a pytree of arrays of any backend and device, any shapes and dtypes.
         dtype: optional cast, e.g. ``"float32"``; ``None`` keeps each leaf's dtype.
+
+    Returns:
+        A tree of the same structure whose leaves are new arrays of ``backend``,
+        each of its source's shape.
     """
     be = get_backend(backend)
-    return tree_map(lambda a: be.asarray(to_numpy(a), dtype=dtype), tree)
+    # to_numpy may return a view of the source (NumPy, torch on CPU, JAX, array_api_strict) and
+    # be.asarray may wrap its input without copying (NumPy, torch, array_api_strict): copy in between.
+    return tree_map(lambda a: be.asarray(np.array(to_numpy(a), copy=True), dtype=dtype), tree)

@@ -811,9 +811,9 @@ def _(tb: Any, tmp: Path) -> Setup:
 @case("save-non-array-leaf", TypeError)
 def _(tb: Any, tmp: Path) -> Setup:
     path = saved_checkpoint(tb, tmp)  # an existing checkpoint that must survive
-    params = [tb.init(pnn.Linear(3, 2)), {"scale": 0.5}]
+    params = [tb.init(pnn.Linear(3, 2)), {"scale": 0.5j}]  # Python bool, int, float and None do save
     return Setup(
-        lambda: pnn.save(path, params), ("save", "'1.scale'", "float", "not an array"), params, (path,)
+        lambda: pnn.save(path, params), ("save", "'1.scale'", "complex", "not an array"), params, (path,)
     )
 
 

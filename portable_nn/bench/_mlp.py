@@ -131,7 +131,7 @@ def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None =
     """``pnn.compile_step`` on NumPy (nothing to jit there), or with params and batches on ``backend``."""
     step = compile_step(prob.model, prob.loss, prob.optimizer)
     be = backend or get_backend("numpy")
-    params, batches = to_backend((prob.params, prob.batches), be)  # no copies on NumPy
+    params, batches = to_backend((prob.params, prob.batches), be)  # copies, on NumPy too
     n = len(batches)
     cur: dict[str, Any] = {}
 
