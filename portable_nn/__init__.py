@@ -10,6 +10,7 @@ from . import layers, losses, optim
 from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
 from ._rng import host_rng
 from ._tree import tree_leaves, tree_map, tree_paths
+from ._version import __version__
 from .backends import Backend, available_backends, get_backend, namespace, set_backend, to_numpy, use_backend
 from .io import load, save, to_backend
 from .layers import init
@@ -21,8 +22,6 @@ from .layers.linear import Linear
 from .layers.sequential import Sequential
 from .testing import assert_close, gradcheck
 from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from ._version import __version__
 from .backends import Backend
 
 __all__ = [
@@ -103,8 +104,6 @@ def environment(backends: Iterable[Backend] = ()) -> dict[str, Any]:
     Returns:
         A JSON-serialisable dict.
     """
-    from . import __version__
-
     versions = {"portable_nn": __version__}
     for name in _MODULES:
         module = sys.modules.get(name)

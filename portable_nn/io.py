@@ -27,6 +27,7 @@ import numpy as np
 from ._check import dtype_name
 from ._errors import CheckpointError
 from ._tree import tree_map, tree_paths
+from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
 
 __all__ = ["save", "load", "to_backend"]
@@ -124,8 +125,6 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
     cannot be saved raises TypeError or ValueError before anything is written.
     """
     from safetensors.numpy import save as st_save
-
-    from . import __version__
 
     tensors: dict[str, np.ndarray] = {}
     skeleton = _encode(params, "", tensors)
