@@ -1,9 +1,16 @@
 """Choosing a backend: get_backend, set_backend, use_backend, available_backends.
 
-The default backend is the only global state in the library. It lives in a
-``ContextVar`` so :func:`use_backend` is safe across threads and async tasks.
-At import it is read from the environment variable ``PORTABLE_NN_BACKEND``
-(e.g. ``torch`` or ``torch:cuda``); otherwise it is ``numpy``.
+The default backend is the only global state in the library, in two layers:
+
+- the process-wide default, set by :func:`set_backend` and seen by every
+  thread (threads started later included). At import it is read from the
+  environment variable ``PORTABLE_NN_BACKEND`` (e.g. ``torch`` or
+  ``torch:cuda``); otherwise it is ``numpy``;
+- a per-context override, set by :func:`use_backend` for the duration of a
+  ``with`` block. It lives in a ``ContextVar``, so it applies only to the
+  thread (or async task) that entered the block, and wins over the
+  process-wide default there, even over a :func:`set_backend` call made
+  inside the block.
 """
 
 from __future__ import annotations
@@ -31,9 +38,10 @@ _INSTALL_HINT = {
 }
 
 
-_DEFAULT: ContextVar[Backend | str] = ContextVar(
-    "portable_nn_backend", default=os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
-)
+# The process-wide default: a plain module global (one assignment is atomic), so all threads see it.
+_PROCESS_DEFAULT: Backend | str = os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
+# The use_backend override of the current context; None: no block is active here.
+_OVERRIDE: ContextVar[Backend | None] = ContextVar("portable_nn_backend_override", default=None)
 
 
 def available_backends() -> list[str]:
@@ -60,7 +68,9 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
             ``"array_api_strict"``, ``"auto"`` (CuPy when a CUDA device is
             usable, else NumPy), a ``"name:device"`` string such as
             ``"torch:cuda"`` or ``"array_api_strict:device1"``, a Backend
-            (returned as is), or ``None`` for the current default.
+            (returned as is), or ``None`` for the current default: the
+            innermost :func:`use_backend` block of this thread or task, else
+            the process-wide default (:func:`set_backend`).
         device: a device name or object of that library (``"cpu"``,
             ``"cuda"``, ``"cuda:1"``, ``"gpu"``, ``"device1"``...). ``None``
             means the library's default device.
@@ -70,7 +80,8 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
             what to install) or device missing (the message lists the devices).
     """
     if name is None:
-        name = _DEFAULT.get()
+        override = _OVERRIDE.get()
+        name = _PROCESS_DEFAULT if override is None else override
     if isinstance(name, Backend):
         if device is None:
             return name
@@ -87,25 +98,37 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
 
 
 def set_backend(name: str | Backend, device: Any = None) -> Backend:
-    """Set the default backend (used by ``init`` and data conversion); return it."""
+    """Set the process-wide default backend (used by ``init`` and data conversion); return it.
+
+    Every thread sees it, including threads already running and ones started
+    later. Inside a :func:`use_backend` block the block's backend still wins
+    for that thread or task until the block ends.
+    """
+    global _PROCESS_DEFAULT
     be = get_backend(name, device)
-    _DEFAULT.set(be)
+    _PROCESS_DEFAULT = be
     return be
 
 
 @contextlib.contextmanager
 def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
-    """Context manager: make a backend the default inside a ``with`` block.
+    """Context manager: make a backend the default inside a ``with`` block, for this context only.
+
+    The override lives in a ``ContextVar``: it applies to the thread (or async
+    task) that entered the block, wins over :func:`set_backend`'s process-wide
+    default there, and is undone on exit. Other threads, including threads
+    started inside the block, keep the process-wide default.
 
     Example:
         >>> with pnn.use_backend("array_api_strict") as be:
         ...     params = model.init(seed=0)   # arrays of be
     """
-    token = _DEFAULT.set(get_backend(name, device))
+    be = get_backend(name, device)
+    token = _OVERRIDE.set(be)
     try:
-        yield _DEFAULT.get()  # type: ignore[misc]
+        yield be
     finally:
-        _DEFAULT.reset(token)
+        _OVERRIDE.reset(token)
 
 
 def _import(name: str) -> Any:
