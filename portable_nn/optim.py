@@ -11,24 +11,14 @@ the params it owns on NumPy, CuPy and torch (:func:`apply_updates`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._backend import namespace
+from ._check import real_number
 from ._tree import TreeMismatchError, tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer", "apply_updates"]
-
-
-def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value < lo or value > hi or (hi_open and value == hi)):
-        ok = False
-    if not ok:
-        bracket = ")" if hi_open else "]"
-        raise ValueError(f"{opt}: {name} must be a finite number in [{lo}, {hi}{bracket}, got {value!r}.")
-    return float(value)
 
 
 _STRUCTURE = "grads do not have the structure of params. Pass the grads returned by backprop for these params."
@@ -129,9 +119,9 @@ class SGD(_ByValue):
     def __init__(
         self, lr: float = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
-        self.lr = _hyper("SGD", "lr", lr, 0.0)
-        self.momentum = _hyper("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
-        self.weight_decay = _hyper("SGD", "weight_decay", weight_decay, 0.0)
+        self.lr = real_number("SGD", "lr", lr, lo=0.0)
+        self.momentum = real_number("SGD", "momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
+        self.weight_decay = real_number("SGD", "weight_decay", weight_decay, lo=0.0)
         if nesterov and self.momentum == 0.0:
             raise ValueError("SGD: nesterov=True needs momentum > 0.")
         self.nesterov = bool(nesterov)
@@ -189,11 +179,11 @@ class Adam(_ByValue):
         weight_decay: float = 0.0,
     ) -> None:
         name = type(self).__name__
-        self.lr = _hyper(name, "lr", lr, 0.0)
-        self.b1 = _hyper(name, "b1", b1, 0.0, 1.0, hi_open=True)
-        self.b2 = _hyper(name, "b2", b2, 0.0, 1.0, hi_open=True)
-        self.eps = _hyper(name, "eps", eps, 0.0)
-        self.weight_decay = _hyper(name, "weight_decay", weight_decay, 0.0)
+        self.lr = real_number(name, "lr", lr, lo=0.0)
+        self.b1 = real_number(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True)
+        self.b2 = real_number(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True)
+        self.eps = real_number(name, "eps", eps, lo=0.0)
+        self.weight_decay = real_number(name, "weight_decay", weight_decay, lo=0.0)
 
     def __repr__(self) -> str:
         return (

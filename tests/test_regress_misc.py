@@ -6,11 +6,14 @@ Each runs on the backend chosen in conftest.py (``tb``) where it applies.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 import portable_nn as pnn
+from portable_nn import optim
 
 # --------------------------------------------------------------------------- helpers
 
@@ -68,3 +71,59 @@ def test_set_backend_is_process_wide_and_seen_by_new_threads(tb: Any) -> None:
         "thread in block": target,
         "after block": target,
     }
+
+
+# --------------------------------------------------------------------------- 6. NumPy scalar hyperparameters
+
+# (make, attribute, a valid float, a valid int)
+_HYPER: list[tuple[str, Callable[[Any], Any], str, float, int]] = [
+    ("SGD-lr", lambda v: optim.SGD(v), "lr", 0.01, 1),
+    ("SGD-momentum", lambda v: optim.SGD(0.1, momentum=v), "momentum", 0.5, 0),
+    ("SGD-weight_decay", lambda v: optim.SGD(0.1, weight_decay=v), "weight_decay", 0.5, 1),
+    ("Adam-lr", lambda v: optim.Adam(v), "lr", 0.01, 1),
+    ("Adam-b1", lambda v: optim.Adam(b1=v), "b1", 0.5, 0),
+    ("Adam-eps", lambda v: optim.Adam(eps=v), "eps", 1e-6, 1),
+    ("AdamW-lr", lambda v: optim.AdamW(v), "lr", 0.01, 1),
+    ("LeakyReLU-alpha", lambda v: pnn.LeakyReLU(v), "alpha", 0.25, 1),
+    ("Dropout-rate", lambda v: pnn.Dropout(v), "rate", 0.25, 0),
+    ("LayerNorm-eps", lambda v: pnn.LayerNorm(3, eps=v), "eps", 1e-5, 1),
+]
+_HYPER_IDS = [row[0] for row in _HYPER]
+
+
+@pytest.mark.parametrize("id, make, attr, fval, ival", _HYPER, ids=_HYPER_IDS)
+@pytest.mark.parametrize("scalar", [float, int, np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8])
+def test_numpy_scalar_hyperparameters_are_accepted(
+    id: str, make: Callable[[Any], Any], attr: str, fval: float, ival: int, scalar: type
+) -> None:
+    value = scalar(ival) if issubclass(scalar, (int, np.integer)) else scalar(fval)
+    obj = make(value)
+    got = getattr(obj, attr)
+    assert type(got) is float and got == float(value)
+
+
+@pytest.mark.parametrize("id, make, attr, fval, ival", _HYPER, ids=_HYPER_IDS)
+@pytest.mark.parametrize(
+    "bad", [True, np.bool_(False), complex(0.1, 0.0), np.complex64(0.1), "0.1", np.array([0.1]), np.nan]
+)
+def test_numpy_scalar_hyperparameters_bool_complex_still_rejected(
+    id: str, make: Callable[[Any], Any], attr: str, fval: float, ival: int, bad: Any
+) -> None:
+    with pytest.raises(ValueError) as info:
+        make(bad)
+    msg = str(info.value)
+    assert msg.startswith(id.split("-")[0] + ":") and attr in msg and repr(bad) in msg, msg
+
+
+def test_numpy_scalar_sizes_and_uses_end_to_end(tb: Any) -> None:
+    model = pnn.Sequential(
+        pnn.Linear(np.int64(3), np.int32(4)), pnn.LeakyReLU(np.float32(0.1)), pnn.LayerNorm(np.int64(4))
+    )
+    assert repr(model) == "Sequential(Linear(3, 4), LeakyReLU(alpha=0.10000000149011612), LayerNorm(4))"
+    params = tb.init(model)
+    X = tb.asarray(np.ones((2, 3)), tb.float)
+    Y, backprop = model.apply(params, X)
+    _, grads = backprop(Y)
+    opt = optim.SGD(np.float32(0.01), momentum=np.float64(0.9))
+    new, _ = opt.step(params, grads, opt.init(params))
+    assert all(a.dtype == b.dtype for a, b in zip(pnn.tree_leaves(new), pnn.tree_leaves(params), strict=True))
