@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
-from portable_nn import optim
+from portable_nn import losses, optim
 
 # --------------------------------------------------------------------------- helpers
 
@@ -71,6 +71,38 @@ def test_set_backend_is_process_wide_and_seen_by_new_threads(tb: Any) -> None:
         "thread in block": target,
         "after block": target,
     }
+
+
+# --------------------------------------------------------------------------- 2. gradcheck rtol/eps 0.0
+
+
+def _gradcheck_setup(tb: Any) -> tuple[pnn.Layer, Any, Any, Any]:
+    model = pnn.Sequential(pnn.Linear(3, 2), pnn.Tanh())
+    params = tb.init(model, seed=1)
+    rng = np.random.default_rng(0)
+    X = tb.asarray(rng.standard_normal((4, 3)), tb.float)
+    T = tb.asarray(rng.standard_normal((4, 2)), tb.float)
+    return model, params, X, T
+
+
+def test_gradcheck_rtol_zero_is_used_not_replaced_by_the_default(tb: Any) -> None:
+    model, params, X, T = _gradcheck_setup(tb)
+    kw = {"loss": losses.mean_squared_error, "T": T}
+    pnn.gradcheck(model, params, X, **kw)  # passes with the defaults
+    # rtol=0.0 and atol=0.0 leave no slack: finite differences of tanh are never exact
+    with pytest.raises(pnn.GradientCheckError, match=r"rtol=0\.0, atol=0\.0"):
+        pnn.gradcheck(model, params, X, rtol=0.0, atol=0.0, **kw)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name", [({"eps": 0.0}, "eps"), ({"eps": -1e-6}, "eps"), ({"rtol": -1.0}, "rtol")]
+)
+def test_gradcheck_eps_zero_is_used_not_replaced_by_the_default(
+    tb: Any, kwargs: dict[str, float], name: str
+) -> None:
+    model, params, X, T = _gradcheck_setup(tb)
+    with pytest.raises(ValueError, match=rf"gradcheck: {name} must be a finite number"):
+        pnn.gradcheck(model, params, X, loss=losses.mean_squared_error, T=T, **kwargs)
 
 
 # --------------------------------------------------------------------------- 6. NumPy scalar hyperparameters
