@@ -1,4 +1,8 @@
-"""Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y."""
+"""Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y.
+
+An empty batch (Y with no elements) raises ``ValueError`` naming the loss and
+Y's shape, for every loss: a sum would be a silent 0, a mean NaN.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,15 @@ __all__ = [
 ]
 
 
+def _nonempty(where: str, Y: Array) -> None:
+    """Raise the documented ValueError when Y has no elements (an empty batch)."""
+    if _size(Y) == 0:
+        raise ValueError(
+            f"{where}: empty batch: Y has shape {tuple(Y.shape)}, no elements to compute a loss over. "
+            "Pass at least one sample (and one output)."
+        )
+
+
 def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
     """Check float predictions Y against float targets T of the same shape, namespace, device."""
     xp = check_array(where, Y, name="Y", xp=xp)
@@ -30,6 +43,7 @@ def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
             f"{where}: Y has shape {tuple(Y.shape)} but T has {tuple(T.shape)}; they must match. "
             "Reshape the targets, e.g. T.reshape(-1, 1) for one output."
         )
+    _nonempty(where, Y)
     return xp
 
 
@@ -100,8 +114,7 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
             f"{where}: labels have shape {tuple(labels.shape)} but Y has {N} rows; "
             f"labels must have shape ({N},)."
         )
-    if N == 0:
-        raise ValueError(f"{where}: empty batch (Y has shape {tuple(Y.shape)}).")
+    _nonempty(where, Y)
     # One host sync; skipped while tracing (jax.jit), where values are not known.
     if not is_traced(labels) and bool(xp.any((labels < 0) | (labels >= C))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))

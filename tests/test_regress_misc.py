@@ -105,6 +105,37 @@ def test_gradcheck_eps_zero_is_used_not_replaced_by_the_default(
         pnn.gradcheck(model, params, X, loss=losses.mean_squared_error, T=T, **kwargs)
 
 
+# --------------------------------------------------------------------------- 5. empty batches
+
+
+def _empty_call(tb: Any, name: str) -> tuple[Callable[[], Any], tuple[int, ...]]:
+    if name == "softmax_cross_entropy":
+        Y = tb.asarray(np.zeros((0, 3)), tb.float)
+        labels = tb.asarray(np.zeros(0, dtype=np.int64), "int64")
+        return lambda: losses.softmax_cross_entropy(Y, labels), (0, 3)
+    Y = tb.asarray(np.zeros((0, 2)), tb.float)
+    T = tb.asarray(np.zeros((0, 2)), tb.float)
+    return lambda: getattr(losses, name)(Y, T), (0, 2)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sum_squared_error", "mean_squared_error", "binary_cross_entropy_with_logits", "softmax_cross_entropy"],
+)
+def test_empty_batch_raises_valueerror_for_every_loss(tb: Any, name: str) -> None:
+    call, shape = _empty_call(tb, name)
+    with pytest.raises(ValueError) as info:
+        call()
+    msg = str(info.value)
+    assert msg.startswith(f"{name}:") and "empty" in msg and str(shape) in msg, msg
+
+
+def test_empty_batch_zero_outputs_raises_too(tb: Any) -> None:
+    Y = tb.asarray(np.zeros((4, 0)), tb.float)
+    with pytest.raises(ValueError, match=r"mean_squared_error: empty batch.*\(4, 0\)"):
+        losses.mean_squared_error(Y, Y)
+
+
 # --------------------------------------------------------------------------- 6. NumPy scalar hyperparameters
 
 # (make, attribute, a valid float, a valid int)
