@@ -1,12 +1,19 @@
 """Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y.
 
+Each built-in loss declares how it reduces over the batch in its attribute
+``reduction``: ``"sum"`` (:func:`sum_squared_error`: the value grows with the
+batch size) or ``"mean"`` (the others: the value is a per-sample average). It
+is set by the :func:`reduces` decorator, which user losses may use too; a loss
+without the attribute is treated as ``"mean"`` (:func:`reduction_of`).
+
 An empty batch (Y with no elements) raises ``ValueError`` naming the loss and
 Y's shape, for every loss: a sum would be a silent 0, a mean NaN.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import array_api_compat
 
@@ -16,11 +23,43 @@ from ._layer import Array
 from .activations import sigmoid
 
 __all__ = [
+    "reduces",
+    "reduction_of",
     "sum_squared_error",
     "mean_squared_error",
     "binary_cross_entropy_with_logits",
     "softmax_cross_entropy",
 ]
+
+
+_REDUCTIONS = ("mean", "sum")
+_Loss = TypeVar("_Loss", bound=Callable[..., Any])
+
+
+def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
+    """Decorator declaring how a loss reduces over the batch: sets ``loss.reduction``.
+
+    Args:
+        reduction: ``"mean"`` (the value is an average over samples, so it does
+            not depend on the batch size) or ``"sum"`` (a total over samples).
+
+    Example:
+        >>> @reduces("sum")
+        ... def my_loss(Y, T): ...
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduces: reduction must be 'mean' or 'sum', got {reduction!r}.")
+
+    def declare(loss: _Loss) -> _Loss:
+        loss.reduction = reduction  # type: ignore[attr-defined]
+        return loss
+
+    return declare
+
+
+def reduction_of(loss: Any) -> str:
+    """``loss.reduction`` (``"mean"`` or ``"sum"``); ``"mean"`` for a loss that does not declare one."""
+    return str(getattr(loss, "reduction", "mean"))
 
 
 def _nonempty(where: str, Y: Array) -> None:
@@ -47,6 +86,7 @@ def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
     return xp
 
 
+@reduces("sum")
 def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """``sum((Y - T)**2)``, the notebook's loss.
 
@@ -62,6 +102,7 @@ def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Arr
     return xp.sum(D * D), 2.0 * D
 
 
+@reduces("mean")
 def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``."""
     xp = _targets("mean_squared_error", Y, T, xp)
@@ -69,6 +110,7 @@ def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Ar
     return xp.mean(D * D), (2.0 / _size(Y)) * D
 
 
+@reduces("mean")
 def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
 
@@ -82,6 +124,7 @@ def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> t
     return xp.mean(losses), (sigmoid(Y, xp) - T) / float(_size(Y))
 
 
+@reduces("mean")
 def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """Mean cross-entropy of logits ``Y`` (N, C) against integer class labels (N,).
 

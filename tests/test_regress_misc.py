@@ -190,3 +190,22 @@ def test_numpy_scalar_sizes_and_uses_end_to_end(tb: Any) -> None:
     opt = optim.SGD(np.float32(0.01), momentum=np.float64(0.9))
     new, _ = opt.step(params, grads, opt.init(params))
     assert all(a.dtype == b.dtype for a, b in zip(pnn.tree_leaves(new), pnn.tree_leaves(params), strict=True))
+
+
+# --------------------------------------------------------------------------- 8. declared loss reduction
+
+
+def test_losses_declare_their_reduction() -> None:
+    assert losses.sum_squared_error.reduction == "sum"  # type: ignore[attr-defined]
+    for name in ("mean_squared_error", "binary_cross_entropy_with_logits", "softmax_cross_entropy"):
+        assert getattr(losses, name).reduction == "mean", name
+    assert losses.reduction_of(losses.sum_squared_error) == "sum"
+    assert losses.reduction_of(lambda Y, T: (Y, T)) == "mean"  # undeclared user loss: "mean"
+
+    @losses.reduces("sum")
+    def my_loss(Y: Any, T: Any) -> Any:
+        return Y, T
+
+    assert my_loss.reduction == "sum" and losses.reduction_of(my_loss) == "sum"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="reduces: reduction must be 'mean' or 'sum', got 'max'"):
+        losses.reduces("max")
