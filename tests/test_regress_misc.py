@@ -15,7 +15,21 @@ import pytest
 import portable_nn as pnn
 from portable_nn import losses, optim
 
+from ._support import host
+
 # --------------------------------------------------------------------------- helpers
+
+
+def snapshot(params: Any) -> list[np.ndarray]:
+    return [host(leaf) for leaf in pnn.tree_leaves(params)]
+
+
+def assert_unchanged(params: Any, before: list[np.ndarray]) -> None:
+    after = pnn.tree_leaves(params)
+    assert len(after) == len(before)
+    for a, b in zip(after, before, strict=True):
+        assert pnn.to_numpy(a).dtype == b.dtype
+        np.testing.assert_array_equal(pnn.to_numpy(a), b)
 
 
 def other_backend(tb: Any) -> pnn.Backend:
@@ -190,6 +204,79 @@ def test_numpy_scalar_sizes_and_uses_end_to_end(tb: Any) -> None:
     opt = optim.SGD(np.float32(0.01), momentum=np.float64(0.9))
     new, _ = opt.step(params, grads, opt.init(params))
     assert all(a.dtype == b.dtype for a, b in zip(pnn.tree_leaves(new), pnn.tree_leaves(params), strict=True))
+
+
+# --------------------------------------------------------------------------- 7. optimizer state mismatch
+
+_OPTS = [("Adam", lambda: optim.Adam(0.01), "mu"), ("SGD", lambda: optim.SGD(0.1, momentum=0.9), "velocity")]
+_MODEL = lambda: pnn.Sequential(pnn.Linear(3, 2), pnn.ReLU(), pnn.Linear(2, 1))  # noqa: E731
+
+
+def _step_and_update(opt: Any, params: Any, state: Any) -> list[Callable[[], Any]]:
+    grads = pnn.tree_map(lambda p: p * 0.5 + 1.0, params)
+    return [lambda: opt.step(params, grads, state), lambda: opt.update(grads, state, params)]
+
+
+def _expect_state_error(
+    opt_name: str, field: str, calls: list[Callable[[], Any]], exc: type[Exception], facts: tuple[str, ...], params: Any
+) -> None:
+    before = snapshot(params)
+    for method, call in zip(("step", "update"), calls, strict=True):
+        with pytest.raises(exc) as info:
+            call()
+        msg = str(info.value)
+        for fact in (f"{opt_name}.{method}", f"state.{field}", "'0.W'", "opt.init(params)", "to_backend", *facts):
+            assert fact in msg, f"message lacks {fact!r}: {msg!r}"
+        assert_unchanged(params, before)
+
+
+@pytest.mark.parametrize("opt_name, make, field", _OPTS, ids=[o[0] for o in _OPTS])
+def test_optimizer_state_of_another_dtype_raises(tb: Any, opt_name: str, make: Any, field: str) -> None:
+    if "float64" not in tb.dtypes:
+        pytest.skip(f"{tb.spec} has no float64")
+    params = tb.init(_MODEL(), dtype="float32")
+    opt = make()
+    state = opt.init(tb.init(_MODEL(), dtype="float64"))
+    calls = _step_and_update(opt, params, state)
+    _expect_state_error(opt_name, field, calls, TypeError, ("float64", "float32"), params)
+
+
+@pytest.mark.parametrize("opt_name, make, field", _OPTS, ids=[o[0] for o in _OPTS])
+def test_optimizer_state_of_another_library_raises(tb: Any, opt_name: str, make: Any, field: str) -> None:
+    other = other_backend(tb)
+    params = tb.init(_MODEL(), dtype="float32")
+    opt = make()
+    state = opt.init(_MODEL().init(0, backend=other, dtype="float32"))
+    calls = _step_and_update(opt, params, state)
+    p_kind = type(pnn.tree_leaves(params)[0])
+    s_kind = type(pnn.tree_leaves(state)[-1])
+    facts = (p_kind.__name__, s_kind.__name__, "another array library")
+    _expect_state_error(opt_name, field, calls, TypeError, facts, params)
+
+
+@pytest.mark.parametrize("opt_name, make, field", _OPTS, ids=[o[0] for o in _OPTS])
+def test_optimizer_state_on_another_device_raises(tb: Any, opt_name: str, make: Any, field: str) -> None:
+    if tb.be.name != "array_api_strict":
+        pytest.skip("array_api_strict's devices stand in for two devices of one library")
+    here = str(tb.be.device._device)
+    there = "device1" if here != "device1" else "CPU_DEVICE"
+    params = tb.init(_MODEL(), dtype="float32")
+    opt = make()
+    state = opt.init(_MODEL().init(0, backend=f"array_api_strict:{there}", dtype="float32"))
+    calls = _step_and_update(opt, params, state)
+    _expect_state_error(opt_name, field, calls, ValueError, ("device", here, there), params)
+
+
+@pytest.mark.parametrize("opt_name, make, field", _OPTS, ids=[o[0] for o in _OPTS])
+def test_optimizer_state_matching_params_still_steps(tb: Any, opt_name: str, make: Any, field: str) -> None:
+    params = tb.init(_MODEL())
+    opt = make()
+    state = opt.init(params)
+    grads = pnn.tree_map(lambda p: p * 0.5 + 1.0, params)
+    new, state = opt.step(params, grads, state)
+    new, state = opt.step(new, grads, state)
+    for a, b in zip(pnn.tree_leaves(new), pnn.tree_leaves(params), strict=True):
+        assert a.dtype == b.dtype and type(a) is type(b)
 
 
 # --------------------------------------------------------------------------- 8. declared loss reduction
