@@ -90,11 +90,26 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
         raise TypeError(f"get_backend: name must be a str or Backend, got {type(name).__name__}.")
     if ":" in name and device is None:
         name, device = name.split(":", 1)
+    name = backend_name(name)
     if name == "auto":
         name = "cupy" if _cuda_device_count() > 0 else "numpy"
-    if name not in BACKEND_NAMES:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'.")
     return _make(name, None if device is None else str(device))
+
+
+def backend_name(spec: str) -> str:
+    """The library part of a backend spec (``"torch"`` for ``"torch:cuda"``), checked to be a known name.
+
+    Known: the names of :data:`BACKEND_NAMES` and ``"auto"``, installed or not;
+    nothing is imported. For checking specs (e.g. command-line arguments)
+    before any work, so a typo fails at once instead of reading as "not installed".
+
+    Raises:
+        BackendError: an unknown name; the message lists the known ones.
+    """
+    name = spec.split(":", 1)[0]
+    if name != "auto" and name not in BACKEND_NAMES:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'.")
+    return name
 
 
 def set_backend(name: str | Backend, device: Any = None) -> Backend:

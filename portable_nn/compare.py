@@ -38,7 +38,7 @@ from ._environment import describe_device, device_label, environment
 from ._errors import BackendError
 from ._layer import Params
 from ._rng import host_rng
-from ._select import available_backends, get_backend
+from ._select import available_backends, backend_name, get_backend
 from ._timing import Timing, time_steps
 from ._tree import tree_map
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
@@ -235,6 +235,10 @@ def run_comparison(
         device, or lack the dtype are listed in ``missing`` (with how to fix
         it); a backend that raises while running is listed in ``failed``.
         Neither stops the others.
+
+    Raises:
+        BackendError: a spec names an unknown library (a typo such as
+            ``"nmupy"``), before any work; the message lists the known names.
     """
     if problem not in PROBLEMS:
         raise ValueError(f"run_comparison: unknown problem {problem!r}; choose one of {', '.join(PROBLEMS)}.")
@@ -247,6 +251,9 @@ def run_comparison(
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"run_comparison: warmup must be an int >= 0, got {warmup!r}.")
     specs: Sequence[str | Backend] = available_backends() if backends is None else backends
+    for spec in specs:  # a typo fails now; a known backend that cannot run is listed in missing
+        if isinstance(spec, str):
+            backend_name(spec)
     chosen, missing = _resolve(specs, problem, dtype)
     failed: dict[str, str] = {}
     results: list[BackendResult] = []

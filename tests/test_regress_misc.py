@@ -5,8 +5,11 @@ Each runs on the backend chosen in conftest.py (``tb``) where it applies.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,7 @@ import pytest
 
 import portable_nn as pnn
 from portable_nn import losses, optim
+from portable_nn.__main__ import main
 
 from ._support import host
 
@@ -117,6 +121,98 @@ def test_gradcheck_eps_zero_is_used_not_replaced_by_the_default(
     model, params, X, T = _gradcheck_setup(tb)
     with pytest.raises(ValueError, match=rf"gradcheck: {name} must be a finite number"):
         pnn.gradcheck(model, params, X, loss=losses.mean_squared_error, T=T, **kwargs)
+
+
+# --------------------------------------------------------------------------- 3. compare exit codes
+
+
+@pytest.fixture
+def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any training run fail the test: the errors below must come before any work."""
+    import portable_nn.compare
+
+    def ran(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("run_comparison ran")
+
+    monkeypatch.setattr(portable_nn.compare, "run_comparison", ran)
+
+
+@pytest.mark.parametrize("backends", ["nmupy", "numpy,nmupy", "nmupy:cuda", "torch,jaxx:gpu"])
+def test_compare_unknown_backend_exits_2_before_any_work(
+    backends: str, no_run: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--backends", backends, "--steps", "2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    names = [s.partition(":")[0] for s in backends.split(",")]
+    bad = [n for n in names if n not in ("numpy", "cupy", "torch", "jax", "array_api_strict")]
+    assert f"unknown backend {bad[0]!r}" in err
+    assert "numpy, cupy, torch, jax, array_api_strict" in err
+
+
+def test_compare_known_but_unavailable_backend_stays_missing_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.json"
+    argv = ["compare", "--backends", "numpy,numpy:gpu", "--steps", "2", "--repeats", "1", "--warmup", "0"]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert "missing numpy:gpu:" in capsys.readouterr().out
+    assert "numpy:gpu" in json.loads(out.read_text())["missing"]
+
+
+def test_compare_run_comparison_rejects_unknown_backend_before_any_work() -> None:
+    from portable_nn.compare import run_comparison
+
+    with pytest.raises(pnn.BackendError, match=r"unknown backend 'nmupy'.*numpy, cupy, torch"):
+        run_comparison(["numpy", "nmupy"], steps=2, repeats=1, warmup=0, progress=False)
+
+
+def _unwritable(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    if kind == "folder":
+        (tmp_path / "out").mkdir()
+        return tmp_path / "out"
+    if kind == "under-a-file":
+        (tmp_path / "file.txt").write_text("keep")
+        return tmp_path / "file.txt" / "out"
+    if kind == "missing-folder":
+        return tmp_path / "nope" / "out"
+    if os.geteuid() == 0:  # root may write anyway: answer os.access from the permission bits, as for a user
+        real = os.access
+        monkeypatch.setattr(
+            os, "access", lambda p, mode: real(p, mode) and (not mode & os.W_OK or bool(os.stat(p).st_mode & 0o200))
+        )
+    if kind == "read-only-file":
+        (tmp_path / "out").write_text("keep")
+        (tmp_path / "out").chmod(0o444)
+        return tmp_path / "out"
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    return tmp_path / "ro" / "out"
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+@pytest.mark.parametrize("kind", ["folder", "under-a-file", "missing-folder", "read-only-file", "read-only-folder"])
+def test_compare_unwritable_output_path_exits_2_before_any_work(
+    tmp_path: Path,
+    option: str,
+    kind: str,
+    no_run: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _unwritable(tmp_path, kind, monkeypatch)
+    good = tmp_path / "good.json"  # a writable --json next to a bad --plot: nothing is written either
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    argv = ["compare", "--backends", "numpy", "--steps", "2", option, str(path)]
+    if option == "--plot":
+        argv += ["--json", str(good)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{option} {path}" in err
+    assert any(w in err for w in ("is a folder", "is not a folder", "does not exist", "not writable"))
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+    assert not good.exists()
 
 
 # --------------------------------------------------------------------------- 5. empty batches
