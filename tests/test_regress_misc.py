@@ -215,6 +215,24 @@ def test_compare_unwritable_output_path_exits_2_before_any_work(
     assert not good.exists()
 
 
+# --------------------------------------------------------------------------- 4. compare --repeats 1 spread
+
+
+def test_compare_one_repeat_spread_is_na_not_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.json"
+    argv = ["compare", "--backends", "numpy", "--steps", "2", "--warmup", "0", "--json", str(out)]
+    assert main([*argv, "--repeats", "1"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("numpy "))
+    assert "n/a" in row.split() and "±" not in row
+    timing = json.loads(out.read_text())["backends"]["numpy"]["timing"]
+    assert timing["repeats"] == 1 and timing["spread_iqr_rel"] is None
+    assert main([*argv, "--repeats", "3"]) == 0  # measured with >= 2 repeats
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("numpy "))
+    assert "n/a" not in row and "±" in row
+    assert isinstance(json.loads(out.read_text())["backends"]["numpy"]["timing"]["spread_iqr_rel"], float)
+
+
 # --------------------------------------------------------------------------- 5. empty batches
 
 
