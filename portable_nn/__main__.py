@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from ._errors import BackendError
+from .backends import backend_name
 from .problems import DEFAULT_STEPS, PROBLEMS
 
 __all__ = ["build_parser", "main"]
@@ -39,12 +41,45 @@ _nonnegative_int = _int_at_least(0)
 
 
 def _backend_list(text: str) -> list[str]:
+    """An argparse type: comma-separated backend specs whose library names are known (installed or not)."""
     specs = [s.strip() for s in text.split(",")]
     if not all(specs):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated backend specs such as numpy,torch,jax:gpu, got {text!r}"
         )
+    for spec in specs:
+        try:
+            backend_name(spec)
+        except BackendError as e:  # a typo: exit 2 now, not "missing" after the run
+            raise argparse.ArgumentTypeError(f"{e} (in {text!r})") from None
     return list(dict.fromkeys(specs))
+
+
+def _output_problem(option: str, path: str) -> str | None:
+    """Why ``path`` cannot be written as ``option``'s output, or None. Checked before any work; touches nothing."""
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        example = os.path.join(path, "results.png" if option == "--plot" else "results.json")
+        return f"{option} {path}: that is a folder; give a file name, e.g. {example}."
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        return f"{option} {path}: {folder} {what}."
+    if os.path.exists(full):
+        if not os.access(full, os.W_OK):
+            return f"{option} {path}: the file is not writable; choose another path or fix its permissions."
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return f"{option} {path}: the folder {folder} is not writable; choose another folder."
+    return None
+
+
+def _check_outputs(*options: tuple[str, str | None]) -> int | None:
+    """Exit status 2 (after printing why) when an output path cannot be written; None when all can."""
+    for option, path in options:
+        problem = None if path is None else _output_problem(option, path)
+        if problem is not None:
+            return _fail(problem)
+    return None
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,7 +94,8 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: 
         ),
         epilog=(
             "Backend specs: numpy, array_api_strict, torch, torch:cuda, jax, jax:gpu, cupy, cupy:cuda:1. "
-            "NumPy, the reference, always runs. Missing backends are reported with how to install them."
+            "NumPy, the reference, always runs. Backends that are not installed (or lack the device) are "
+            "reported as missing with how to install them; an unknown name is an error (exit status 2)."
         ),
     )
     p.add_argument(
@@ -106,11 +142,9 @@ def run_compare_command(args: argparse.Namespace) -> int:
     from ._compare_plot import require_matplotlib
     from .compare import run_comparison
 
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            return _fail(
-                f"{option} {path}: the folder {os.path.dirname(os.path.abspath(path))} does not exist."
-            )
+    bad = _check_outputs(("--json", args.json), ("--plot", args.plot))
+    if bad is not None:
+        return bad
     if args.plot is not None:
         try:
             require_matplotlib()
@@ -231,10 +265,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
     """Run ``bench``; 0 when every case ran (targets may be missed), 1 when something failed, 2 for bad paths."""
     from .bench import CaseResult, run_bench
 
-    if args.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        return _fail(
-            f"--json {args.json}: the folder {os.path.dirname(os.path.abspath(args.json))} does not exist."
-        )
+    bad = _check_outputs(("--json", args.json))
+    if bad is not None:
+        return bad
 
     def show(result: CaseResult) -> None:
         print(result.table() + "\n", flush=True)

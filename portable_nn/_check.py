@@ -7,6 +7,7 @@ every forward pass.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -15,7 +16,52 @@ import numpy as np
 from .backends._backend import adapter_of, namespace
 from .backends.numpy import NUMPY_NS as _NUMPY_NS
 
-__all__ = ["check_array", "check_int", "check_same_device", "is_float", "dtype_name", "is_traced"]
+__all__ = [
+    "check_array",
+    "check_int",
+    "check_same_device",
+    "dtype_name",
+    "is_float",
+    "is_traced",
+    "real_number",
+]
+
+
+def real_number(
+    where: str,
+    name: str,
+    value: Any,
+    *,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    """``value`` as a Python float, once checked to be a finite real number in the given range.
+
+    The one check for scalar settings (layer and optimizer hyperparameters,
+    gradcheck tolerances): Python ints and floats and real NumPy scalars
+    (``np.float32``, ``np.float64``, ``np.int64``...) are accepted alike;
+    bools (also ``np.bool_``), complex numbers, strings and arrays are not.
+    ``lo``/``hi`` bound the range (closed unless ``lo_open``/``hi_open``) and
+    are shown as given, e.g. ``[0, 1)``.
+
+    Raises:
+        ValueError: ``"{where}: {name} must be a finite number {range}, got {value!r}."``
+    """
+    if (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+        and (value > lo if lo_open else value >= lo)
+        and (value < hi if hi_open else value <= hi)
+    ):
+        return float(value)
+    if math.isinf(hi):
+        bound = "" if math.isinf(lo) else f" {'>' if lo_open else '>='} {lo}"
+    else:
+        bound = f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    raise ValueError(f"{where}: {name} must be a finite number{bound}, got {value!r}.")
 
 
 def check_int(where: str, name: str, value: Any, lo: int) -> int:

@@ -97,7 +97,7 @@ class Comparison:
                     r.device,
                     r.dtype,
                     _seconds(r.timing.median),
-                    f"±{100 * r.timing.spread:.0f}%",
+                    _percent(_spread(r.timing)),
                     f"{r.timing.steps_per_s:,.0f}",
                     "-" if r.speedup is None else f"{r.speedup:.2f}x",
                     "ref" if ref else _dev(r.loss_deviation),
@@ -110,7 +110,7 @@ class Comparison:
             f"problem {self.problem}: {self.description}",
             f"{self.steps} steps, {self.dtype}; time/step is the median of {self.settings['repeats']} "
             f"synchronized repeats after {self.settings['warmup']} warm-up steps "
-            "(spread = interquartile range / median)",
+            "(spread = interquartile range / median; n/a with fewer than 2 repeats)",
             "",
         ]
         for k, row in enumerate(rows):
@@ -133,7 +133,11 @@ class Comparison:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form: settings, environment, and per backend the timing, deviations and losses."""
+        """Plain-JSON form: settings, environment, and per backend the timing, deviations and losses.
+
+        ``timing.spread_iqr_rel`` is ``None`` (JSON ``null``) with fewer than 2
+        repeats: one repeat has no spread to measure.
+        """
         return {
             "problem": self.problem,
             "description": self.description,
@@ -147,7 +151,10 @@ class Comparison:
                     "name": r.backend.name,
                     "device": r.device,
                     "dtype": r.dtype,
-                    "timing": {k: _json_number(v) for k, v in r.timing.as_dict().items()},
+                    "timing": {
+                        k: _json_number(v)
+                        for k, v in {**r.timing.as_dict(), "spread_iqr_rel": _spread(r.timing)}.items()
+                    },
                     "speedup_vs_numpy": _json_number(r.speedup),
                     "max_rel_loss_deviation": _json_number(r.loss_deviation),
                     "max_param_deviation": _json_number(r.param_deviation),
@@ -179,6 +186,15 @@ class Comparison:
         from ._compare_plot import write_plot
 
         write_plot(self, path)
+
+
+def _spread(timing: Timing) -> float | None:
+    """The repeats' interquartile range / median; None with fewer than 2 repeats (nothing measured)."""
+    return timing.spread if len(timing.per_step) >= 2 else None
+
+
+def _percent(v: float | None) -> str:
+    return "n/a" if v is None else f"±{100 * v:.0f}%"
 
 
 def _json_number(v: Any) -> Any:

@@ -37,7 +37,7 @@ from ._errors import BackendError
 from ._rng import host_rng
 from ._timing import Timing, time_steps
 from ._tree import tree_map
-from .backends import Backend, available_backends, get_backend, to_numpy
+from .backends import Backend, available_backends, backend_name, get_backend, to_numpy
 from .layers.base import Params
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
 from .training import compile_step
@@ -214,6 +214,10 @@ def run_comparison(
         device, or lack the dtype are listed in ``missing`` (with how to fix
         it); a backend that raises while running is listed in ``failed``.
         Neither stops the others.
+
+    Raises:
+        BackendError: a spec names an unknown library (a typo such as
+            ``"nmupy"``), before any work; the message lists the known names.
     """
     if problem not in PROBLEMS:
         raise ValueError(f"run_comparison: unknown problem {problem!r}; choose one of {', '.join(PROBLEMS)}.")
@@ -226,6 +230,9 @@ def run_comparison(
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"run_comparison: warmup must be an int >= 0, got {warmup!r}.")
     specs: Sequence[str | Backend] = available_backends() if backends is None else backends
+    for spec in specs:  # a typo fails now; a known backend that cannot run is listed in missing
+        if isinstance(spec, str):
+            backend_name(spec)
     chosen, missing = _resolve(specs, problem, dtype)
     failed: dict[str, str] = {}
     results: list[BackendResult] = []

@@ -1,8 +1,19 @@
-"""Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y."""
+"""Losses: each returns ``(value, dY)``, value a 0-d array on Y's device, dY shaped like Y.
+
+Each built-in loss declares how it reduces over the batch in its attribute
+``reduction``: ``"sum"`` (:func:`sum_squared_error`: the value grows with the
+batch size) or ``"mean"`` (the others: the value is a per-sample average). It
+is set by the :func:`reduces` decorator, which user losses may use too; a loss
+without the attribute is treated as ``"mean"`` (:func:`reduction_of`).
+
+An empty batch (Y with no elements) raises ``ValueError`` naming the loss and
+Y's shape, for every loss: a sum would be a silent 0, a mean NaN.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import array_api_compat
 
@@ -12,11 +23,59 @@ from .layers.activations import sigmoid
 from .layers.base import Array
 
 __all__ = [
+    "reduces",
+    "reduction_of",
     "sum_squared_error",
     "mean_squared_error",
     "binary_cross_entropy_with_logits",
     "softmax_cross_entropy",
 ]
+
+
+_REDUCTIONS = ("mean", "sum")
+_Loss = TypeVar("_Loss", bound=Callable[..., Any])
+
+
+def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
+    """Decorator declaring how a loss reduces over the batch: sets ``loss.reduction``.
+
+    Args:
+        reduction: ``"mean"`` (the value is an average over samples, so it does
+            not depend on the batch size) or ``"sum"`` (a total over samples).
+
+    Example:
+        >>> @reduces("sum")
+        ... def my_loss(Y, T): ...
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduces: reduction must be 'mean' or 'sum', got {reduction!r}.")
+
+    def declare(loss: _Loss) -> _Loss:
+        loss.reduction = reduction  # type: ignore[attr-defined]
+        return loss
+
+    return declare
+
+
+def reduction_of(loss: Any) -> str:
+    """``loss.reduction`` (``"mean"`` or ``"sum"``); ``"mean"`` for a loss that does not declare one.
+
+    Raises:
+        ValueError: the loss declares something else.
+    """
+    reduction = getattr(loss, "reduction", "mean")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"loss {loss!r} declares reduction {reduction!r}; it must be 'mean' or 'sum'.")
+    return str(reduction)
+
+
+def _nonempty(where: str, Y: Array) -> None:
+    """Raise the documented ValueError when Y has no elements (an empty batch)."""
+    if _size(Y) == 0:
+        raise ValueError(
+            f"{where}: empty batch: Y has shape {tuple(Y.shape)}, no elements to compute a loss over. "
+            "Pass at least one sample (and one output)."
+        )
 
 
 def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
@@ -30,9 +89,11 @@ def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
             f"{where}: Y has shape {tuple(Y.shape)} but T has {tuple(T.shape)}; they must match. "
             "Reshape the targets, e.g. T.reshape(-1, 1) for one output."
         )
+    _nonempty(where, Y)
     return xp
 
 
+@reduces("sum")
 def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """``sum((Y - T)**2)``, the notebook's loss.
 
@@ -48,6 +109,7 @@ def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Arr
     return xp.sum(D * D), 2.0 * D
 
 
+@reduces("mean")
 def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``."""
     xp = _targets("mean_squared_error", Y, T, xp)
@@ -55,6 +117,7 @@ def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Ar
     return xp.mean(D * D), (2.0 / _size(Y)) * D
 
 
+@reduces("mean")
 def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
 
@@ -68,6 +131,7 @@ def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> t
     return xp.mean(losses), (sigmoid(Y, xp) - T) / float(_size(Y))
 
 
+@reduces("mean")
 def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """Mean cross-entropy of logits ``Y`` (N, C) against integer class labels (N,).
 
@@ -100,8 +164,7 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
             f"{where}: labels have shape {tuple(labels.shape)} but Y has {N} rows; "
             f"labels must have shape ({N},)."
         )
-    if N == 0:
-        raise ValueError(f"{where}: empty batch (Y has shape {tuple(Y.shape)}).")
+    _nonempty(where, Y)
     # One host sync; skipped while tracing (jax.jit), where values are not known.
     if not is_traced(labels) and bool(xp.any((labels < 0) | (labels >= C))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))

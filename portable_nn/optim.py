@@ -7,28 +7,26 @@ are ``p + updates``, bit for bit ``p - lr * direction``. ``step`` adds into the
 updates it just made, so it is functional (it works on immutable JAX arrays and
 never writes into arrays the caller holds); :func:`fit` adds them in place into
 the params it owns on NumPy, CuPy and torch (:func:`apply_updates`).
+
+``step`` and ``update`` check each state leaf against its param as they use
+it (array type, dtype, device: attribute reads, no host sync) and raise,
+naming the leaf, for a state made for other params: another dtype would
+silently promote the params, another library or device fail obscurely or mix.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._tree import TreeMismatchError, tree_flatten, tree_map, tree_unflatten
+import array_api_compat
+import numpy as np
+
+from ._check import dtype_name, real_number
+from ._tree import TreeMismatchError, tree_flatten, tree_leaves, tree_map, tree_paths, tree_unflatten
 from .backends import namespace
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer", "apply_updates"]
-
-
-def _hyper(opt: str, name: str, value: Any, lo: float, hi: float = math.inf, hi_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value < lo or value > hi or (hi_open and value == hi)):
-        ok = False
-    if not ok:
-        bracket = ")" if hi_open else "]"
-        raise ValueError(f"{opt}: {name} must be a finite number in [{lo}, {hi}{bracket}, got {value!r}.")
-    return float(value)
 
 
 _STRUCTURE = "grads do not have the structure of params. Pass the grads returned by backprop for these params."
@@ -52,6 +50,66 @@ def _flatten_like(opt: str, params: Any, *trees: Any) -> tuple[Any, list[list[An
             raise ValueError(f"{opt}.step: {_STRUCTURE}")
         out.append(other)
     return treedef, out
+
+
+class _StateMismatch(Exception):
+    """A state leaf differs from its param in array library, dtype or device (turned into a ValueError/TypeError)."""
+
+
+def _matched(p: Any, s: Any) -> Any:
+    """``s``, a state leaf, once checked to be of ``p``'s array type, dtype and device.
+
+    Attribute reads only on the common path (no host sync, nothing traced):
+    without this a float64 state silently promotes float32 params, and a state
+    of another library fails deep inside the namespace or mixes silently.
+    """
+    if (
+        type(s) is type(p)
+        and s.dtype == p.dtype
+        and (type(p) is np.ndarray or getattr(s, "device", None) == getattr(p, "device", None))
+    ):
+        return s
+    if _mismatch(p, s) is None:  # e.g. a torch.nn.Parameter param and a plain tensor state
+        return s
+    raise _StateMismatch
+
+
+def _mismatch(p: Any, s: Any) -> tuple[type[Exception], str] | None:
+    """Why state leaf ``s`` cannot be used with param ``p`` (exception type, text), or None when it can."""
+    kinds = f"{type(s).__module__}.{type(s).__name__}", f"{type(p).__module__}.{type(p).__name__}"
+    if not hasattr(s, "dtype") or not hasattr(s, "shape"):
+        return TypeError, f"is a {kinds[0]}, not an array like the param ({kinds[1]})"
+    try:
+        namespace(p, s)
+    except TypeError:
+        return TypeError, f"is a {kinds[0]} but the param is a {kinds[1]} (another array library)"
+    if s.dtype != p.dtype:
+        return TypeError, f"has dtype {dtype_name(s.dtype)} but the param has {dtype_name(p.dtype)}"
+    ds, dp = array_api_compat.device(s), array_api_compat.device(p)
+    if ds != dp:
+        return ValueError, f"is on device {ds} but the param is on device {dp}"
+    return None
+
+
+def _state_error(where: str, params: Any, fields: dict[str, Any]) -> Exception:
+    """The error for the first state leaf (of ``fields``: name -> tree) that does not match its param."""
+    paths = list(tree_paths(params))
+    for field, tree in fields.items():
+        for (path, p), s in zip(paths, tree_leaves(tree), strict=False):
+            found = _mismatch(p, s)
+            if found is not None:
+                exc, why = found
+                return exc(
+                    f"{where}: the optimizer state does not match the params: state.{field} at {path!r} "
+                    f"{why}. The state was made for other params: make a new one with opt.init(params), or "
+                    f"convert it, e.g. pnn.to_backend(state.{field}, be, dtype={dtype_name(p.dtype)!r}) "
+                    "with be the params' backend."
+                )
+    return ValueError(f"{where}: the optimizer state does not match the params. Make a new one with opt.init(params).")
+
+
+def _method(opt: str, into: str | None) -> str:
+    return f"{opt}.update" if into is None else f"{opt}.step"
 
 
 def _zeros_like(p: Any) -> Any:
@@ -129,9 +187,9 @@ class SGD(_ByValue):
     def __init__(
         self, lr: float = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
-        self.lr = _hyper("SGD", "lr", lr, 0.0)
-        self.momentum = _hyper("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
-        self.weight_decay = _hyper("SGD", "weight_decay", weight_decay, 0.0)
+        self.lr = real_number("SGD", "lr", lr, lo=0.0)
+        self.momentum = real_number("SGD", "momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
+        self.weight_decay = real_number("SGD", "weight_decay", weight_decay, lo=0.0)
         if nesterov and self.momentum == 0.0:
             raise ValueError("SGD: nesterov=True needs momentum > 0.")
         self.nesterov = bool(nesterov)
@@ -158,7 +216,10 @@ class SGD(_ByValue):
             grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
         if not mu:
             return _map("SGD", lambda p, g: _add(p, _scaled(g, lr, bool(wd)), into), params, grads), state
-        velocity = _map("SGD", lambda v, g: mu * v + g, state.velocity, grads)
+        try:  # each velocity leaf is checked against its param before use (only new arrays are made)
+            velocity = _map("SGD", lambda p, v, g: mu * _matched(p, v) + g, params, state.velocity, grads)
+        except _StateMismatch:
+            raise _state_error(_method("SGD", into), params, {"velocity": state.velocity}) from None
         if self.nesterov:
             new = _map("SGD", lambda p, g, v: _add(p, _scaled(g + mu * v, lr, True), into), params, grads, velocity)
         else:
@@ -189,11 +250,11 @@ class Adam(_ByValue):
         weight_decay: float = 0.0,
     ) -> None:
         name = type(self).__name__
-        self.lr = _hyper(name, "lr", lr, 0.0)
-        self.b1 = _hyper(name, "b1", b1, 0.0, 1.0, hi_open=True)
-        self.b2 = _hyper(name, "b2", b2, 0.0, 1.0, hi_open=True)
-        self.eps = _hyper(name, "eps", eps, 0.0)
-        self.weight_decay = _hyper(name, "weight_decay", weight_decay, 0.0)
+        self.lr = real_number(name, "lr", lr, lo=0.0)
+        self.b1 = real_number(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True)
+        self.b2 = real_number(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True)
+        self.eps = real_number(name, "eps", eps, lo=0.0)
+        self.weight_decay = real_number(name, "weight_decay", weight_decay, lo=0.0)
 
     def __repr__(self) -> str:
         return (
@@ -221,17 +282,21 @@ class Adam(_ByValue):
         c1, c2 = 1.0 - b1**count, 1.0 - b2**count
         xp = namespace(*P[:1])  # one namespace lookup per step
         new_U, new_M, new_V = [], [], []
-        for p, g, m, v in zip(P, G, M, V, strict=True):
-            if wd and not self._decoupled:
-                g = g + wd * p
-            m = b1 * m + (1.0 - b1) * g
-            v = b2 * v + (1.0 - b2) * (g * g)
-            u = (m / c1) / (xp.sqrt(v / c2) + eps)
-            if wd and self._decoupled:
-                u = u + wd * p
-            new_U.append(_add(p, _scaled(u, lr, True), into))
-            new_M.append(m)
-            new_V.append(v)
+        try:  # each moment leaf is checked against its param before use (only new arrays are made)
+            for p, g, m, v in zip(P, G, M, V, strict=True):
+                if wd and not self._decoupled:
+                    g = g + wd * p
+                m = b1 * _matched(p, m) + (1.0 - b1) * g
+                v = b2 * _matched(p, v) + (1.0 - b2) * (g * g)
+                u = (m / c1) / (xp.sqrt(v / c2) + eps)
+                if wd and self._decoupled:
+                    u = u + wd * p
+                new_U.append(_add(p, _scaled(u, lr, True), into))
+                new_M.append(m)
+                new_V.append(v)
+        except _StateMismatch:
+            where = _method(type(self).__name__, into)
+            raise _state_error(where, params, {"mu": state.mu, "nu": state.nu}) from None
         mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)
         return tree_unflatten(treedef, new_U), AdamState(count, mu, nu)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._check import dtype_name
+from ._check import dtype_name, real_number
 from ._errors import GradientCheckError
 from ._tree import tree_paths
 from .backends import namespace, to_numpy
@@ -64,16 +64,22 @@ def gradcheck(
 
     Use float64 (defaults eps=1e-6, rtol=1e-5, atol=1e-8). float32 is accepted
     for devices without float64, with looser defaults (eps=1e-2, rtol=5e-2, atol=5e-3).
+    ``None`` picks the default; a number given is used as is (``rtol=0.0``
+    means no relative slack), so ``eps`` must be > 0 and the tolerances >= 0.
 
     Raises:
         GradientCheckError: naming the layer, the param and the element that differ.
         TypeError: params are not floating point.
+        ValueError: ``eps`` not > 0, or ``rtol``/``atol`` negative (or not finite numbers).
     """
     dtype = dtype_name(X.dtype)
     if dtype not in _DEFAULTS:
         raise TypeError(f"gradcheck: X has dtype {X.dtype}; use float64 (or float32 without float64).")
     d_eps, d_rtol, d_atol = _DEFAULTS[dtype]
-    eps, rtol, atol = eps or d_eps, rtol or d_rtol, atol if atol is not None else d_atol
+    # None means the default; any number given, 0.0 included, is used as given.
+    eps = d_eps if eps is None else real_number("gradcheck", "eps", eps, lo=0.0, lo_open=True)
+    rtol = d_rtol if rtol is None else real_number("gradcheck", "rtol", rtol, lo=0.0)
+    atol = d_atol if atol is None else real_number("gradcheck", "atol", atol, lo=0.0)
     xp = namespace(X)
     from array_api_compat import device as device_of
 

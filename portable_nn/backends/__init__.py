@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._adapter import Adapter
 from ._backend import Backend, adapter, adapter_of, namespace, to_numpy
-from ._select import available_backends, get_backend, set_backend, use_backend
+from ._select import available_backends, backend_name, get_backend, set_backend, use_backend
 from ._table import ADAPTERS
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "adapter",
     "adapter_of",
     "available_backends",
+    "backend_name",
     "get_backend",
     "namespace",
     "set_backend",

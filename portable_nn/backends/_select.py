@@ -26,7 +26,7 @@ from .._errors import BackendError
 from ._backend import Backend, adapter
 from ._table import ADAPTERS
 
-__all__ = ["available_backends", "get_backend", "set_backend", "use_backend"]
+__all__ = ["available_backends", "backend_name", "get_backend", "set_backend", "use_backend"]
 
 
 
@@ -75,11 +75,26 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
         raise TypeError(f"get_backend: name must be a str or Backend, got {type(name).__name__}.")
     if ":" in name and device is None:
         name, device = name.split(":", 1)
+    name = backend_name(name)
     if name == "auto":
         name = "cupy" if adapter("cupy").available() else "numpy"
-    if name not in ADAPTERS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(ADAPTERS)} or 'auto'.")
     return _make(name, None if device is None else str(device))
+
+
+def backend_name(spec: str) -> str:
+    """The library part of a backend spec (``"torch"`` for ``"torch:cuda"``), checked to be a known name.
+
+    Known: the names in the backend table and ``"auto"``, installed or not;
+    nothing is imported. For checking specs (e.g. command-line arguments)
+    before any work, so a typo fails at once instead of reading as "not installed".
+
+    Raises:
+        BackendError: an unknown name; the message lists the known ones.
+    """
+    name = spec.split(":", 1)[0]
+    if name != "auto" and name not in ADAPTERS:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(ADAPTERS)} or 'auto'.")
+    return name
 
 
 def set_backend(name: str | Backend, device: Any = None) -> Backend:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._check import real_number
 from .._rng import Seed
 from .base import Array, Backprop, Layer, Params, check_array, check_params
 
@@ -35,9 +36,7 @@ class LeakyReLU(Layer):
     """``Y = X`` where X >= 0, else ``alpha * X``."""
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"LeakyReLU: alpha must be a finite float >= 0, got {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = real_number("LeakyReLU", "alpha", alpha, lo=0)
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import array_api_compat
 
-from .._check import dtype_name
+from .._check import dtype_name, real_number
 from .._rng import Seed, host_rng
 from .base import Array, Backprop, Layer, Params, check_array, check_params, no_grads
 
@@ -24,9 +22,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, rate: float = 0.5) -> None:
-        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0.0 <= rate < 1.0):
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}.")
-        self.rate = float(rate)
+        self.rate = real_number("Dropout", "rate", rate, lo=0, hi=1, hi_open=True)
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"

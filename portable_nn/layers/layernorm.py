@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .._check import real_number
 from .._rng import Seed
 from ..backends import Backend
 from .base import Array, Backprop, Layer, Params, check_array, check_params
@@ -23,10 +22,8 @@ class LayerNorm(Layer):
     def __init__(self, features: int, *, eps: float = 1e-5) -> None:
         if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
             raise ValueError(f"LayerNorm: features must be an int >= 1, got {features!r}.")
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"LayerNorm: eps must be a finite float > 0, got {eps!r}.")
         self.features = int(features)
-        self.eps = float(eps)
+        self.eps = real_number("LayerNorm", "eps", eps, lo=0, lo_open=True)
 
     def __repr__(self) -> str:
         return f"LayerNorm({self.features})" if self.eps == 1e-5 else f"LayerNorm({self.features}, eps={self.eps})"

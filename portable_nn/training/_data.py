@@ -20,7 +20,6 @@ __all__ = [
     "check_labels",
     "check_targets",
     "params_backend",
-    "reduction_of",
 ]
 
 
@@ -146,14 +145,6 @@ def check_finite(where: str, name: str, A: Any, xp: Any) -> None:
         f"{where}: {name} contains NaN or inf (first at row {row}: {host[row][:8].tolist()}). "
         "Clean or impute the data before training."
     )
-
-
-def reduction_of(loss: Any) -> str:
-    """How ``loss`` reduces over a batch: its ``reduction`` attribute, ``"mean"`` when it has none."""
-    reduction = getattr(loss, "reduction", "mean")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"loss {loss!r} declares reduction {reduction!r}; it must be 'mean' or 'sum'.")
-    return str(reduction)
 
 
 def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:

@@ -6,7 +6,8 @@ from typing import Any
 
 from .._check import check_int
 from ..layers.base import Array, Layer, Params
-from ._data import as_data, batches, check_targets, params_backend, reduction_of
+from ..losses import reduction_of
+from ._data import as_data, batches, check_targets, params_backend
 from ._step import n_correct
 
 __all__ = ["evaluate", "predict"]

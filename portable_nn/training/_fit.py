@@ -20,7 +20,8 @@ from .._check import check_int
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
 from ..layers.base import Array, Layer, Params
-from ._data import as_data, check_finite, check_labels, check_targets, params_backend, reduction_of
+from ..losses import reduction_of
+from ._data import as_data, check_finite, check_labels, check_targets, params_backend
 from ._evaluate import evaluate
 from ._interrupt import Interrupts, interrupts_between_steps
 from ._loop import History, Loop, StepRunner
