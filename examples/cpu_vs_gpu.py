@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import portable_nn as pnn
-from portable_nn.compare import run_comparison
+from portable_nn.tools.compare import run_comparison
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,9 @@ import argparse
 import time
 
 import portable_nn as pnn
-from portable_nn.problems import load_digits_data as load_data  # standardized, 75/25 split, random_state=0
+from portable_nn.tools.problems import (
+    load_digits_data as load_data,  # standardized, 75/25 split, random_state=0
+)
 
 
 def train(

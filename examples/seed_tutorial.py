@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 import portable_nn as pnn
-from portable_nn.problems import notebook_data, notebook_weights  # shared with `compare`
+from portable_nn.tools.problems import notebook_data, notebook_weights  # shared with `compare`
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,8 +11,17 @@ from ._errors import BackendError, CheckpointError, GradientCheckError, NonFinit
 from ._rng import host_rng
 from ._tree import tree_leaves, tree_map, tree_paths
 from ._version import __version__
-from .backends import Backend, available_backends, get_backend, namespace, set_backend, to_numpy, use_backend
-from .io import load, save, to_backend
+from .backends import (
+    Backend,
+    available_backends,
+    get_backend,
+    namespace,
+    set_backend,
+    to_backend,
+    to_numpy,
+    use_backend,
+)
+from .io import load, save
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.base import Layer

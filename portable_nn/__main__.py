@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from ._errors import BackendError
 from .backends import backend_name
-from .problems import DEFAULT_STEPS, PROBLEMS
+from .tools.problems import DEFAULT_STEPS, PROBLEMS
 
 __all__ = ["build_parser", "main"]
 
@@ -83,7 +83,7 @@ def _check_outputs(*options: tuple[str, str | None]) -> int | None:
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The ``compare`` subcommand: see :mod:`portable_nn.compare`."""
+    """The ``compare`` subcommand: see :mod:`portable_nn.tools.compare`."""
     p = commands.add_parser(
         "compare",
         help="train one seeded model on several backends; time it and check it against NumPy",
@@ -139,8 +139,8 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: 
 
 def run_compare_command(args: argparse.Namespace) -> int:
     """Run ``compare``; 0 when every available backend ran, 1 when one failed, 2 for bad output paths."""
-    from ._compare_plot import require_matplotlib
-    from .compare import run_comparison
+    from .tools._compare_plot import require_matplotlib
+    from .tools.compare import run_comparison
 
     bad = _check_outputs(("--json", args.json), ("--plot", args.plot))
     if bad is not None:
@@ -196,7 +196,7 @@ def _library_list(text: str) -> list[str]:
 
 
 def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The ``bench`` subcommand: see :mod:`portable_nn.bench`."""
+    """The ``bench`` subcommand: see :mod:`portable_nn.tools.bench`."""
     p = commands.add_parser(
         "bench",
         help="benchmark portable_nn against hand-written NumPy, the GEMM limit, PyTorch, JAX, scikit-learn",
@@ -263,7 +263,7 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Run ``bench``; 0 when every case ran (targets may be missed), 1 when something failed, 2 for bad paths."""
-    from .bench import CaseResult, run_bench
+    from .tools.bench import CaseResult, run_bench
 
     bad = _check_outputs(("--json", args.json))
     if bad is not None:

@@ -1,4 +1,4 @@
-"""save / load pytrees (params, optimizer states, checkpoints) as safetensors, never pickle; to_backend.
+"""save / load pytrees (params, optimizer states, checkpoints) as safetensors, never pickle.
 
 A file holds one tensor per leaf, named by its pytree path (``"0.W"``), and
 metadata: the format tag, the library version and the tree structure. Any
@@ -30,7 +30,7 @@ from ._tree import tree_map, tree_paths
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
 
-__all__ = ["save", "load", "to_backend"]
+__all__ = ["save", "load"]
 
 _FORMAT = "portable_nn.params/1"  # dicts, lists and array leaves
 _FORMAT_2 = "portable_nn.params/2"  # also tuples, NamedTuples, None and Python bool/int/float leaves
@@ -379,24 +379,3 @@ def _fit(got: Any, want: Any, name: str, cast: str | None) -> Any:
 def _first_path(tree: Any, name: str) -> str:
     """The path of the first leaf of ``tree`` (at path ``name``), or ``name`` when it has none."""
     return next(iter(tree_paths(tree, name)), (name, None))[0]
-
-
-def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:
-    """Copy every array leaf of ``tree`` to ``backend`` (through host memory).
-
-    The result never shares memory with ``tree``, also from a backend to
-    itself: writing into a result leaf in place (``a[...] = 0``, torch's
-    ``zero_()``) leaves the source as it was, and the other way round.
-
-    Args:
-        tree: a pytree of arrays of any backend and device, any shapes and dtypes.
-        dtype: optional cast, e.g. ``"float32"``; ``None`` keeps each leaf's dtype.
-
-    Returns:
-        A tree of the same structure whose leaves are new arrays of ``backend``,
-        each of its source's shape.
-    """
-    be = get_backend(backend)
-    # to_numpy may return a view of the source (NumPy, torch on CPU, JAX, array_api_strict) and
-    # be.asarray may wrap its input without copying (NumPy, torch, array_api_strict): copy in between.
-    return tree_map(lambda a: be.asarray(np.array(to_numpy(a), copy=True), dtype=dtype), tree)

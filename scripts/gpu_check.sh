@@ -122,13 +122,12 @@ for name in ("numpy", "array_api_compat", "array_api_strict", "cupy", "torch", "
     except Exception as e:
         print(f"{name:17s} MISSING ({type(e).__name__}: {e})")
 import portable_nn as pnn
-from portable_nn._environment import describe_device
 print("available_backends:", pnn.available_backends())
 bad = 0
 for spec in dict.fromkeys(sys.argv[1].split()):
     try:
         be = pnn.get_backend(spec)
-        print(f"get_backend({spec!r}) -> {be!r}, is_gpu={be.is_gpu}, {describe_device(be)}")
+        print(f"get_backend({spec!r}) -> {be!r}, is_gpu={be.is_gpu}, {be.describe_device()}")
     except Exception as e:
         bad = 1
         print(f"get_backend({spec!r}) FAILED: {type(e).__name__}: {e}")

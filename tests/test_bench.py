@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from portable_nn.__main__ import build_parser
-from portable_nn.bench import SCHEMA, run_bench
+from portable_nn.tools.bench import SCHEMA, run_bench
 
 INSTALLED = [lib for lib in ("torch", "jax") if importlib.util.find_spec(lib) is not None]
 # a CPU stand-in for a GPU backend spec of --device-backend
@@ -158,7 +158,7 @@ def test_bench_device_backend_dry_run() -> None:
 
 
 def test_bench_child_process_takes_device_backends(tmp_path) -> None:
-    from portable_nn.bench.__main__ import main
+    from portable_nn.tools.bench.__main__ import main
 
     out = tmp_path / "b.json"
     argv = ["--case", "b", "--profile", "tiny", "--libraries", "-", "--progress", "off"]
@@ -191,7 +191,7 @@ def test_bench_command_line() -> None:
 
 
 def test_time_interleaved_is_round_robin_and_per_unit() -> None:
-    from portable_nn._timing import Candidate, time_interleaved
+    from portable_nn.tools.timing import Candidate, time_interleaved
 
     log: list[str] = []
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
-from portable_nn import compare
 from portable_nn.__main__ import main
-from portable_nn._timing import Timing, time_steps
 from portable_nn.backends import ADAPTERS as BACKEND_NAMES
-from portable_nn.problems import Problem, make_problem, notebook_weights
+from portable_nn.tools import compare
+from portable_nn.tools.problems import Problem, make_problem, notebook_weights
+from portable_nn.tools.timing import Timing, time_steps
 
 TABLE = Path(__file__).parent / "data" / "seed_tutorial_table.txt"
 SEED_TOL = 1e-12  # float64, 500 steps of the notebook

@@ -311,3 +311,21 @@ def test_old_format_1_files_still_load(tb: Any, tmp_path: Any) -> None:
     header = path.read_bytes()
     n = int.from_bytes(header[:8], "little")
     assert json.loads(header[8 : 8 + n])["__metadata__"]["format"] == "portable_nn.params/1"
+
+
+def test_to_backend_moves_optimizer_states_with_their_count_and_none_fields(tb):
+    """to_backend kept failing on an AdamState's int count and an SGDState's None velocity."""
+    model = pnn.Sequential(pnn.Linear(3, 2))
+    params = model.init(seed=0, backend="numpy", dtype=tb.float)
+    for opt in (pnn.optim.Adam(), pnn.optim.SGD(0.1), pnn.optim.SGD(0.1, momentum=0.9)):
+        state = opt.init(params)
+        grads = pnn.tree_map(lambda p: p * 0.5, params)
+        _, state = opt.step(params, grads, state)
+        moved_params, moved = pnn.to_backend(params, tb.be), pnn.to_backend(state, tb.be)
+        assert type(moved) is type(state)
+        if isinstance(state, pnn.optim.AdamState):
+            assert moved.count == state.count == 1
+        expected, _ = opt.step(params, grads, state)
+        got, _ = opt.step(moved_params, pnn.to_backend(grads, tb.be), moved)
+        for a, b in zip(pnn.tree_leaves(got), pnn.tree_leaves(expected), strict=True):
+            np.testing.assert_allclose(pnn.to_numpy(a), b, rtol=1e-6)

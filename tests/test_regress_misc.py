@@ -129,12 +129,12 @@ def test_gradcheck_eps_zero_is_used_not_replaced_by_the_default(
 @pytest.fixture
 def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any training run fail the test: the errors below must come before any work."""
-    import portable_nn.compare
+    import portable_nn.tools.compare
 
     def ran(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("run_comparison ran")
 
-    monkeypatch.setattr(portable_nn.compare, "run_comparison", ran)
+    monkeypatch.setattr(portable_nn.tools.compare, "run_comparison", ran)
 
 
 @pytest.mark.parametrize("backends", ["nmupy", "numpy,nmupy", "nmupy:cuda", "torch,jaxx:gpu"])
@@ -162,7 +162,7 @@ def test_compare_known_but_unavailable_backend_stays_missing_exit_0(
 
 
 def test_compare_run_comparison_rejects_unknown_backend_before_any_work() -> None:
-    from portable_nn.compare import run_comparison
+    from portable_nn.tools.compare import run_comparison
 
     with pytest.raises(pnn.BackendError, match=r"unknown backend 'nmupy'.*numpy, cupy, torch"):
         run_comparison(["numpy", "nmupy"], steps=2, repeats=1, warmup=0, progress=False)

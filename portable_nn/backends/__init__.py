@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._adapter import Adapter
 from ._backend import Backend, adapter, adapter_of, namespace, to_numpy
+from ._move import to_backend
 from ._select import available_backends, backend_name, get_backend, set_backend, use_backend
 from ._table import ADAPTERS
 
@@ -28,6 +29,7 @@ __all__ = [
     "get_backend",
     "namespace",
     "set_backend",
+    "to_backend",
     "to_numpy",
     "use_backend",
 ]

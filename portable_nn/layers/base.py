@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_array, dtype_name
+from .._check import check_array, check_int, dtype_name, real_number
 from .._rng import Seed, host_rng
 from ..backends import Backend, get_backend
 
@@ -33,9 +33,12 @@ __all__ = [
     "Layer",
     "Params",
     "check_array",
+    "check_int",
     "check_params",
     "config_key",
+    "dtype_name",
     "no_grads",
+    "real_number",
     "run_backprop",
     "uses_host_rng",
 ]

@@ -7,7 +7,7 @@ import numpy as np
 from .._check import real_number
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, check_array, check_params
+from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params
 
 __all__ = ["LayerNorm"]
 
@@ -20,9 +20,7 @@ class LayerNorm(Layer):
     """
 
     def __init__(self, features: int, *, eps: float = 1e-5) -> None:
-        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
-            raise ValueError(f"LayerNorm: features must be an int >= 1, got {features!r}.")
-        self.features = int(features)
+        self.features = check_int("LayerNorm", "features", features, 1)
         self.eps = real_number("LayerNorm", "eps", eps, lo=0, lo_open=True)
 
     def __repr__(self) -> str:

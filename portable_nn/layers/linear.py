@@ -6,7 +6,7 @@ import numpy as np
 
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, check_array, check_params
+from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params
 from .init import Initializer, get_initializer
 
 __all__ = ["Linear"]
@@ -30,13 +30,8 @@ class Linear(Layer):
     def __init__(
         self, in_features: int, out_features: int, *, bias: bool = True, init: str | Initializer = "he"
     ) -> None:
-        for arg, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"Linear: {arg} must be an int, got {type(value).__name__}.")
-            if value < 1:
-                raise ValueError(f"Linear: {arg} must be >= 1, got {value}.")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = check_int("Linear", "in_features", in_features, 1)
+        self.out_features = check_int("Linear", "out_features", out_features, 1)
         self.bias = bool(bias)
         self.initializer = get_initializer(init, repr(self))
 

@@ -1,10 +1,10 @@
 """The 784-H-H-10 training step of cases a and d, five ways.
 
 Every implementation starts from the same host-drawn params and trains on the
-same batches (those of :func:`portable_nn.problems.make_problem` ``"mlp"``):
+same batches (those of :func:`portable_nn.tools.problems.make_problem` ``"mlp"``):
 ReLU MLP with biases, softmax cross-entropy on integer labels, SGD without
 momentum. Each builder returns a :class:`Built`: the timed
-:class:`~portable_nn._timing.Candidate` (one call = one training step, cycling
+:class:`~portable_nn.tools.timing.Candidate` (one call = one training step, cycling
 through the batches) and ``loss_after(k)``, which restarts from the initial
 params and returns the loss of step ``k``, to check that all of them compute
 the same thing.
@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .._timing import Candidate
-from ..backends import Backend, get_backend, to_numpy
-from ..io import to_backend
+from ...backends import Backend, get_backend, to_backend, to_numpy
+from ...training import TrainStep, compile_step
 from ..problems import Problem, make_problem
-from ..training import TrainStep, compile_step
+from ..timing import Candidate
 
 __all__ = [
     "Built",

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._tree import tree_leaves
-from .backends import Backend
+from .. import tree_leaves
+from ..backends import Backend
+from ..layers.base import check_int
 
 __all__ = ["Candidate", "Timing", "minor_faults", "time_interleaved", "time_steps", "wait_for"]
 
@@ -137,10 +138,7 @@ def time_steps(
         A :class:`Timing` with one seconds-per-step value per block.
     """
     for name, value, lo in (("steps", steps, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"time_steps: {name} must be an int, got {type(value).__name__}.")
-        if value < lo:
-            raise ValueError(f"time_steps: {name} must be >= {lo}, got {value}.")
+        check_int("time_steps", name, value, lo)
     if not callable(step):
         raise TypeError(f"time_steps: step must be a zero-argument callable, got {type(step).__name__}.")
     if reset is not None:
@@ -250,10 +248,9 @@ def time_interleaved(
         page faults per unit of work (``units``) of each repeat.
     """
     for name, value, lo in (("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"time_interleaved: {name} must be an int >= {lo}, got {value!r}.")
-    if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or calls < 1):
-        raise ValueError(f"time_interleaved: calls must be None or an int >= 1, got {calls!r}.")
+        check_int("time_interleaved", name, value, lo)
+    if calls is not None:
+        check_int("time_interleaved", "calls", calls, 1)
     if not (isinstance(block_s, (int, float)) and block_s > 0):
         raise ValueError(f"time_interleaved: block_s must be > 0, got {block_s!r}.")
     names = [c.name for c in candidates]

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .._timing import Candidate
-from ..backends import Backend, get_backend
-from ..io import to_backend
-from ..losses import sum_squared_error
+from ...backends import Backend, get_backend, to_backend
+from ...losses import sum_squared_error
+from ...training import compile_step, fit
 from ..problems import make_problem, notebook_data, notebook_weights
-from ..training import compile_step, fit
+from ..timing import Candidate
 from ._common import (
     Config,
     checked_values,

@@ -6,30 +6,23 @@ import importlib
 import math
 import os
 import statistics
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._environment import blas_threads, threadpools
-from .._timing import Candidate, Timing, time_interleaved
-from ..backends import Backend, get_backend
+from ...backends import Backend, get_backend
+from ..environment import blas_threads, threadpools
+from ..timing import Candidate, Timing, time_interleaved
 from ._result import CaseResult, Progress, Target
 
 __all__ = [
     "LIBRARIES",
     "Config",
     "PROFILES",
-    "BUSY_CORES",
-    "LoadMeter",
-    "busy",
     "checked_values",
-    "current_rss_mib",
     "device_backends",
     "device_speedup_goals",
-    "load_note",
-    "peak_rss_mib",
     "error_text",
     "on_device",
     "optional",
@@ -61,7 +54,7 @@ class Config:
 
     Attributes:
         profile: ``"full"``, ``"quick"`` or ``"tiny"`` (each case sizes itself from it).
-        repeats, warmup, block_s: see :func:`portable_nn._timing.time_interleaved`.
+        repeats, warmup, block_s: see :func:`portable_nn.tools.timing.time_interleaved`.
         explicit_repeats: ``repeats`` was asked for (``--repeats``), not the profile's default.
         libraries: comparison libraries allowed (subset of :data:`LIBRARIES`).
         progress: tqdm bar on stderr; None shows it only when stderr is a terminal.
@@ -308,97 +301,3 @@ def run_candidates(
     finally:
         if own:
             bar.close()
-
-
-def current_rss_mib() -> float | None:
-    """Resident set size now, from ``/proc/self/statm`` (Linux); None elsewhere."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mib() -> float | None:
-    """Peak resident set size of this process so far (``ru_maxrss``; KiB on Linux, bytes on macOS)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes spent busy since boot, from ``/proc/stat`` (Linux); None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    ticks = [int(x) for x in fields[1:]]
-    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle and iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-class LoadMeter:
-    """How busy the rest of the machine was while a case ran: other processes' CPU use, in cores.
-
-    ``others_cores`` = (all busy CPU time - this process's CPU time) / wall time.
-    On a 2-core machine a value near 1 means another program held a whole core.
-    """
-
-    def __init__(self) -> None:
-        self._wall = time.perf_counter()
-        self._busy = _busy_cpu_seconds()
-        self._own = _own_cpu_seconds()
-        self._load = os.getloadavg() if hasattr(os, "getloadavg") else None
-
-    def report(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self._wall
-        busy, own = _busy_cpu_seconds(), _own_cpu_seconds()
-        out: dict[str, Any] = {"wall_s": wall, "loadavg_start": self._load}
-        out["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-        out["own_cpu_cores"] = (own - self._own) / wall if wall > 0 else None
-        if busy is not None and self._busy is not None and wall > 0:
-            out["others_cpu_cores"] = max(0.0, (busy - self._busy) - (own - self._own)) / wall
-        else:
-            out["others_cpu_cores"] = None
-        return out
-
-
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-BUSY_CORES = 0.2  # other processes using more than this many cores on average make timings suspect
-
-
-def busy(load: dict[str, Any]) -> bool:
-    """True when other processes used more than :data:`BUSY_CORES` cores while the case ran."""
-    others = load.get("others_cpu_cores")
-    return others is not None and others > BUSY_CORES
-
-
-def load_note(load: dict[str, Any]) -> str:
-    """One line for a case's notes: how much CPU other programs used meanwhile."""
-    others = load.get("others_cpu_cores")
-    la = load.get("loadavg_end")
-    parts = []
-    if others is not None:
-        parts.append(f"other processes used {others:.2f} of {os.cpu_count()} cores on average")
-    if la:
-        parts.append(f"1-min load average {la[0]:.2f}")
-    text = "machine load meanwhile: " + ", ".join(parts) if parts else "machine load: unknown"
-    if busy(load):
-        text += (
-            "  <-- BUSY: threads that wait on each other (BLAS, OpenMP) stall when a core is taken, "
-            "so these times and ratios are unreliable"
-        )
-    return text

@@ -2,7 +2,7 @@
 
 ``python -m portable_nn bench [--quick] [--json FILE] [--cases a,b,c,d,e] [--backends torch,jax,sklearn]``
 
-Cases (one module each, run by :mod:`portable_nn.bench.runner`):
+Cases (one module each, run by :mod:`portable_nn.tools.bench.runner`):
 
 - a (:mod:`.mlp_step`): one training step of a 784-512-512-10 MLP, batch 256;
 - b (:mod:`.notebook`): the teaching notebook's 3-2-1 net, microseconds per step;

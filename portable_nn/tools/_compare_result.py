@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ._timing import Timing
-from .backends import Backend
-from .layers.base import Params
+from ..backends import Backend
+from ..layers.base import Params
+from .timing import Timing
 
 __all__ = ["REFERENCE", "BackendResult", "Comparison", "RecordedRun"]
 
@@ -62,7 +62,7 @@ class Comparison:
         missing: backend spec -> why it could not run (not installed, no such
             device, dtype unsupported); the message says how to fix it.
         failed: backend spec -> the error it raised while running.
-        env: versions, CPU and devices (see :func:`portable_nn._environment.environment`).
+        env: versions, CPU and devices (see :func:`portable_nn.tools.environment.environment`).
     """
 
     problem: str

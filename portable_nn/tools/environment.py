@@ -12,8 +12,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from ._version import __version__
-from .backends import Backend
+from .. import __version__
+from ..backends import Backend
 
 __all__ = [
     "blas_threads",

@@ -1,15 +1,15 @@
 """Run bench cases, each in its own process, and collect one report: tables, targets, JSON.
 
-    from portable_nn.bench import run_bench
+    from portable_nn.tools.bench import run_bench
     report = run_bench(["a", "b"], profile="quick")
     print(report.table())
     report.write_json("bench.json")
 
 Each case runs start to finish in ONE process: by default a fresh child
-process per case (``python -m portable_nn.bench --case a ...``), so
+process per case (``python -m portable_nn.tools.bench --case a ...``), so
 one case's imports, thread pools, caches and peak memory do not leak into the
 next; ``isolate=False`` runs them all in the calling process (tests). The
-child writes its :class:`~portable_nn.bench._result.CaseResult` as JSON.
+child writes its :class:`~portable_nn.tools.bench._result.CaseResult` as JSON.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .._environment import blas_threads, environment, installed_versions, threadpools
+from ...layers.base import check_int
+from ..environment import blas_threads, environment, installed_versions, threadpools
 from . import digits, memory, mlp_step, notebook, scaling
-from ._common import BUSY_CORES, LIBRARIES, PROFILES, Config, LoadMeter, busy, error_text, load_note
+from ._common import LIBRARIES, PROFILES, Config, error_text
+from ._machine import BUSY_CORES, LoadMeter, busy, load_note
 from ._result import CaseResult, Target, json_safe
 
 __all__ = ["CASES", "SCHEMA", "BenchReport", "run_bench", "run_case"]
@@ -141,7 +143,7 @@ def _run_isolated(key: str, config: Config, threads: int | None) -> CaseResult:
         cmd = [
             sys.executable,
             "-m",
-            "portable_nn.bench",
+            "portable_nn.tools.bench",
             "--case",
             key,
             "--profile",
@@ -215,8 +217,8 @@ def run_bench(
         raise ValueError(
             f"unknown libraries {', '.join(bad)}; choose from {', '.join(LIBRARIES)} (numpy always runs)."
         )
-    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}.")
+    if repeats is not None:
+        check_int("run_bench", "repeats", repeats, 1)
     if isinstance(device_backends, str):  # "cupy,torch:cuda", as on the command line
         device_backends = [s for s in device_backends.split(",") if s]
     if threads is not None and not isolate:

@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from .._timing import Candidate
-from ..backends import get_backend
+from ...backends import get_backend
+from ..timing import Candidate
 from ._common import (
     Config,
     checked_values,

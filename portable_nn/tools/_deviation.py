@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import tree_paths
-from .backends import to_numpy
-from .layers.base import Params
+from .. import tree_paths
+from ..backends import to_numpy
+from ..layers.base import Params
 
 __all__ = ["loss_deviations", "max_loss_deviation", "param_deviation"]
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..layers.activations import ReLU
-from ..layers.linear import Linear
-from ..layers.sequential import Sequential
-from ..losses import softmax_cross_entropy
-from ..optim import SGD
-from ..training import fit
-from ._common import Config, current_rss_mib, peak_rss_mib, setup_threads
+from ...layers.activations import ReLU
+from ...layers.linear import Linear
+from ...layers.sequential import Sequential
+from ...losses import softmax_cross_entropy
+from ...optim import SGD
+from ...training import fit
+from ._common import Config, setup_threads
+from ._machine import current_rss_mib, peak_rss_mib
 from ._result import CaseResult, Column, Target
 
 __all__ = ["KEY", "SIZES", "TOLERANCE_MIB", "run"]

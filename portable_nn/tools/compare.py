@@ -1,11 +1,11 @@
 """CPU/GPU comparison: the same seeded training on several backends, timed and checked against NumPy.
 
-For each backend the same :mod:`~portable_nn.problems` problem is built from
+For each backend the same :mod:`~portable_nn.tools.problems` problem is built from
 the same host-drawn arrays and trained with the public API (``model.apply``,
 the loss, ``backprop``, ``optimizer.step``). Two things are measured:
 
 - speed: median seconds per step over several synchronized repeats after a
-  warm-up (:func:`~portable_nn._timing.time_steps`); every repeat restarts from
+  warm-up (:func:`~portable_nn.tools.timing.time_steps`); every repeat restarts from
   the initial params, so each does the same work;
 - agreement: a separate, untimed run records the loss of every step (one host
   transfer per step) and the final params; both are compared with NumPy's,
@@ -15,7 +15,7 @@ Parity runs use full-precision float32 matmuls: TF32 is turned off on torch
 CUDA and JAX runs under ``jax.default_matmul_precision("highest")`` (CuPy
 uses no TF32 unless ``CUPY_TF32=1``). The settings are restored afterwards.
 
-    from portable_nn.compare import run_comparison
+    from portable_nn.tools.compare import run_comparison
     result = run_comparison(["numpy", "torch"], problem="seed")
     print(result.table())
 """
@@ -30,17 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import BackendError, host_rng, tree_map
+from ..backends import Backend, available_backends, backend_name, get_backend, to_numpy
+from ..layers.base import Params, check_int
+from ..training import compile_step
 from ._compare_result import REFERENCE, BackendResult, Comparison, RecordedRun
 from ._deviation import loss_deviations, max_loss_deviation, param_deviation
-from ._environment import environment
-from ._errors import BackendError
-from ._rng import host_rng
-from ._timing import Timing, time_steps
-from ._tree import tree_map
-from .backends import Backend, available_backends, backend_name, get_backend, to_numpy
-from .layers.base import Params
+from .environment import environment
 from .problems import DEFAULT_STEPS, PROBLEMS, Problem, default_dtype, make_problem
-from .training import compile_step
+from .timing import Timing, time_steps
 
 __all__ = [
     "REFERENCE",
@@ -84,7 +82,7 @@ def record_run(problem: Problem, steps: int, *, on_step: Callable[[], None] | No
     """Train ``steps`` steps from the problem's initial params, reading each loss back to the host.
 
     Args:
-        problem: built by :func:`~portable_nn.problems.make_problem` (or a copy
+        problem: built by :func:`~portable_nn.tools.problems.make_problem` (or a copy
             with its arrays replaced, e.g. read-only ones).
         steps: number of steps (>= 1).
         on_step: called after each step (e.g. a progress bar).
@@ -92,7 +90,7 @@ def record_run(problem: Problem, steps: int, *, on_step: Callable[[], None] | No
     Returns:
         A :class:`RecordedRun`: float64 losses ``(steps,)`` and host final params.
     """
-    steps = _check_steps("record_run", steps)
+    steps = check_int("record_run", "steps", steps, 1)
     step = train_step(problem)
     params, state = problem.params, problem.optimizer.init(problem.params)
     losses = np.empty(steps, dtype=np.float64)
@@ -113,13 +111,13 @@ def time_training(
     warmup: int = 10,
     on_repeat: Callable[[int], None] | None = None,
 ) -> Timing:
-    """Time ``steps`` training steps of ``problem`` on ``backend`` (see :func:`~portable_nn._timing.time_steps`).
+    """Time ``steps`` training steps of ``problem`` on ``backend`` (see :func:`~portable_nn.tools.timing.time_steps`).
 
     Every repeat restarts from the initial params and a fresh optimizer state
     (outside the clock), so each repeat does exactly the recorded run's work.
     Nothing is read back to the host inside the clock.
     """
-    steps = _check_steps("time_training", steps)
+    steps = check_int("time_training", "steps", steps, 1)
     step = train_step(problem)
     current: dict[str, Any] = {}
 
@@ -134,14 +132,6 @@ def time_training(
     return time_steps(
         one, backend, steps=steps, repeats=repeats, warmup=warmup, reset=reset, on_repeat=on_repeat
     )
-
-
-def _check_steps(where: str, steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"{where}: steps must be an int, got {type(steps).__name__}.")
-    if steps < 1:
-        raise ValueError(f"{where}: steps must be >= 1, got {steps}.")
-    return int(steps)
 
 
 # --- the whole comparison ----------------------------------------------------------------------
@@ -200,10 +190,10 @@ def run_comparison(
             ``"cupy"``, or Backend objects. ``None`` means all of
             :func:`~portable_nn.available_backends`. NumPy, the reference, is
             always run first.
-        problem: ``"seed"``, ``"digits"`` or ``"mlp"`` (see :mod:`portable_nn.problems`).
+        problem: ``"seed"``, ``"digits"`` or ``"mlp"`` (see :mod:`portable_nn.tools.problems`).
         dtype: ``"float32"``/``"float64"``; ``None`` is the problem's default.
         steps: steps per run; ``None`` is the problem's default
-            (:data:`~portable_nn.problems.DEFAULT_STEPS`: seed 500, digits 100, mlp 50).
+            (:data:`~portable_nn.tools.problems.DEFAULT_STEPS`: seed 500, digits 100, mlp 50).
         hidden, batch: width and batch size of the ``mlp`` problem.
         repeats: timed repeats per backend (>= 1).
         warmup: untimed warm-up steps before timing (>= 0).
@@ -225,10 +215,9 @@ def run_comparison(
         raise TypeError(
             "run_comparison: backends must be a list of specs, e.g. ['numpy', 'torch'], not one string."
         )
-    n_steps = DEFAULT_STEPS[problem] if steps is None else _check_steps("run_comparison", steps)
-    _check_steps("run_comparison: repeats", repeats)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"run_comparison: warmup must be an int >= 0, got {warmup!r}.")
+    n_steps = DEFAULT_STEPS[problem] if steps is None else check_int("run_comparison", "steps", steps, 1)
+    check_int("run_comparison", "repeats", repeats, 1)
+    check_int("run_comparison", "warmup", warmup, 0)
     specs: Sequence[str | Backend] = available_backends() if backends is None else backends
     for spec in specs:  # a typo fails now; a known backend that cannot run is listed in missing
         if isinstance(spec, str):

@@ -29,16 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from .._timing import Candidate, wait_for
-from ..backends import Backend, get_backend, to_numpy
-from ..io import to_backend
-from ..layers.activations import ReLU
-from ..layers.linear import Linear
-from ..layers.sequential import Sequential
-from ..losses import softmax_cross_entropy
-from ..optim import Adam
+from ...backends import Backend, get_backend, to_backend, to_numpy
+from ...layers.activations import ReLU
+from ...layers.linear import Linear
+from ...layers.sequential import Sequential
+from ...losses import softmax_cross_entropy
+from ...optim import Adam
+from ...training import fit, predict
 from ..problems import load_digits_data
-from ..training import fit, predict
+from ..timing import Candidate, wait_for
 from ._common import (
     Config,
     checked_values,

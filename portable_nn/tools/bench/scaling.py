@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .._timing import Candidate
+from ..timing import Candidate
 from ._common import Config, paired_ratio, run_candidates, setup_threads, timing_row
 from ._mlp import flops, gemm_step, mlp_problem, pnn_step
 from ._result import CaseResult, Column, Progress

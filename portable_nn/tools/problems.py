@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ._check import dtype_name
-from .backends import Backend, get_backend
-from .layers.activations import ReLU
-from .layers.base import Array, Layer, Params
-from .layers.linear import Linear
-from .layers.sequential import Sequential
-from .losses import softmax_cross_entropy, sum_squared_error
-from .optim import SGD, Adam
+from ..backends import Backend, get_backend
+from ..layers.activations import ReLU
+from ..layers.base import Array, Layer, Params, check_int, dtype_name
+from ..layers.linear import Linear
+from ..layers.sequential import Sequential
+from ..losses import softmax_cross_entropy, sum_squared_error
+from ..optim import SGD, Adam
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -172,8 +171,7 @@ def make_problem(
     if name not in PROBLEMS:
         raise ValueError(f"make_problem: unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}.")
     for arg, value in (("hidden", hidden), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"make_problem: {arg} must be an int >= 1, got {value!r}.")
+        check_int("make_problem", arg, value, 1)
     be = get_backend(backend)
     dt = dtype_name(be.dtype(dtype or default_dtype(name)))
     if name == "seed":

@@ -35,7 +35,7 @@ class Target:
         note: caveats, e.g. a candidate below the accuracy bar.
         valid: False when the comparison does not count (e.g. not at the same accuracy).
         paired_ratio: the median of per-repeat ratios (see
-            :func:`~portable_nn.bench._common.paired_ratio`), shown for context;
+            :func:`~portable_nn.tools.bench._common.paired_ratio`), shown for context;
             ``met`` is judged on ``ratio``, the ratio of the medians.
     """
 
