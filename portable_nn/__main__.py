@@ -130,6 +130,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: 
     p.add_argument(
         "--warmup", type=_nonnegative_int, default=10, metavar="W", help="untimed warm-up steps (default: 10)"
     )
+    p.add_argument(
+        "--eager",
+        action="store_true",
+        help="time the portable code op by op on every backend (default: as fit runs it, jax.jit on JAX)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results, losses and environment as JSON")
     p.add_argument(
         "--plot", metavar="FILE", help="also write a PNG (needs matplotlib: pip install 'portable_nn[plot]')"
@@ -159,6 +164,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
         batch=args.batch,
         repeats=args.repeats,
         warmup=args.warmup,
+        eager=args.eager,
     )
     print(result.table(), flush=True)
     if args.json is not None:

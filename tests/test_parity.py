@@ -100,6 +100,18 @@ def test_run_comparison_on_test_backend(tb: Any) -> None:
     assert "time/step" in result.table()
 
 
+@pytest.mark.parametrize("eager", [False, True])
+def test_compare_times_what_fit_runs_unless_eager(tb: Any, eager: bool) -> None:
+    """The table says what was timed: by default the step as fit runs it (jax.jit on JAX), or --eager."""
+    result = compare.run_comparison([tb.be], "seed", dtype=tb.float, steps=4, repeats=1, warmup=0, eager=eager)
+    assert result.settings["timed"] == compare.TIMED[eager]
+    assert f"timed: {compare.TIMED[eager]}" in result.table()
+    problem = _on_test_backend(tb, make_problem("seed", tb.be, dtype=tb.float))
+    trainer = pnn.compile_step(problem.model, problem.loss, problem.optimizer, compile=False if eager else None)
+    jitted = tb.be.name == "jax" and not eager
+    assert trainer.compiler(problem.batches[0][0]) == ("jax.jit" if jitted else None)
+
+
 def test_record_run_does_not_modify_the_initial_params(tb: Any) -> None:
     problem = _on_test_backend(tb, make_problem("seed", tb.be, dtype=tb.float))
     before = pnn.tree_map(lambda a: pnn.to_numpy(a).copy(), problem.params)

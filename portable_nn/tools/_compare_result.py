@@ -111,6 +111,7 @@ class Comparison:
             f"{self.steps} steps, {self.dtype}; time/step is the median of {self.settings['repeats']} "
             f"synchronized repeats after {self.settings['warmup']} warm-up steps "
             "(spread = interquartile range / median; n/a with fewer than 2 repeats)",
+            f"timed: {self.settings.get('timed', 'the portable code')}",
             "",
         ]
         for k, row in enumerate(rows):

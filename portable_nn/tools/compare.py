@@ -61,13 +61,21 @@ Step = Callable[[Params, Any, int], tuple[Params, Any, Any]]
 # --- one training step, recorded and timed runs -------------------------------------------------
 
 
-def train_step(problem: Problem) -> Step:
+TIMED = {
+    False: "what fit runs by default: compile_step(compile=None), jax.jit on JAX, the portable code elsewhere",
+    True: "the portable code, eagerly, on every backend (--eager)",
+}
+
+
+def train_step(problem: Problem, *, eager: bool = False) -> Step:
     """The problem's step: ``step(params, opt_state, i) -> (params, opt_state, loss)``.
 
     Forward on batch ``i % len(batches)``, loss, backprop, optimizer step. The
     loss (a 0-d array on the device) is that of the params *before* the update.
+    By default the step runs as ``fit`` runs it (``compile_step``'s default:
+    ``jax.jit`` on JAX); ``eager=True`` runs the portable code op by op everywhere.
     """
-    trainer = compile_step(problem.model, problem.loss, problem.optimizer, compile=False)
+    trainer = compile_step(problem.model, problem.loss, problem.optimizer, compile=False if eager else None)
     batches = problem.batches
     rng = host_rng(0)  # fixed, so train=True never seeds from the OS (no dropout in these models)
 
@@ -78,7 +86,9 @@ def train_step(problem: Problem) -> Step:
     return step
 
 
-def record_run(problem: Problem, steps: int, *, on_step: Callable[[], None] | None = None) -> RecordedRun:
+def record_run(
+    problem: Problem, steps: int, *, on_step: Callable[[], None] | None = None, eager: bool = False
+) -> RecordedRun:
     """Train ``steps`` steps from the problem's initial params, reading each loss back to the host.
 
     Args:
@@ -86,12 +96,13 @@ def record_run(problem: Problem, steps: int, *, on_step: Callable[[], None] | No
             with its arrays replaced, e.g. read-only ones).
         steps: number of steps (>= 1).
         on_step: called after each step (e.g. a progress bar).
+        eager: run the portable code op by op (see :func:`train_step`).
 
     Returns:
         A :class:`RecordedRun`: float64 losses ``(steps,)`` and host final params.
     """
     steps = check_int("record_run", "steps", steps, 1)
-    step = train_step(problem)
+    step = train_step(problem, eager=eager)
     params, state = problem.params, problem.optimizer.init(problem.params)
     losses = np.empty(steps, dtype=np.float64)
     for i in range(steps):
@@ -110,6 +121,7 @@ def time_training(
     repeats: int = 5,
     warmup: int = 10,
     on_repeat: Callable[[int], None] | None = None,
+    eager: bool = False,
 ) -> Timing:
     """Time ``steps`` training steps of ``problem`` on ``backend`` (see :func:`~portable_nn.tools.timing.time_steps`).
 
@@ -118,7 +130,7 @@ def time_training(
     Nothing is read back to the host inside the clock.
     """
     steps = check_int("time_training", "steps", steps, 1)
-    step = train_step(problem)
+    step = train_step(problem, eager=eager)
     current: dict[str, Any] = {}
 
     def reset() -> None:
@@ -182,6 +194,7 @@ def run_comparison(
     repeats: int = 5,
     warmup: int = 10,
     progress: bool | None = None,
+    eager: bool = False,
 ) -> Comparison:
     """Train ``problem`` on each backend; time it and compare its losses and params with NumPy's.
 
@@ -198,6 +211,8 @@ def run_comparison(
         repeats: timed repeats per backend (>= 1).
         warmup: untimed warm-up steps before timing (>= 0).
         progress: tqdm bar on stderr; ``None`` shows it only when stderr is a terminal.
+        eager: time and record the portable code op by op on every backend,
+            instead of the way ``fit`` runs it (``jax.jit`` on JAX).
 
     Returns:
         A :class:`Comparison`. Backends that are not installed, lack the
@@ -246,8 +261,11 @@ def run_comparison(
                         repeats=repeats,
                         warmup=warmup,
                         on_repeat=None if bar is None else bar.update,
+                        eager=eager,
                     )
-                    run = record_run(prob, n_steps, on_step=None if bar is None else (lambda: bar.update(1)))
+                    run = record_run(
+                        prob, n_steps, on_step=None if bar is None else (lambda: bar.update(1)), eager=eager
+                    )
             except Exception as e:  # one backend failing must not hide the others' results
                 failed[label] = f"{type(e).__name__}: {e}"
                 continue
@@ -262,6 +280,7 @@ def run_comparison(
         "steps": n_steps,
         "repeats": repeats,
         "warmup": warmup,
+        "timed": TIMED[bool(eager)],
         "hidden": hidden if problem == "mlp" else None,
         "batch": batch if problem == "mlp" else None,
         "backends": [s if isinstance(s, str) else _label(s, s) for s in specs],
