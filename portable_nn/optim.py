@@ -26,7 +26,7 @@ from ._check import dtype_name, real_number
 from ._tree import TreeMismatchError, tree_flatten, tree_leaves, tree_map, tree_paths, tree_unflatten
 from .backends import namespace
 
-__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "Optimizer", "apply_updates"]
+__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "apply_updates"]
 
 
 _STRUCTURE = "grads do not have the structure of params. Pass the grads returned by backprop for these params."
@@ -317,5 +317,3 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
-
-Optimizer = SGD | Adam

@@ -7,12 +7,14 @@ drawn with the Agg canvas directly, so no pyplot state or GUI backend is touched
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._compare_result import REFERENCE, Comparison
-from ._deviation import loss_deviations
+from ._deviation import REFERENCE, loss_deviations
+
+if TYPE_CHECKING:  # only a type: the result module imports this one when it plots
+    from ._compare_result import Comparison
 
 __all__ = ["PLOT_INSTALL_HINT", "require_matplotlib", "write_plot"]
 

@@ -12,11 +12,11 @@ import numpy as np
 
 from ..backends import Backend
 from ..layers.base import Params
+from ._deviation import REFERENCE
 from .timing import Timing
 
 __all__ = ["REFERENCE", "BackendResult", "Comparison", "RecordedRun"]
 
-REFERENCE = "numpy"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from .. import tree_paths
 from ..backends import to_numpy
 from ..layers.base import Params
 
-__all__ = ["loss_deviations", "max_loss_deviation", "param_deviation"]
+REFERENCE = "numpy"  # the backend every other is compared with
+
+__all__ = ["REFERENCE", "loss_deviations", "max_loss_deviation", "param_deviation"]
 
 
 def loss_deviations(losses: Any, reference: Any) -> np.ndarray:

@@ -67,7 +67,6 @@ class Problem:
         loss: ``loss(Y, T) -> (value, dY)``.
         optimizer: an object with ``init(params)`` and ``step(params, grads, state)``.
         dtype: ``"float32"`` or ``"float64"``.
-        default_steps: the number of steps a comparison runs unless told otherwise.
     """
 
     name: str
@@ -78,7 +77,6 @@ class Problem:
     loss: LossFn
     optimizer: Any
     dtype: str
-    default_steps: int
 
     @property
     def steps_per_epoch(self) -> int:
@@ -189,7 +187,7 @@ def _seed_problem(be: Backend, dtype: str) -> Problem:
     batches = ((be.asarray(x.astype(dtype)), be.asarray(y.astype(dtype))),)
     opt = SGD(lr=0.01)
     desc = f"the notebook's {model!r}, SGD(lr={opt.lr}), sum_squared_error, its 4 x 3 data"
-    return Problem("seed", desc, model, params, batches, sum_squared_error, opt, dtype, DEFAULT_STEPS["seed"])
+    return Problem("seed", desc, model, params, batches, sum_squared_error, opt, dtype)
 
 
 def _digits_problem(be: Backend, dtype: str, seed: int) -> Problem:
@@ -203,9 +201,7 @@ def _digits_problem(be: Backend, dtype: str, seed: int) -> Problem:
         f"{model!r}, Adam(lr={opt.lr}), softmax_cross_entropy, scikit-learn digits: "
         f"{len(batches)} batches of 32 in order (the last {X_train.shape[0] - n} of {X_train.shape[0]} rows unused)"
     )
-    return Problem(
-        "digits", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["digits"]
-    )
+    return Problem("digits", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
 
 
 def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) -> Problem:
@@ -221,9 +217,7 @@ def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) ->
     desc = (
         f"{model!r}, SGD(lr={opt.lr}), softmax_cross_entropy, synthetic data: {n_batches} batches of {batch}"
     )
-    return Problem(
-        "mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype, DEFAULT_STEPS["mlp"]
-    )
+    return Problem("mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
 
 
 def _batches(be: Backend, X: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[Array, Array], ...]:

@@ -109,7 +109,11 @@ def _epochs(
     X_all: Array, Y_all: Array, orders: Array, active: Array,
 ) -> Any:
     """Traced by ``jax.jit``: scan over the first ``active`` epochs of ``orders``; each scans its
-    full batches, then the rest. The padded epochs after ``active`` are skipped by ``lax.cond``."""
+    full batches, then the rest. The padded epochs after ``active`` are skipped by ``lax.cond``.
+
+    ``model_key`` (:func:`config_key` of the model) is unused in the body: as a static argument it
+    is part of the compilation cache's key, so a layer setting changed in place recompiles."""
+    del model_key
     import jax
     import jax.numpy as jnp
 
