@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
@@ -11,9 +12,11 @@ import numpy as np
 from .._check import dtype_name, is_float
 from .._tree import tree_leaves
 from ..backends import namespace, to_numpy
-from ..layers.base import Array
+from ..layers.base import Array, Layer, Params
 
 __all__ = [
+    "Plan",
+    "prepare",
     "as_data",
     "batches",
     "check_finite",
@@ -161,3 +164,58 @@ def batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
     if order is None:
         return [slice(i, min(i + batch_size, n)) for i in starts]
     return [order[i : i + batch_size] for i in starts]
+
+
+@dataclass
+class Plan:
+    """The data :func:`fit` checked and moved at entry."""
+
+    X: Array
+    Y: Array
+    validation: tuple[Array, Array] | None
+    counts_correct: bool
+
+
+def prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_data: Any) -> Plan:
+    """Move and check the data, and run the model and the loss on one row, so that bad data,
+    labels or validation data fail here, with fit's names, before any training."""
+    where = "fit"
+    xp, device, dtype = params_backend(params, where)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"fit: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
+    if n == 0:
+        raise ValueError("fit: X is empty (0 rows).")
+    check_finite(where, "X", X, xp)
+    check_finite(where, "Y", Y, xp)
+    Yp = model.apply(params, X[:1, ...])[0]
+    try:
+        loss(Yp, Y[:1, ...])
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"fit: Y does not fit the model's output and the loss: {e}") from None
+    counts_correct = check_targets(where, "Y", Y, Yp, xp)
+    validation = None
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
+        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False)
+        Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
+        if Xv.shape[0] != Yv.shape[0]:
+            raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
+        if Xv.shape[0] == 0:
+            raise ValueError("fit: X_val is empty (0 rows); pass validation data with rows, or none.")
+        for name, A, ref in (("X_val", Xv, X), ("Y_val", Yv, Y)):
+            if tuple(A.shape[1:]) != tuple(ref.shape[1:]) or A.dtype != ref.dtype:
+                what = name.partition("_")[0]
+                raise ValueError(
+                    f"fit: {name} has shape {tuple(A.shape)} and dtype {A.dtype} but {what} has "
+                    f"{tuple(ref.shape)} and {ref.dtype}; each row must look like a row of {what}."
+                )
+        check_finite(where, "X_val", Xv, xp)
+        check_finite(where, "Y_val", Yv, xp)
+        if counts_correct:
+            check_labels(where, "Y_val", Yv, int(Yp.shape[1]), xp)
+        validation = (Xv, Yv)
+    return Plan(X, Y, validation, counts_correct)

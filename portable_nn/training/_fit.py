@@ -9,19 +9,21 @@ and per-epoch bookkeeping records the history, validates, and stops early.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from .._check import check_int
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
-from ..layers.base import Array, Layer, Params
+from ..layers.base import Layer, Params
 from ..losses import reduction_of
-from ._data import as_data, check_finite, check_labels, check_targets, params_backend
+from ._checkpoint import Checkpointer, RunState, fingerprint
+from ._data import Plan, prepare
 from ._evaluate import evaluate
 from ._interrupt import Interrupts, interrupts_between_steps
 from ._loop import History, Loop, StepRunner
@@ -49,6 +51,10 @@ def fit(
     progress: bool | None = None,
     on_nonfinite: str = "raise",
     compile: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
 
@@ -82,6 +88,22 @@ def fit(
             ``lax.scan`` (models without host randomness; a chunk takes about a
             second); ``True`` also uses ``torch.compile`` on torch; ``False``
             always runs the portable code.
+        checkpoint: a file to save the run to (atomically, safetensors, never
+            pickle): params, optimizer state, epoch and step, both RNG states,
+            the history, the early-stopping bookkeeping, and a fingerprint of
+            the model, loss, optimizer, settings and data. Also written on Ctrl-C
+            before :class:`FitInterrupted` is raised.
+        checkpoint_every: save every this many steps; ``None`` (default): at the
+            end of every epoch. On JAX's compiled path saves happen between
+            compiled chunks (the first chunk boundary after each multiple).
+        resume: continue from ``checkpoint`` when the file exists (start afresh
+            when it does not). The result equals an uninterrupted run's bit for
+            bit on the portable path. A file written for another model, loss,
+            optimizer, settings or data raises :class:`CheckpointError` and is
+            left as it is.
+        callbacks: objects with ``on_epoch_end(epoch, history, params)``, called
+            after each epoch's validation; one that returns True stops training
+            (fit returns the current params).
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
@@ -109,111 +131,113 @@ def fit(
         raise ValueError(f"fit: on_nonfinite must be 'raise', 'stop' or 'ignore', got {on_nonfinite!r}.")
     if patience is not None:
         patience = check_int(where, "patience", patience, 1)
+    if checkpoint_every is not None:
+        checkpoint_every = check_int(where, "checkpoint_every", checkpoint_every, 1)
+    if resume and checkpoint is None:
+        raise ValueError("fit: resume=True needs checkpoint='run.safetensors' (the file to resume from).")
+    callbacks = _check_callbacks(callbacks)
     min_delta = _check_min_delta(min_delta)
     reduction = reduction_of(loss)
-    plan = _prepare(model, params, X, Y, loss, validation_data)
+    plan = prepare(model, params, X, Y, loss, validation_data)
     n = plan.X.shape[0]
+    steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
-    state = optimizer.init(params)
-    history: History = {"loss": []}
-    best, since_best = (math.inf, params), 0
-    bar = _progress_bar(progress, epochs * -(-n // batch_size))
-    epoch = done = 0  # epochs trained; epochs trained and validated
+    run = RunState(params, optimizer.init(params), history={"loss": []})
+    ckpt = None
+    if checkpoint is not None:
+        settings = {"batch_size": batch_size, "shuffle": shuffle, "seed": seed, "patience": patience}
+        prints = fingerprint(model, loss, optimizer, plan.X, plan.Y, settings)
+        ckpt = Checkpointer(checkpoint, checkpoint_every, prints, params)
+        loaded = ckpt.load() if resume else None
+        if loaded is not None:
+            run = loaded
+            shuffle_rng.bit_generator.state = run.shuffle_state
+            dropout_rng.bit_generator.state = run.dropout_state
+    params, state, history = run.params, run.opt_state, run.history
+    best = (run.best_loss, params if run.best_params is None else run.best_params)
+    bar = _progress_bar(progress, epochs * steps_per_epoch, run.epoch * steps_per_epoch + run.step)
+
+    def on_step(p: Params, s: Any, epoch: int, step: int, total: Any, correct: Any) -> None:
+        run.params, run.opt_state, run.epoch, run.step, run.total, run.correct = p, s, epoch, step, total, correct
+        run.steps_done = epoch * steps_per_epoch + step
+        run.dropout_state = dropout_rng.bit_generator.state
+        if ckpt is not None and ckpt.due(run.steps_done):
+            ckpt.save(run)
+
     with interrupts_between_steps() as interrupts:
         loop = Loop(trainer, plan.X, plan.Y, batch_size, dropout_rng, on_nonfinite, history, bar, reduction,
-                    interrupts, plan.counts_correct)
+                    interrupts, plan.counts_correct, on_step)
         runner: StepRunner | ScanRunner = StepRunner(loop)
         if n >= batch_size and trainer.uses_jit(plan.X):
             runner = ScanRunner(runner, one_epoch=plan.validation is not None or patience is not None)
+        epoch = run.epoch
         try:
-            while epoch < epochs:
+            while epoch < epochs and not run.stopped:
+                run.shuffle_state = shuffle_rng.bit_generator.state  # this epoch's order is drawn from it
                 orders = [shuffle_rng.permutation(n) if shuffle else None
-                          for _ in range(runner.chunk(epochs - epoch))]
-                params, state, stats = runner.run(params, state, orders, epoch)
+                          for _ in range(1 if run.step else runner.chunk(epochs - epoch))]
+                params, state, stats = runner.run(params, state, orders, epoch, run.step, run.total, run.correct)
+                before = run.steps_done
                 for epoch_loss, correct in stats:
                     _record(history, epoch_loss, correct, n)
                 epoch += len(stats)
-                done = epoch if plan.validation is None else done
-                if epoch < epochs:
-                    interrupts.raise_if_pending()
+                if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # a compiled chunk: no on_step calls
+                    # its last epoch's steps are done, its validation not yet (a checkpoint now resumes there)
+                    run.params, run.opt_state, run.epoch, run.step = params, state, epoch - 1, steps_per_epoch
+                    run.total = stats[-1][0] * (1 if reduction == "sum" else n)
+                    run.correct, run.steps_done = stats[-1][1], epoch * steps_per_epoch
+                    run.dropout_state = dropout_rng.bit_generator.state
                 monitored = _end_of_epoch(model, params, history, plan, loss, interrupts, bar)
-                done = epoch
                 if patience is not None:
                     if monitored < best[0] - min_delta:
-                        best, since_best = (monitored, params), 0  # params are never updated in place
+                        best, run.since_best = (monitored, params), 0  # params are never updated in place
                     else:
-                        since_best += 1
-                        if since_best >= patience:
-                            return best[1], history
+                        run.since_best += 1
+                        run.stopped = run.since_best >= patience
+                run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in callbacks)
+                run.epoch, run.step, run.total, run.correct = epoch, 0, 0.0, None
+                run.best_loss, run.best_params = best[0], None if patience is None else best[1]
+                run.shuffle_state = shuffle_rng.bit_generator.state
+                if ckpt is not None and (ckpt.every is None or run.steps_done // ckpt.every > before // ckpt.every
+                                         or run.stopped or epoch == epochs):
+                    ckpt.save(run)
+                if epoch < epochs and not run.stopped:
+                    interrupts.raise_if_pending()
         except StopTraining as stop:
             return stop.params, history
-        except FitInterrupted:
-            raise
         except KeyboardInterrupt as e:
-            raise FitInterrupted(params, {k: v[:done] for k, v in history.items()}) from e
+            if ckpt is not None:
+                ckpt.save(run)
+            if isinstance(e, FitInterrupted):
+                raise
+            raise FitInterrupted(run.params, {k: v[: run.epoch] for k, v in history.items()}) from e
         finally:
             if bar is not None:
                 bar.close()
     if interrupts.pending:
         warnings.warn("fit: Ctrl-C arrived while the last step ran; the run finished.", RuntimeWarning, stacklevel=2)
+    if patience is not None and run.since_best >= patience:
+        return best[1], history
     return params, history
 
 
-@dataclass
-class _Plan:
-    """The data :func:`fit` checked and moved at entry."""
+class Callback(Protocol):
+    """What ``fit(..., callbacks=[...])`` calls after each epoch's validation."""
 
-    X: Array
-    Y: Array
-    validation: tuple[Array, Array] | None
-    counts_correct: bool
+    def on_epoch_end(self, epoch: int, history: History, params: Params) -> bool | None:
+        """``epoch`` is 0-based; ``history`` holds every completed epoch. Return True to stop training."""
 
 
-def _prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_data: Any) -> _Plan:
-    """Move and check the data, and run the model and the loss on one row, so that bad data,
-    labels or validation data fail here, with fit's names, before any training."""
-    where = "fit"
-    xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
-    Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
-    n = X.shape[0]
-    if Y.shape[0] != n:
-        raise ValueError(f"fit: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
-    if n == 0:
-        raise ValueError("fit: X is empty (0 rows).")
-    check_finite(where, "X", X, xp)
-    check_finite(where, "Y", Y, xp)
-    Yp = model.apply(params, X[:1, ...])[0]
-    try:
-        loss(Yp, Y[:1, ...])
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"fit: Y does not fit the model's output and the loss: {e}") from None
-    counts_correct = check_targets(where, "Y", Y, Yp, xp)
-    validation = None
-    if validation_data is not None:
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
-        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False)
-        Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
-        if Xv.shape[0] != Yv.shape[0]:
-            raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
-        if Xv.shape[0] == 0:
-            raise ValueError("fit: X_val is empty (0 rows); pass validation data with rows, or none.")
-        for name, A, ref in (("X_val", Xv, X), ("Y_val", Yv, Y)):
-            if tuple(A.shape[1:]) != tuple(ref.shape[1:]) or A.dtype != ref.dtype:
-                what = name.partition("_")[0]
-                raise ValueError(
-                    f"fit: {name} has shape {tuple(A.shape)} and dtype {A.dtype} but {what} has "
-                    f"{tuple(ref.shape)} and {ref.dtype}; each row must look like a row of {what}."
-                )
-        check_finite(where, "X_val", Xv, xp)
-        check_finite(where, "Y_val", Yv, xp)
-        if counts_correct:
-            check_labels(where, "Y_val", Yv, int(Yp.shape[1]), xp)
-        validation = (Xv, Yv)
-    return _Plan(X, Y, validation, counts_correct)
-
+def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
+    if callbacks is None or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"fit: callbacks must be a list of objects with on_epoch_end, got {type(callbacks).__name__}.")
+    for i, cb in enumerate(callbacks):
+        if not callable(getattr(cb, "on_epoch_end", None)):
+            raise TypeError(
+                f"fit: callbacks[{i}] ({type(cb).__name__}) has no on_epoch_end(epoch, history, params) method."
+            )
+    return tuple(callbacks)
 
 def _check_min_delta(min_delta: Any) -> float:
     ok = isinstance(min_delta, (int, float, np.integer, np.floating)) and not isinstance(min_delta, bool)
@@ -223,7 +247,7 @@ def _check_min_delta(min_delta: Any) -> float:
 
 
 def _end_of_epoch(
-    model: Layer, params: Params, history: History, plan: _Plan, loss: Any, interrupts: Interrupts, bar: Any
+    model: Layer, params: Params, history: History, plan: Plan, loss: Any, interrupts: Interrupts, bar: Any
 ) -> float:
     """Validate (Ctrl-C stops it at once) and show progress. Returns the monitored loss."""
     monitored = history["loss"][-1]
@@ -246,11 +270,11 @@ def _record(history: History, epoch_loss: float, n_correct: Any, n: int) -> None
         history.setdefault("accuracy", []).append(int(n_correct) / n)
 
 
-def _progress_bar(progress: bool | None, total: int) -> Any:
+def _progress_bar(progress: bool | None, total: int, done: int = 0) -> Any:
     if progress is None:
         progress = sys.stderr.isatty()
     if not progress or total == 0:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc="fit", leave=True, mininterval=0.25)
+    return tqdm(total=total, initial=done, unit="step", desc="fit", leave=True, mininterval=0.25)

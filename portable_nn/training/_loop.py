@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,9 @@ class Loop:
         interrupts: Ctrl-C state (see ``_interrupt``).
         counts_correct: the targets are integer labels of a ``(batch, classes)``
             output, so accuracy is counted.
+        on_step: called after each completed step with ``(params, state, epoch,
+            steps done in the epoch, the epoch's loss total, its correct count)``
+            (fit's checkpointing and Ctrl-C bookkeeping).
     """
 
     trainer: TrainStep
@@ -51,6 +55,7 @@ class Loop:
     reduction: str
     interrupts: Interrupts
     counts_correct: bool
+    on_step: Callable[[Params, Any, int, int, Any, Any], None] | None = None
 
 
 def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
@@ -73,9 +78,12 @@ def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any) -> 
 
 
 def run_epoch(
-    loop: Loop, params: Params, state: Any, order: np.ndarray | None, epoch: int
+    loop: Loop, params: Params, state: Any, order: np.ndarray | None, epoch: int,
+    start: int = 0, total: Any = 0.0, correct: Any = None,
 ) -> tuple[Params, Any, float, Any]:
-    """One epoch. Returns params, state, the epoch's loss total, and correct predictions.
+    """One epoch (from step ``start``, with that far's ``total`` and ``correct``: a resumed run).
+
+    Returns params, state, the epoch's loss total, and correct predictions.
 
     The total is the sum of the batch losses weighted by their rows for a
     ``"mean"`` loss (divide by n for the mean) and plain for a ``"sum"`` loss.
@@ -91,10 +99,10 @@ def run_epoch(
     xp = namespace(X)
     device = array_api_compat.device(X)
     weighted = loop.reduction != "sum"
-    total: Any = 0.0
-    correct = None
     try:
         for step, idx in enumerate(batches(X.shape[0], loop.batch_size, order)):
+            if step < start:
+                continue
             loop.interrupts.raise_if_pending()
             Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
             value, Yp, new_params, new_state, check = trainer.fit_step(params, state, Xb, Tb, loop.rng)
@@ -107,6 +115,8 @@ def run_epoch(
                 correct = c if correct is None else correct + c
             if loop.bar is not None:
                 loop.bar.update(1)
+            if loop.on_step is not None:
+                loop.on_step(params, state, epoch, step + 1, total, correct)
     except KeyboardInterrupt as e:
         raise FitInterrupted(params, loop.history) from e
     return params, state, float(total), correct
@@ -123,12 +133,18 @@ class StepRunner:
         return 1
 
     def run(
-        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int
+        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int,
+        start: int = 0, total: Any = 0.0, correct: Any = None,
     ) -> tuple[Params, Any, list[tuple[float, Any]]]:
-        """Train one epoch per order. Returns params, state and each epoch's ``(loss, n_correct)``."""
+        """Train one epoch per order (the first from step ``start``, see :func:`run_epoch`).
+
+        Returns params, state and each epoch's ``(loss, n_correct)``.
+        """
         stats = []
         for e, order in enumerate(orders):
-            params, state, total, correct = run_epoch(self.loop, params, state, order, epoch + e)
+            params, state, total, correct = run_epoch(
+                self.loop, params, state, order, epoch + e, *((start, total, correct) if e == 0 else ())
+            )
             n = self.loop.X.shape[0]
             stats.append((total / n if self.loop.reduction != "sum" else total, correct))
         return params, state, stats

@@ -172,10 +172,16 @@ class ScanRunner:
         return k
 
     def run(
-        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int
+        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int,
+        start: int = 0, total: Any = 0.0, correct: Any = None,
     ) -> tuple[Params, Any, list[tuple[float, Any]]]:
-        """Train one epoch per order in one compiled call. Returns params, state, each epoch's ``(loss, n_correct)``."""
+        """Train one epoch per order in one compiled call. Returns params, state, each epoch's ``(loss, n_correct)``.
+
+        A resumed epoch that starts mid-way (``start > 0``) runs step by step.
+        """
         loop = self.replay.loop
+        if start > 0:
+            return self.replay.run(params, state, orders, epoch, start, total, correct)  # type: ignore[no-any-return]
         n = loop.X.shape[0]
         full = np.stack([np.arange(n) if o is None else o for o in orders])
         new_params, new_state, losses, checks, correct = run_scanned(

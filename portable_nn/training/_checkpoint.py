@@ -1,0 +1,224 @@
+"""Resumable fit: a checkpoint holds everything a run needs to continue bit for bit.
+
+One safetensors file (written atomically by :func:`portable_nn.save`, never
+pickle) holds the params, the optimizer state, the epoch and step, both host
+RNG states (shuffling and dropout), the partial epoch's loss total, the
+history, the early-stopping bookkeeping, and a fingerprint of the model, loss,
+optimizer, settings and data, so that resuming against anything else is
+refused before the file is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .._errors import CheckpointError
+from .._tree import tree_leaves, tree_map
+from ..backends import namespace, to_numpy
+from ..io import load, save
+from ..layers.base import Layer, config_key
+
+__all__ = ["Checkpointer", "RunState", "fingerprint"]
+
+_KIND = "portable_nn.fit-checkpoint/1"
+
+
+@dataclass
+class RunState:
+    """The last completed point of a fit call.
+
+    Attributes:
+        params, opt_state: after the last completed step.
+        epoch: the epoch in progress (0-based); ``step``: its completed steps.
+        total, correct: that epoch's partial loss total and correct count (device values or None).
+        shuffle_state: the shuffle RNG's state at the start of ``epoch`` (its order is drawn from it).
+        dropout_state: the dropout RNG's state now.
+        history: the completed epochs' history.
+        best_loss, since_best, best_params: early-stopping bookkeeping.
+        steps_done: steps over the whole run (for ``checkpoint_every``).
+        stopped: early stopping or a callback ended the run.
+    """
+
+    params: Any
+    opt_state: Any
+    epoch: int = 0
+    step: int = 0
+    total: Any = 0.0
+    correct: Any = None
+    shuffle_state: Mapping[str, Any] = field(default_factory=dict)
+    dropout_state: Mapping[str, Any] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_loss: float = float("inf")
+    since_best: int = 0
+    best_params: Any = None
+    steps_done: int = 0
+    stopped: bool = False
+
+
+def fingerprint(
+    model: Layer, loss: Any, optimizer: Any, X: Any, Y: Any, settings: dict[str, Any]
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed, part by part (so a refusal can name the part).
+
+    The model is described by every layer attribute (stable across processes),
+    the loss by its qualified name, the optimizer by its repr (its
+    hyperparameters), the data by shape, dtype and a hash of up to 256 rows
+    spread over it, and ``settings`` (batch size, shuffling, seed).
+    """
+    return {
+        "model": _stable(config_key(model)),
+        "loss": f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', repr(loss))}",
+        "optimizer": repr(optimizer),
+        "X": _data_hash(X),
+        "Y": _data_hash(Y),
+        "settings": json.dumps(settings, sort_keys=True),
+    }
+
+
+def _stable(key: Any) -> str:
+    """``config_key`` as text that does not change between processes (no ids, no addresses)."""
+    if isinstance(key, type):
+        return f"{key.__module__}.{key.__qualname__}"
+    if isinstance(key, tuple):
+        if len(key) == 2 and isinstance(key[0], type) and isinstance(key[1], int) and not issubclass(key[0], Layer):
+            return key[0].__qualname__  # an object keyed by identity: its type is what is stable
+        return "(" + ", ".join(_stable(k) for k in key) + ")"
+    return repr(key)
+
+
+def _data_hash(A: Any) -> str:
+    host = to_numpy(A)
+    n = host.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, num=min(n, 256)).astype(np.int64)) if n else np.zeros(0, np.int64)
+    digest = hashlib.sha256(np.ascontiguousarray(host[rows]).tobytes()).hexdigest()[:16]
+    return f"{host.dtype.name}{list(host.shape)} sha256:{digest}"
+
+
+def _rng_to_tree(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A numpy BitGenerator state (128-bit ints) as arrays and small ints, for safetensors."""
+    inner = state["state"]
+    return {
+        "bit_generator": np.frombuffer(state["bit_generator"].encode(), dtype=np.uint8).copy(),
+        "state": np.frombuffer(int(inner["state"]).to_bytes(16, "little"), dtype=np.uint8).copy(),
+        "inc": np.frombuffer(int(inner["inc"]).to_bytes(16, "little"), dtype=np.uint8).copy(),
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _rng_from_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bit_generator": bytes(to_numpy(tree["bit_generator"])).decode(),
+        "state": {
+            "state": int.from_bytes(bytes(to_numpy(tree["state"])), "little"),
+            "inc": int.from_bytes(bytes(to_numpy(tree["inc"])), "little"),
+        },
+        "has_uint32": int(tree["has_uint32"]),
+        "uinteger": int(tree["uinteger"]),
+    }
+
+
+class Checkpointer:
+    """Saves a fit's :class:`RunState` to ``path`` and reads it back for ``resume``.
+
+    Args:
+        path: the checkpoint file.
+        every: save every this many steps; None: at the end of every epoch.
+        prints: the run's :func:`fingerprint`.
+        like: the run's params: resumed arrays go to their namespace and device.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int | None, prints: dict[str, str], like: Any) -> None:
+        self.path = os.fspath(path)
+        self.every = every
+        self.prints = prints
+        self.xp, self.device = _placement(like)
+
+    def due(self, steps_done: int) -> bool:
+        """A step-level save is due after ``steps_done`` steps."""
+        return self.every is not None and steps_done % self.every == 0
+
+    def save(self, run: RunState) -> None:
+        """Write ``run`` atomically (the previous checkpoint stays whole until the new one replaces it)."""
+        tree = {
+            "kind": np.frombuffer(_KIND.encode(), dtype=np.uint8).copy(),
+            "fingerprint": {k: np.frombuffer(v.encode(), dtype=np.uint8).copy() for k, v in self.prints.items()},
+            "params": run.params,
+            "opt_state": run.opt_state,
+            "position": {"epoch": run.epoch, "step": run.step, "steps_done": run.steps_done, "stopped": run.stopped},
+            "partial": {
+                "total": float(run.total),
+                "correct": None if run.correct is None else int(run.correct),
+            },
+            "rng": {"shuffle": _rng_to_tree(run.shuffle_state), "dropout": _rng_to_tree(run.dropout_state)},
+            # the epochs before run.epoch are complete; the live history may already hold run.epoch's loss
+            "history": {k: np.asarray(v[: run.epoch], dtype=np.float64) for k, v in run.history.items()},
+            "early": {"best_loss": float(run.best_loss), "since_best": run.since_best, "best_params": run.best_params},
+        }
+        save(self.path, tree)
+
+    def load(self) -> RunState | None:
+        """The saved run, or None when there is no file yet.
+
+        Raises:
+            CheckpointError: the file is not a fit checkpoint, or it was written for
+                another model, loss, optimizer, settings or data (named); the file is left as it is.
+        """
+        if not os.path.exists(self.path):
+            return None
+        tree = load(self.path, backend="numpy")
+        if not isinstance(tree, dict) or "fingerprint" not in tree or "kind" not in tree:
+            raise CheckpointError(
+                f"fit: {self.path!r} is a portable_nn file but not a fit checkpoint. "
+                "Pass another checkpoint path, or resume=False to start afresh (it will be overwritten)."
+            )
+        saved = {k: bytes(to_numpy(v)).decode() for k, v in tree["fingerprint"].items()}
+        for part in self.prints:
+            if saved.get(part) != self.prints[part]:
+                raise CheckpointError(
+                    f"fit: {self.path!r} was written for another {part}: it has {saved.get(part)!r}, this run "
+                    f"has {self.prints[part]!r}. Resume with the same model, loss, optimizer, settings and "
+                    "data, or pass another checkpoint path (the file is left as it is)."
+                )
+        position, partial, early = tree["position"], tree["partial"], tree["early"]
+        return RunState(
+            params=self._place(tree["params"]),
+            opt_state=self._place(tree["opt_state"]),
+            epoch=int(position["epoch"]),
+            step=int(position["step"]),
+            total=float(partial["total"]),
+            correct=partial["correct"],
+            shuffle_state=_rng_from_tree(tree["rng"]["shuffle"]),
+            dropout_state=_rng_from_tree(tree["rng"]["dropout"]),
+            history={k: [float(x) for x in to_numpy(v)] for k, v in tree["history"].items()},
+            best_loss=float(early["best_loss"]),
+            since_best=int(early["since_best"]),
+            best_params=self._place(early["best_params"]),
+            steps_done=int(position["steps_done"]),
+            stopped=bool(position["stopped"]),
+        )
+
+    def _place(self, tree: Any) -> Any:
+        """Host arrays onto the run's namespace and device; other leaves (counts, None) as they are."""
+        return tree_map(
+            lambda a: xp_asarray(self.xp, a, self.device) if isinstance(a, np.ndarray) else a, tree
+        )
+
+
+def _placement(params: Any) -> tuple[Any, Any]:
+    leaf = tree_leaves(params)[0]
+    return namespace(leaf), array_api_compat.device(leaf)
+
+
+def xp_asarray(xp: Any, a: np.ndarray, device: Any) -> Any:
+    """``a`` as an array of ``xp`` on ``device`` (NumPy arrays stay as they are)."""
+    return a if xp is np else xp.asarray(a, device=device)
+
