@@ -16,9 +16,12 @@ from .io import load, save, to_backend
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.base import Layer
+from .layers.conv import Conv2D
 from .layers.dropout import Dropout
+from .layers.flatten import Flatten
 from .layers.layernorm import LayerNorm
 from .layers.linear import Linear
+from .layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .layers.sequential import Sequential
 from .testing import assert_close, gradcheck
 from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
@@ -26,17 +29,22 @@ from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, pr
 __version__ = "0.1.0"
 
 __all__ = [
+    "AvgPool2D",
     "Backend",
     "BackendError",
     "CheckpointError",
+    "Conv2D",
     "Dropout",
     "FitInterrupted",
+    "Flatten",
     "GELU",
+    "GlobalAvgPool2D",
     "GradientCheckError",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2D",
     "NonFiniteError",
     "ReLU",
     "Sequential",
