@@ -98,15 +98,23 @@ def crop2d(X: Array, pads: Pads) -> Array:
 def windows(X: Array, kernel: Pair, stride: Pair, out: Pair) -> list[Array]:
     """One ``(N, C, out_h, out_w)`` strided slice of ``X`` per kernel offset, row-major (im2col).
 
-    Slice ``k`` holds, at ``[n, c, a, b]``, the element at offset ``k`` of the
-    window whose top-left corner is ``(stride_h * a, stride_w * b)``.
+    Slice ``k`` (offset ``(i, j)``) is ``X[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]``:
+    at ``[n, c, a, b]`` the element at offset ``(i, j)`` of the window whose
+    top-left corner is ``(sh * a, sw * b)``. It is taken as a plain slice,
+    at ``(i // sh, j // sw)``, of the phase grid ``X[:, :, i % sh :: sh, j % sw :: sw]``
+    (one strided slice per phase, as in :func:`overlap_add`): offsets then
+    share slices of one shape, which JAX compiles once.
     """
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
-    return [
-        X[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]
+    grids: dict[Pair, Array] = {}
+    slices = []
+    for i in range(kh):
+        for j in range(kw):
+            (qi, pi), (qj, pj) = divmod(i, sh), divmod(j, sw)
+            if (pi, pj) not in grids:
+                grids[pi, pj] = X[:, :, pi::sh, pj::sw] if (sh, sw) != (1, 1) else X
+            slices.append(grids[pi, pj][:, :, qi : qi + oh, qj : qj + ow])
+    return slices
 
 
 def overlap_add(xp: Any, parts: Sequence[Array], kernel: Pair, stride: Pair, size: Pair) -> Array:
