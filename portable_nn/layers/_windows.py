@@ -19,7 +19,19 @@ import array_api_compat
 from .._check import check_array, check_int
 from .base import Array
 
-__all__ = ["IMAGES", "Pads", "Pair", "as_pair", "check_images", "crop2d", "output_size", "overlap_add", "pad2d", "short_pair", "windows"]
+__all__ = [
+    "IMAGES",
+    "Pads",
+    "Pair",
+    "as_pair",
+    "check_images",
+    "crop2d",
+    "output_size",
+    "overlap_add",
+    "pad2d",
+    "short_pair",
+    "windows",
+]
 
 IMAGES = "(batch, channels, height, width)"
 Pair = tuple[int, int]
