@@ -73,6 +73,7 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "examples/seed_tutorial.py", "--steps", "20", silent=True)
     session.run("python", "examples/digits.py", "--epochs", "2")
+    session.run("python", "examples/digits_cnn.py", "--epochs", "1", "--width", "8")
     session.run(
         "python", "examples/cpu_vs_gpu.py", "--backends", "numpy", "--seed-steps", "20",
         "--mlp-steps", "3", "--hidden", "32", "--batch", "16", "--repeats", "1",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import portable_nn as pnn
 from portable_nn.tools.problems import (
@@ -15,18 +16,19 @@ from portable_nn.tools.problems import (
 )
 
 
-def train(
-    backend: str = "numpy",
+def fit_and_score(
+    model: pnn.Layer,
+    backend: str | pnn.Backend,
+    data: tuple[Any, Any, Any, Any],
     *,
-    epochs: int = 30,
+    epochs: int,
     dtype: str = "float32",
     seed: int = 0,
     progress: bool | None = None,
 ) -> tuple[float, float]:
-    """Train on ``backend``; return (test accuracy, wall seconds)."""
+    """Train ``model`` on ``data = (X_train, X_test, y_train, y_test)`` with Adam; return (test accuracy, wall seconds)."""
     be = pnn.get_backend(backend)
-    X_train, X_test, y_train, y_test = load_data()
-    model = pnn.Sequential(pnn.Linear(64, 128), pnn.ReLU(), pnn.Linear(128, 10))
+    X_train, X_test, y_train, y_test = data
     params = model.init(seed=seed, backend=be, dtype=dtype)
     start = time.perf_counter()
     params, history = pnn.fit(
@@ -47,14 +49,35 @@ def train(
     return history["val_accuracy"][-1], seconds
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def train(
+    backend: str = "numpy",
+    *,
+    epochs: int = 30,
+    dtype: str = "float32",
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[float, float]:
+    """Train on ``backend``; return (test accuracy, wall seconds)."""
+    model = pnn.Sequential(pnn.Linear(64, 128), pnn.ReLU(), pnn.Linear(128, 10))
+    return fit_and_score(model, backend, load_data(), epochs=epochs, dtype=dtype, seed=seed, progress=progress)
+
+
+def arguments(doc: str, epochs: int) -> argparse.ArgumentParser:
+    """The command line both digits examples share: --backend, --epochs, --dtype."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    args = parser.parse_args(argv)
-    accuracy, seconds = train(args.backend, epochs=args.epochs, dtype=args.dtype)
-    print(f"backend {pnn.get_backend(args.backend)}: test accuracy {accuracy:.4f}, wall time {seconds:.2f} s")
+    return parser
+
+
+def report(backend: str, accuracy: float, seconds: float) -> None:
+    print(f"backend {pnn.get_backend(backend)}: test accuracy {accuracy:.4f}, wall time {seconds:.2f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(__doc__, epochs=30).parse_args(argv)
+    report(args.backend, *train(args.backend, epochs=args.epochs, dtype=args.dtype))
 
 
 if __name__ == "__main__":

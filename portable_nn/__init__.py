@@ -25,25 +25,33 @@ from .io import load, save
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.base import Layer
+from .layers.conv import Conv2D
 from .layers.dropout import Dropout
+from .layers.flatten import Flatten
 from .layers.layernorm import LayerNorm
 from .layers.linear import Linear
+from .layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .layers.sequential import Sequential
 from .testing import assert_close, gradcheck
 from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
 __all__ = [
+    "AvgPool2D",
     "Backend",
     "BackendError",
     "CheckpointError",
+    "Conv2D",
     "Dropout",
     "FitInterrupted",
+    "Flatten",
     "GELU",
+    "GlobalAvgPool2D",
     "GradientCheckError",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2D",
     "NonFiniteError",
     "ReLU",
     "Sequential",

@@ -10,18 +10,26 @@ from __future__ import annotations
 from . import base, init
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid
 from .base import Layer, check_array, check_params
+from .conv import Conv2D
 from .dropout import Dropout
+from .flatten import Flatten
 from .layernorm import LayerNorm
 from .linear import Linear
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .sequential import Sequential
 
 __all__ = [
+    "AvgPool2D",
+    "Conv2D",
     "GELU",
     "Dropout",
+    "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2D",
     "ReLU",
     "Sequential",
     "Sigmoid",
