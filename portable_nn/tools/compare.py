@@ -203,7 +203,7 @@ def run_comparison(
             ``"cupy"``, or Backend objects. ``None`` means all of
             :func:`~portable_nn.available_backends`. NumPy, the reference, is
             always run first.
-        problem: ``"seed"``, ``"digits"`` or ``"mlp"`` (see :mod:`portable_nn.tools.problems`).
+        problem: ``"seed"``, ``"digits"``, ``"mlp"`` or ``"cnn"`` (see :mod:`portable_nn.tools.problems`).
         dtype: ``"float32"``/``"float64"``; ``None`` is the problem's default.
         steps: steps per run; ``None`` is the problem's default
             (:data:`~portable_nn.tools.problems.DEFAULT_STEPS`: seed 500, digits 100, mlp 50).

@@ -13,6 +13,10 @@ comparisons (``python -m portable_nn compare``) meaningful.
   cross-entropy, the 42 whole batches of 32 in order; float32 by default.
 - ``mlp``: synthetic inputs from a seeded host RNG, labels from a random
   linear teacher; MLP 784-H-H-10, SGD lr 0.01, softmax cross-entropy; float32.
+- ``cnn``: synthetic 1 x 12 x 12 images from a seeded host RNG, labels from a
+  random linear teacher; Conv2D(1, 8, 3, padding=1) -> ReLU -> MaxPool2D(2) ->
+  Conv2D(8, 16, 3, padding=1) -> ReLU -> GlobalAvgPool2D -> Linear(16, 3),
+  SGD lr 0.05 with momentum 0.9, softmax cross-entropy, 4 batches of 16; float32.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import numpy as np
 from ..backends import Backend, get_backend
 from ..layers.activations import ReLU
 from ..layers.base import Array, Layer, Params, check_int, dtype_name
+from ..layers.conv import Conv2D
 from ..layers.linear import Linear
+from ..layers.pooling import GlobalAvgPool2D, MaxPool2D
 from ..layers.sequential import Sequential
 from ..losses import softmax_cross_entropy, sum_squared_error
 from ..optim import SGD, Adam
@@ -42,8 +48,8 @@ __all__ = [
     "load_digits_data",
 ]
 
-PROBLEMS = ("seed", "digits", "mlp")
-DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50}
+PROBLEMS = ("seed", "digits", "mlp", "cnn")
+DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50, "cnn": 40}
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
 
@@ -152,7 +158,7 @@ def make_problem(
     """Build problem ``name`` on ``backend``.
 
     Args:
-        name: ``"seed"``, ``"digits"`` or ``"mlp"`` (see the module docstring).
+        name: ``"seed"``, ``"digits"``, ``"mlp"`` or ``"cnn"`` (see the module docstring).
         backend: a Backend or spec such as ``"torch:cuda"``; ``None`` is the default backend.
         dtype: ``"float32"`` or ``"float64"``; ``None`` is the problem's default
             (float64 for ``seed``, float32 otherwise).
@@ -176,6 +182,8 @@ def make_problem(
         return _seed_problem(be, dt)
     if name == "digits":
         return _digits_problem(be, dt, seed)
+    if name == "cnn":
+        return _cnn_problem(be, dt, seed)
     return _mlp_problem(be, dt, int(hidden), int(batch), seed)
 
 
@@ -218,6 +226,22 @@ def _mlp_problem(be: Backend, dtype: str, hidden: int, batch: int, seed: int) ->
         f"{model!r}, SGD(lr={opt.lr}), softmax_cross_entropy, synthetic data: {n_batches} batches of {batch}"
     )
     return Problem("mlp", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
+
+
+def _cnn_problem(be: Backend, dtype: str, seed: int) -> Problem:
+    rng = np.random.default_rng(seed)
+    n_batches, batch = 4, 16
+    X = rng.standard_normal((n_batches * batch, 1, 12, 12))
+    labels = np.argmax(X.reshape(X.shape[0], -1) @ rng.standard_normal((144, 3)), axis=1).astype(np.int64)
+    model = Sequential(
+        Conv2D(1, 8, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(8, 16, 3, padding=1), ReLU(),
+        GlobalAvgPool2D(), Linear(16, 3),
+    )
+    params = model.init(seed=seed, backend=be, dtype=dtype)
+    batches = _batches(be, X.astype(dtype), labels, batch)
+    opt = SGD(lr=0.05, momentum=0.9)
+    desc = f"{model!r}, {opt!r}, softmax_cross_entropy, synthetic 1x12x12 images: {n_batches} batches of {batch}"
+    return Problem("cnn", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
 
 
 def _batches(be: Backend, X: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[Array, Array], ...]:
