@@ -142,3 +142,165 @@ def test_schedules_compare_and_hash_by_value() -> None:
     with pytest.raises(AttributeError):
         a.peak = 0.2  # type: ignore[misc]
     assert repr(a) == "cosine(peak=0.1, total_steps=100, warmup=10, end=0.0)"
+
+
+# --------------------------------------------------------------------------- optimizers with a schedule
+
+
+def _tol(tb: Any) -> dict[str, float]:
+    return {"rtol": 1e-12 if tb.float == "float64" else 2e-6, "atol": 1e-12 if tb.float == "float64" else 1e-6}
+
+
+P0, G = np.array([1.0, -2.0, 0.5]), np.array([0.5, 0.25, -1.0])
+
+
+def _check_against(tb: Any, opt: Any, hand: Any, steps: int) -> None:
+    """Step ``opt`` from params P0 with grads G; after step t the params equal ``hand(t, p)`` (NumPy float64)."""
+    params, p = {"W": tb.asarray(P0, dtype=tb.float)}, P0.copy()
+    state = opt.init(params)
+    for t in range(steps):
+        assert opt.learning_rate(state) == opt.lr(t)
+        params, state = opt.step(params, {"W": tb.asarray(G, dtype=tb.float)}, state)
+        p = hand(t, p)
+        assert state.count == t + 1
+        np.testing.assert_allclose(pnn.to_numpy(params["W"]), p, **_tol(tb))
+
+
+def test_sgd_with_a_schedule_equals_a_hand_written_loop(tb: Any) -> None:
+    schedule = schedules.step_decay(0.1, every=2, factor=0.5)
+    assert [schedule(t) for t in range(5)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+    v = np.zeros(3)
+
+    def hand(t: int, p: np.ndarray) -> np.ndarray:
+        v[:] = 0.9 * v + G
+        return p - schedule(t) * v
+
+    _check_against(tb, pnn.optim.SGD(lr=schedule, momentum=0.9), hand, 5)
+
+
+def test_adamw_with_a_schedule_equals_a_hand_written_loop(tb: Any) -> None:
+    schedule = schedules.cosine(0.1, total_steps=4, warmup=1)
+    m, v = np.zeros(3), np.zeros(3)
+
+    def hand(t: int, p: np.ndarray) -> np.ndarray:
+        m[:], v[:] = 0.9 * m + 0.1 * G, 0.999 * v + 0.001 * G * G
+        direction = (m / (1 - 0.9 ** (t + 1))) / (np.sqrt(v / (1 - 0.999 ** (t + 1))) + 1e-8) + 0.1 * p
+        return p - schedule(t) * direction
+
+    assert schedule(0) == 0.0  # warm-up step 0 does not move: the hand loop's direction is still checked after
+    _check_against(tb, pnn.optim.AdamW(lr=schedule, weight_decay=0.1), hand, 5)
+
+
+@pytest.mark.parametrize("make", [lambda lr: pnn.optim.SGD(lr), lambda lr: pnn.optim.Adam(lr)], ids=["SGD", "Adam"])
+def test_lr_scale_halves_the_step_and_a_float_lr_stays_bit_for_bit(tb: Any, make: Any) -> None:
+    params = {"W": tb.asarray(np.array([1.0, -2.0]), dtype=tb.float)}
+    grads = {"W": tb.asarray(np.array([0.5, 0.25]), dtype=tb.float)}
+    opt = make(0.1)
+    state = opt.init(params)
+    assert state.lr_scale == 1.0 and state.count == 0
+    full, _ = opt.step(params, grads, state)
+    half, after = opt.step(params, grads, state._replace(lr_scale=0.5))
+    assert after.lr_scale == 0.5 and opt.learning_rate(after) == 0.05
+    moved = pnn.to_numpy(full["W"]) - pnn.to_numpy(params["W"])
+    np.testing.assert_allclose(pnn.to_numpy(half["W"]) - pnn.to_numpy(params["W"]), moved / 2, **_tol(tb))
+    if isinstance(opt, pnn.optim.SGD):  # p - lr * g exactly, as before lr_scale existed
+        assert np.array_equal(pnn.to_numpy(full["W"]), pnn.to_numpy(params["W"] - 0.1 * grads["W"]))
+        assert np.array_equal(pnn.to_numpy(half["W"]), pnn.to_numpy(params["W"] - 0.05 * grads["W"]))
+    with pytest.raises(ValueError, match=r"\.step: state.lr_scale must be a finite number >= 0.0, got -1"):
+        opt.step(params, grads, state._replace(lr_scale=-1))
+
+
+@pytest.mark.parametrize("make", [lambda s: pnn.optim.SGD(s, momentum=0.5), lambda s: pnn.optim.Adam(s)],
+                         ids=["SGD", "Adam"])
+def test_0d_array_count_and_lr_scale_step_like_python_numbers(tb: Any, make: Any) -> None:
+    """A compiled loop hands the state back with array scalars: same result, params keep their dtype."""
+    opt = make(schedules.exponential(0.1, rate=0.5))
+    for dtype in tb.dtypes:
+        params = {"W": tb.asarray(np.array([1.0, -2.0]), dtype=dtype)}
+        grads = {"W": tb.asarray(np.array([0.5, 0.25]), dtype=dtype)}
+        state = opt.init(params)._replace(count=3, lr_scale=0.5)
+        arrays = state._replace(count=tb.asarray(np.asarray(3), dtype="int32"),
+                                lr_scale=tb.asarray(np.asarray(0.5), dtype=tb.float))
+        want, s1 = opt.step(params, grads, state)
+        got, s2 = opt.step(params, grads, arrays)
+        assert got["W"].dtype == params["W"].dtype and int(s2.count) == s1.count == 4
+        np.testing.assert_allclose(pnn.to_numpy(got["W"]), pnn.to_numpy(want["W"]), rtol=2e-6 if dtype == "float32" else 1e-12)
+        assert opt.learning_rate(s2) == pytest.approx(opt.learning_rate(s1), rel=1e-6) == 0.1 * 0.5**4 * 0.5
+
+
+@pytest.mark.parametrize("make, field", [(lambda: pnn.optim.SGD(0.1, momentum=0.9), "velocity"),
+                                         (lambda: pnn.optim.Adam(0.1), "mu")], ids=["SGD", "Adam"])
+def test_state_check_still_names_the_array_leaf_beside_the_scalar_fields(tb: Any, make: Any, field: str) -> None:
+    """count and lr_scale are not checked against params; the moment/velocity leaves still are."""
+    params = {"W": tb.asarray(np.ones(2), dtype="float32")}
+    other = pnn.to_backend(params, "array_api_strict" if tb.be.name == "numpy" else "numpy")
+    opt = make()
+    state = opt.init(other)._replace(lr_scale=0.5)
+    kinds = [f"{type(a).__module__}.{type(a).__name__}" for a in (other["W"], params["W"])]
+    msg = rf"{type(opt).__name__}.step: .* state.{field} at 'W' is a {kinds[0]} but the param is a {kinds[1]}"
+    with pytest.raises(TypeError, match=msg):
+        opt.step(params, params, state)
+
+
+def test_old_style_sgd_state_still_works(tb: Any) -> None:
+    params = {"W": tb.asarray(np.array([1.0, -2.0]), dtype=tb.float)}
+    opt = pnn.optim.SGD(0.1)
+    new, state = opt.step(params, params, pnn.optim.SGDState(None))
+    assert state == pnn.optim.SGDState(None, 1, 1.0)
+
+
+def test_jitted_step_traces_the_schedule(tb: Any) -> None:
+    if tb.be.name != "jax":
+        pytest.skip("jax.jit")
+    import jax
+
+    schedule = schedules.cosine(0.1, total_steps=6, warmup=2, end=0.01)
+    opt = pnn.optim.SGD(schedule)
+    params = {"W": tb.asarray(np.array([1.0, -2.0]), dtype=tb.float)}
+    grads = {"W": tb.asarray(np.array([1.0, 1.0]), dtype=tb.float)}
+    traces: list[int] = []
+
+    def traced_step(p: Any, g: Any, s: Any) -> Any:
+        traces.append(1)
+        return opt.step(p, g, s)
+
+    step, lrs = jax.jit(traced_step), []
+    state = opt.init(params)
+    for t in range(7):
+        new, state_jit = step(params, grads, state)
+        eager, state = opt.step(params, grads, state)
+        np.testing.assert_allclose(pnn.to_numpy(new["W"]), pnn.to_numpy(eager["W"]), rtol=1e-15)
+        lrs.append(float(params["W"][0] - new["W"][0]))
+        assert int(state_jit.count) == state.count == t + 1
+        assert opt.learning_rate(state_jit) == pytest.approx(schedule(t + 1), rel=1e-12)
+    np.testing.assert_allclose(lrs, [schedule(t) for t in range(7)], rtol=1e-12, atol=1e-15)
+    assert len(set(lrs)) == 7 and len(traces) == 1  # one trace, seven learning rates
+
+
+def test_optimizers_compare_and_hash_by_their_schedule() -> None:
+    a = pnn.optim.Adam(schedules.cosine(0.1, 100, warmup=10))
+    b = pnn.optim.Adam(schedules.cosine(0.1, 100, warmup=10))
+    assert a == b and hash(a) == hash(b)
+    assert a != pnn.optim.Adam(schedules.cosine(0.1, 100, warmup=20))
+    assert a != pnn.optim.Adam(0.1) and a != pnn.optim.AdamW(schedules.cosine(0.1, 100, warmup=10))
+    assert pnn.optim.SGD(schedules.constant(0.1)) == pnn.optim.SGD(schedules.constant(np.float64(0.1)))
+    assert repr(a) == (
+        "Adam(lr=cosine(peak=0.1, total_steps=100, warmup=10, end=0.0), b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0)"
+    )
+
+
+def test_bad_lr_and_state_scalars_raise_clearly(tb: Any) -> None:
+    with pytest.raises(TypeError, match=r"SGD: lr must be a number or a pnn.schedules schedule, got <function"):
+        pnn.optim.SGD(lambda t: 0.1)
+    with pytest.raises(ValueError, match=r"AdamW: lr must be a finite number >= 0.0, got -1.*Or pass a schedule"):
+        pnn.optim.AdamW(-1)
+    params = {"W": tb.asarray(np.array([1.0, -2.0]), dtype=tb.float)}
+    opt = pnn.optim.Adam(schedules.constant(0.1))
+    state = opt.init(params)
+    with pytest.raises(TypeError, match=r"Adam.step: state.count must be an int, got float"):
+        opt.step(params, params, state._replace(count=1.5))
+    with pytest.raises(TypeError, match=r"Adam.step: state.lr_scale must be a Python number or a 0-d array"):
+        opt.step(params, params, state._replace(lr_scale=[0.5]))
+    if tb.be.name != "numpy":
+        with pytest.raises(TypeError, match=r"Adam.step: state.count is a numpy.ndarray but the params are .*library"):
+            opt.step(params, params, state._replace(count=np.asarray(2)))

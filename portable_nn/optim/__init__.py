@@ -12,6 +12,15 @@ the params it owns on NumPy, CuPy and torch (:func:`apply_updates`).
 it (array type, dtype, device: attribute reads, no host sync) and raise,
 naming the leaf, for a state made for other params: another dtype would
 silently promote the params, another library or device fail obscurely or mix.
+
+Every optimizer takes ``lr`` as a float or as a :mod:`portable_nn.schedules`
+schedule of the state's ``count`` (the steps taken). A step's learning rate
+is ``schedule(count) * lr_scale`` (or ``lr * lr_scale``); ``lr_scale``, 1.0 in a
+new state, is for a training loop to change between steps, e.g. on a plateau:
+``state = state._replace(lr_scale=0.1)``. ``count`` and ``lr_scale`` are Python
+numbers, or 0-d arrays (traced ones in a compiled loop: they are only ever
+computed with, never branched on). ``opt.learning_rate(state)`` is the
+learning rate of the next step, as a Python float.
 """
 
 from __future__ import annotations
@@ -21,7 +30,17 @@ from typing import Any, NamedTuple
 from .._check import real_number
 from .._tree import TreeMismatchError, tree_map, tree_unflatten
 from ..backends import namespace
-from ._checks import _flatten_like, _map, _matched, _method, _state_error, _StateMismatch
+from ..schedules import Schedule, _float_dtype
+from ._checks import (
+    _check_lr,
+    _check_scalar,
+    _flatten_like,
+    _map,
+    _matched,
+    _method,
+    _state_error,
+    _StateMismatch,
+)
 
 __all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "apply_updates"]
 
@@ -30,8 +49,20 @@ def _zeros_like(p: Any) -> Any:
     return namespace(p).zeros_like(p)
 
 
-def _scaled(u: Any, lr: float, fresh: bool) -> Any:
-    """``-lr * u`` (bit for bit ``-(lr * u)``); ``fresh``: ``u`` was made by the caller, scale it in place."""
+def _cast(like: Any, s: Any) -> Any:
+    """``s``, a Python float as it is, or a 0-d array (checked by ``_check_scalar``) cast to ``like``'s dtype.
+
+    NumPy scalars (0-d NumPy arithmetic gives them) are cast too: NumPy 2 does not treat them as weak.
+    """
+    return s if type(s) is float else namespace(like, s).astype(s, like.dtype)
+
+
+def _scaled(u: Any, lr: Any, fresh: bool) -> Any:
+    """``-lr * u`` (bit for bit ``-(lr * u)``); ``fresh``: ``u`` was made by the caller, scale it in place.
+
+    ``lr``: a Python float, or a 0-d array (from a schedule of an array count) cast to ``u``'s dtype.
+    """
+    lr = _cast(u, lr)
     if not fresh:
         return u * -lr
     u *= -lr  # JAX rebinds
@@ -85,23 +116,62 @@ class _ByValue:
         return hash(self._key())
 
 
+class _Optimizer(_ByValue):
+    """What every optimizer shares: ``lr`` (a float or a schedule), ``step``, ``update``, ``learning_rate``."""
+
+    lr: float | Schedule
+
+    def step(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+        """One update. Returns new params and state; the inputs are not modified."""
+        return self._run(grads, state, params, "updates")
+
+    def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        """``(updates, state)``: ``updates = -lr * direction``, new arrays shaped like params."""
+        return self._run(grads, state, params, None)
+
+    def _run(self, grads: Any, state: Any, params: Any, into: str | None) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _lr(self, state: Any, params: Any = None) -> tuple[Any, Any]:
+        """``(lr, count)``: this step's learning rate and the state's checked step count.
+
+        Each is a Python number, or a 0-d array where the state's count or
+        lr_scale is one (traced in a compiled loop: computed with, never
+        branched on). ``params``: array scalars of the state must be of their library.
+        """
+        where = f"{type(self).__name__}.step"
+        count = _check_scalar(where, "count", state.count, params)
+        lr = self.lr(count) if isinstance(self.lr, Schedule) else self.lr
+        scale = _check_scalar(where, "lr_scale", state.lr_scale, params)
+        if isinstance(scale, float) and scale == 1.0:
+            return lr, count  # bit for bit the lr
+        return lr * scale, count
+
+    def learning_rate(self, state: Any) -> float:
+        """The learning rate the next ``step`` with ``state`` will use, as a Python float (read from the device)."""
+        return float(self._lr(state)[0])
+
+
 class SGDState(NamedTuple):
-    """State of :class:`SGD`: the momentum buffers (a pytree like params), or None."""
+    """State of :class:`SGD`: the momentum buffers (a pytree like params, or None), step count, lr scale."""
 
     velocity: Any
+    count: int = 0  # type: ignore[assignment]  # shadows tuple.count
+    lr_scale: float = 1.0
 
 
-class SGD(_ByValue):
+class SGD(_Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
     the step uses ``v`` (or ``g + momentum * v`` with Nesterov); ``p = p - lr * step``.
+    ``lr``: a float or a :mod:`portable_nn.schedules` schedule.
     """
 
     def __init__(
-        self, lr: float = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+        self, lr: float | Schedule = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
-        self.lr = real_number("SGD", "lr", lr, lo=0.0)
+        self.lr = _check_lr(type(self).__name__, lr)
         self.momentum = real_number("SGD", "momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.weight_decay = real_number("SGD", "weight_decay", weight_decay, lo=0.0)
         if nesterov and self.momentum == 0.0:
@@ -109,27 +179,25 @@ class SGD(_ByValue):
         self.nesterov = bool(nesterov)
 
     def __repr__(self) -> str:
-        return f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, weight_decay={self.weight_decay})"
+        return (
+            f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
+            f"weight_decay={self.weight_decay})"
+        )
 
     def init(self, params: Any) -> SGDState:
-        """Momentum buffers of zeros (None without momentum)."""
+        """Momentum buffers of zeros (None without momentum), count 0, lr_scale 1.0."""
         return SGDState(tree_map(_zeros_like, params) if self.momentum else None)
-
-    def step(self, params: Any, grads: Any, state: SGDState) -> tuple[Any, SGDState]:
-        """One update. Returns new params and state; the inputs are not modified."""
-        return self._run(grads, state, params, "updates")
-
-    def update(self, grads: Any, state: SGDState, params: Any) -> tuple[Any, SGDState]:
-        """``(updates, state)``: ``updates = -lr * direction``, new arrays shaped like params."""
-        return self._run(grads, state, params, None)
 
     def _run(self, grads: Any, state: SGDState, params: Any, into: str | None) -> tuple[Any, SGDState]:
         """The updates, or (``into="updates"``) the new params written into them: one tree walk."""
-        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        mu, wd = self.momentum, self.weight_decay
+        lr, count = self._lr(state, params)
         if wd:
             grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
+        count = count + 1
         if not mu:
-            return _map("SGD", lambda p, g: _add(p, _scaled(g, lr, bool(wd)), into), params, grads), state
+            new = _map("SGD", lambda p, g: _add(p, _scaled(g, lr, bool(wd)), into), params, grads)
+            return new, SGDState(state.velocity, count, state.lr_scale)
         try:  # each velocity leaf is checked against its param before use (only new arrays are made)
             velocity = _map("SGD", lambda p, v, g: mu * _matched(p, v) + g, params, state.velocity, grads)
         except _StateMismatch:
@@ -138,25 +206,29 @@ class SGD(_ByValue):
             new = _map("SGD", lambda p, g, v: _add(p, _scaled(g + mu * v, lr, True), into), params, grads, velocity)
         else:
             new = _map("SGD", lambda p, v: _add(p, _scaled(v, lr, False), into), params, velocity)
-        return new, SGDState(velocity)
+        return new, SGDState(velocity, count, state.lr_scale)
 
 
 class AdamState(NamedTuple):
-    """State of :class:`Adam`/:class:`AdamW`: step count and first/second moment pytrees."""
+    """State of :class:`Adam`/:class:`AdamW`: step count, first/second moment pytrees, lr scale."""
 
     count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
     nu: Any
+    lr_scale: float = 1.0
 
 
-class Adam(_ByValue):
-    """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient."""
+class Adam(_Optimizer):
+    """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient.
+
+    ``lr``: a float or a :mod:`portable_nn.schedules` schedule.
+    """
 
     _decoupled = False
 
     def __init__(
         self,
-        lr: float = 1e-3,
+        lr: float | Schedule = 1e-3,
         *,
         b1: float = 0.9,
         b2: float = 0.999,
@@ -164,7 +236,7 @@ class Adam(_ByValue):
         weight_decay: float = 0.0,
     ) -> None:
         name = type(self).__name__
-        self.lr = real_number(name, "lr", lr, lo=0.0)
+        self.lr = _check_lr(type(self).__name__, lr)
         self.b1 = real_number(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True)
         self.b2 = real_number(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True)
         self.eps = real_number(name, "eps", eps, lo=0.0)
@@ -177,24 +249,18 @@ class Adam(_ByValue):
         )
 
     def init(self, params: Any) -> AdamState:
-        """Zero moments and count 0."""
+        """Zero moments, count 0, lr_scale 1.0."""
         return AdamState(0, tree_map(_zeros_like, params), tree_map(_zeros_like, params))
-
-    def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
-        """One update. Returns new params and state; the inputs are not modified."""
-        return self._run(grads, state, params, "updates")
-
-    def update(self, grads: Any, state: AdamState, params: Any) -> tuple[Any, AdamState]:
-        """``(updates, state)``: ``updates = -lr * adam_direction``, new arrays shaped like params."""
-        return self._run(grads, state, params, None)
 
     def _run(self, grads: Any, state: AdamState, params: Any, into: str | None) -> tuple[Any, AdamState]:
         """The updates, or (``into="updates"``) the new params written into them."""
-        b1, b2, eps, lr, wd = self.b1, self.b2, self.eps, self.lr, self.weight_decay
+        b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
         treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, grads, state.mu, state.nu)
-        count = state.count + 1
-        c1, c2 = 1.0 - b1**count, 1.0 - b2**count
+        lr, count = self._lr(state, params)
+        count = count + 1
         xp = namespace(*P[:1])  # one namespace lookup per step
+        t = count if isinstance(count, int) else xp.astype(count, _float_dtype(xp, count))
+        c1, c2 = 1.0 - b1**t, 1.0 - b2**t  # 0-d arrays for an array count: cast to each leaf's dtype
         new_U, new_M, new_V = [], [], []
         try:  # each moment leaf is checked against its param before use (only new arrays are made)
             for p, g, m, v in zip(P, G, M, V, strict=True):
@@ -202,7 +268,7 @@ class Adam(_ByValue):
                     g = g + wd * p
                 m = b1 * _matched(p, m) + (1.0 - b1) * g
                 v = b2 * _matched(p, v) + (1.0 - b2) * (g * g)
-                u = (m / c1) / (xp.sqrt(v / c2) + eps)
+                u = (m / _cast(m, c1)) / (xp.sqrt(v / _cast(v, c2)) + eps)
                 if wd and self._decoupled:
                     u = u + wd * p
                 new_U.append(_add(p, _scaled(u, lr, True), into))
@@ -212,7 +278,7 @@ class Adam(_ByValue):
             where = _method(type(self).__name__, into)
             raise _state_error(where, params, {"mu": state.mu, "nu": state.nu}) from None
         mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)
-        return tree_unflatten(treedef, new_U), AdamState(count, mu, nu)
+        return tree_unflatten(treedef, new_U), AdamState(count, mu, nu, state.lr_scale)
 
 
 class AdamW(Adam):
@@ -222,7 +288,7 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        lr: float = 1e-3,
+        lr: float | Schedule = 1e-3,
         *,
         b1: float = 0.9,
         b2: float = 0.999,
@@ -230,4 +296,3 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
     ) -> None:
         super().__init__(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-

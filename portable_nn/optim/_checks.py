@@ -1,4 +1,4 @@
-"""The optimizers' input checks: grads against params, and each state leaf against its param."""
+"""The optimizers' input checks: settings, grads against params, and the state against the params."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .._check import dtype_name
+from .._check import check_int, dtype_name, real_number
 from .._tree import TreeMismatchError, tree_flatten, tree_leaves, tree_map, tree_paths
 from ..backends import namespace
+from ..schedules import Schedule
 
 _STRUCTURE = "grads do not have the structure of params. Pass the grads returned by backprop for these params."
 
@@ -93,3 +94,49 @@ def _state_error(where: str, params: Any, fields: dict[str, Any]) -> Exception:
 
 def _method(opt: str, into: str | None) -> str:
     return f"{opt}.update" if into is None else f"{opt}.step"
+
+
+def _check_lr(where: str, lr: Any) -> float | Schedule:
+    """``lr`` checked: a :class:`~portable_nn.schedules.Schedule`, or a finite number >= 0 (as a float)."""
+    if isinstance(lr, Schedule):
+        return lr
+    if callable(lr):
+        raise TypeError(
+            f"{where}: lr must be a number or a pnn.schedules schedule, got {lr!r}. Use pnn.schedules.cosine, "
+            "step_decay, ... or subclass pnn.schedules.Schedule as a frozen dataclass (optimizers compare "
+            "by value, so that compiled training loops are reused)."
+        )
+    try:
+        return real_number(where, "lr", lr, lo=0.0)
+    except ValueError as e:
+        raise ValueError(f"{e} Or pass a schedule, e.g. pnn.schedules.cosine(0.1, total_steps=1000).") from None
+
+
+def _check_scalar(where: str, field: str, value: Any, params: Any = None) -> Any:
+    """A state's ``count`` (an int >= 0) or ``lr_scale`` (a float >= 0), or a 0-d array of the params' library.
+
+    Python numbers are checked (NumPy scalars become them); arrays are not read
+    (they may be traced), only checked to be 0-d and, given ``params``, of the params' library.
+    """
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, (int, float)):
+        if field == "count":
+            return check_int(where, "state.count", value, 0)
+        return real_number(where, "state.lr_scale", value, lo=0.0)
+    if not hasattr(value, "dtype") or getattr(value, "shape", None) != ():
+        raise TypeError(
+            f"{where}: state.{field} must be a Python number or a 0-d array, got {value!r}. "
+            "Make the state with opt.init(params) and change lr_scale with state._replace(lr_scale=0.5)."
+        )
+    leaves = [] if params is None else tree_leaves(params)
+    if leaves:
+        try:
+            namespace(leaves[0], value)
+        except TypeError:
+            raise TypeError(
+                f"{where}: state.{field} is a {type(value).__module__}.{type(value).__name__} but the params are "
+                f"{type(leaves[0]).__module__}.{type(leaves[0]).__name__}s (another array library). Use a "
+                "Python number, or a 0-d array of the params' library."
+            ) from None
+    return value
