@@ -166,29 +166,30 @@ def _check_against(tb: Any, opt: Any, hand: Any, steps: int) -> None:
         np.testing.assert_allclose(pnn.to_numpy(params["W"]), p, **_tol(tb))
 
 
-def test_sgd_with_a_schedule_equals_a_hand_written_loop(tb: Any) -> None:
+def test_sgd_with_a_schedule_and_clip_value_equals_a_hand_written_loop(tb: Any) -> None:
     schedule = schedules.step_decay(0.1, every=2, factor=0.5)
     assert [schedule(t) for t in range(5)] == [0.1, 0.1, 0.05, 0.05, 0.025]
     v = np.zeros(3)
 
     def hand(t: int, p: np.ndarray) -> np.ndarray:
-        v[:] = 0.9 * v + G
+        v[:] = 0.9 * v + np.clip(G, -0.3, 0.3) + 0.01 * p
         return p - schedule(t) * v
 
-    _check_against(tb, pnn.optim.SGD(lr=schedule, momentum=0.9), hand, 5)
+    _check_against(tb, pnn.optim.SGD(lr=schedule, momentum=0.9, weight_decay=0.01, clip_value=0.3), hand, 5)
 
 
-def test_adamw_with_a_schedule_equals_a_hand_written_loop(tb: Any) -> None:
+def test_adamw_with_a_schedule_and_clip_norm_equals_a_hand_written_loop(tb: Any) -> None:
     schedule = schedules.cosine(0.1, total_steps=4, warmup=1)
     m, v = np.zeros(3), np.zeros(3)
+    g = G * min(1.0, 0.5 / (np.sqrt(np.sum(G * G)) + 1e-6))  # |G| = 1.15: clipped to 0.5
 
     def hand(t: int, p: np.ndarray) -> np.ndarray:
-        m[:], v[:] = 0.9 * m + 0.1 * G, 0.999 * v + 0.001 * G * G
+        m[:], v[:] = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         direction = (m / (1 - 0.9 ** (t + 1))) / (np.sqrt(v / (1 - 0.999 ** (t + 1))) + 1e-8) + 0.1 * p
         return p - schedule(t) * direction
 
     assert schedule(0) == 0.0  # warm-up step 0 does not move: the hand loop's direction is still checked after
-    _check_against(tb, pnn.optim.AdamW(lr=schedule, weight_decay=0.1), hand, 5)
+    _check_against(tb, pnn.optim.AdamW(lr=schedule, weight_decay=0.1, clip_norm=0.5), hand, 5)
 
 
 @pytest.mark.parametrize("make", [lambda lr: pnn.optim.SGD(lr), lambda lr: pnn.optim.Adam(lr)], ids=["SGD", "Adam"])

@@ -21,6 +21,10 @@ new state, is for a training loop to change between steps, e.g. on a plateau:
 numbers, or 0-d arrays (traced ones in a compiled loop: they are only ever
 computed with, never branched on). ``opt.learning_rate(state)`` is the
 learning rate of the next step, as a Python float.
+
+Every optimizer also clips the gradients first when given ``clip_value``
+(each element to ``[-v, v]``) or ``clip_norm`` (the global norm over all
+leaves, torch's formula): see :func:`clip_grads`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .._tree import TreeMismatchError, tree_map, tree_unflatten
 from ..backends import namespace
 from ..schedules import Schedule, _float_dtype
 from ._checks import (
+    _check_clip,
     _check_lr,
     _check_scalar,
     _flatten_like,
@@ -41,8 +46,9 @@ from ._checks import (
     _state_error,
     _StateMismatch,
 )
+from ._clip import clip_grads
 
-__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "apply_updates"]
+__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "apply_updates", "clip_grads"]
 
 
 def _zeros_like(p: Any) -> Any:
@@ -117,9 +123,25 @@ class _ByValue:
 
 
 class _Optimizer(_ByValue):
-    """What every optimizer shares: ``lr`` (a float or a schedule), ``step``, ``update``, ``learning_rate``."""
+    """What every optimizer shares: ``lr`` (a float or a schedule), clipping, ``step``, ``update``, ``learning_rate``."""
 
     lr: float | Schedule
+    clip_norm: float | None
+    clip_value: float | None
+
+    def _set_common(self, lr: Any, clip_norm: Any, clip_value: Any) -> None:
+        name = type(self).__name__
+        self.lr = _check_lr(name, lr)
+        self.clip_norm = _check_clip(name, "clip_norm", clip_norm)
+        self.clip_value = _check_clip(name, "clip_value", clip_value)
+
+    def _clip_repr(self) -> str:
+        """``", clip_norm=1.0"`` etc. for the clipping options that are on (reprs without them are unchanged)."""
+        on = (("clip_norm", self.clip_norm), ("clip_value", self.clip_value))
+        return "".join(f", {k}={v}" for k, v in on if v is not None)
+
+    def _clip(self, grads: Any) -> Any:
+        return clip_grads(grads, clip_norm=self.clip_norm, clip_value=self.clip_value)
 
     def step(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
         """One update. Returns new params and state; the inputs are not modified."""
@@ -165,13 +187,15 @@ class SGD(_Optimizer):
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
     the step uses ``v`` (or ``g + momentum * v`` with Nesterov); ``p = p - lr * step``.
-    ``lr``: a float or a :mod:`portable_nn.schedules` schedule.
+    ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,
+    ``clip_value``: clip ``grad`` first (see :func:`clip_grads`).
     """
 
     def __init__(
-        self, lr: float | Schedule = 0.01, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+        self, lr: float | Schedule = 0.01, *, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0, clip_norm: float | None = None, clip_value: float | None = None,
     ) -> None:
-        self.lr = _check_lr(type(self).__name__, lr)
+        self._set_common(lr, clip_norm, clip_value)
         self.momentum = real_number("SGD", "momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.weight_decay = real_number("SGD", "weight_decay", weight_decay, lo=0.0)
         if nesterov and self.momentum == 0.0:
@@ -181,7 +205,7 @@ class SGD(_Optimizer):
     def __repr__(self) -> str:
         return (
             f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
-            f"weight_decay={self.weight_decay})"
+            f"weight_decay={self.weight_decay}{self._clip_repr()})"
         )
 
     def init(self, params: Any) -> SGDState:
@@ -192,11 +216,12 @@ class SGD(_Optimizer):
         """The updates, or (``into="updates"``) the new params written into them: one tree walk."""
         mu, wd = self.momentum, self.weight_decay
         lr, count = self._lr(state, params)
-        if wd:
-            grads = _map("SGD", lambda p, g: g + wd * p, params, grads)
+        clipped = self._clip(grads)
+        fresh = bool(wd) or clipped is not grads  # new arrays, ours to scale in place
+        grads = _map("SGD", lambda p, g: g + wd * p, params, clipped) if wd else clipped
         count = count + 1
         if not mu:
-            new = _map("SGD", lambda p, g: _add(p, _scaled(g, lr, bool(wd)), into), params, grads)
+            new = _map("SGD", lambda p, g: _add(p, _scaled(g, lr, fresh), into), params, grads)
             return new, SGDState(state.velocity, count, state.lr_scale)
         try:  # each velocity leaf is checked against its param before use (only new arrays are made)
             velocity = _map("SGD", lambda p, v, g: mu * _matched(p, v) + g, params, state.velocity, grads)
@@ -221,7 +246,8 @@ class AdamState(NamedTuple):
 class Adam(_Optimizer):
     """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient.
 
-    ``lr``: a float or a :mod:`portable_nn.schedules` schedule.
+    ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,
+    ``clip_value``: clip the gradient first (see :func:`clip_grads`).
     """
 
     _decoupled = False
@@ -234,9 +260,11 @@ class Adam(_Optimizer):
         b2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ) -> None:
         name = type(self).__name__
-        self.lr = _check_lr(type(self).__name__, lr)
+        self._set_common(lr, clip_norm, clip_value)
         self.b1 = real_number(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True)
         self.b2 = real_number(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True)
         self.eps = real_number(name, "eps", eps, lo=0.0)
@@ -245,7 +273,7 @@ class Adam(_Optimizer):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(lr={self.lr}, b1={self.b1}, b2={self.b2}, eps={self.eps}, "
-            f"weight_decay={self.weight_decay})"
+            f"weight_decay={self.weight_decay}{self._clip_repr()})"
         )
 
     def init(self, params: Any) -> AdamState:
@@ -255,7 +283,7 @@ class Adam(_Optimizer):
     def _run(self, grads: Any, state: AdamState, params: Any, into: str | None) -> tuple[Any, AdamState]:
         """The updates, or (``into="updates"``) the new params written into them."""
         b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
-        treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, grads, state.mu, state.nu)
+        treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, self._clip(grads), state.mu, state.nu)
         lr, count = self._lr(state, params)
         count = count + 1
         xp = namespace(*P[:1])  # one namespace lookup per step
@@ -294,5 +322,9 @@ class AdamW(Adam):
         b2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ) -> None:
-        super().__init__(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        super().__init__(
+            lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value
+        )

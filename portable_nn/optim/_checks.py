@@ -112,6 +112,11 @@ def _check_lr(where: str, lr: Any) -> float | Schedule:
         raise ValueError(f"{e} Or pass a schedule, e.g. pnn.schedules.cosine(0.1, total_steps=1000).") from None
 
 
+def _check_clip(where: str, name: str, value: Any) -> float | None:
+    """``clip_norm`` or ``clip_value``: None (off), or a finite number > 0 (as a float)."""
+    return None if value is None else real_number(where, name, value, lo=0.0, lo_open=True)
+
+
 def _check_scalar(where: str, field: str, value: Any, params: Any = None) -> Any:
     """A state's ``count`` (an int >= 0) or ``lr_scale`` (a float >= 0), or a 0-d array of the params' library.
 
