@@ -29,7 +29,7 @@ leaves, torch's formula): see :func:`clip_grads`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._check import real_number
 from .._tree import TreeMismatchError, tree_map, tree_unflatten
@@ -122,7 +122,10 @@ class _ByValue:
         return hash(self._key())
 
 
-class _Optimizer(_ByValue):
+_State = TypeVar("_State")
+
+
+class _Optimizer(_ByValue, Generic[_State]):
     """What every optimizer shares: ``lr`` (a float or a schedule), clipping, ``step``, ``update``, ``learning_rate``."""
 
     lr: float | Schedule
@@ -141,17 +144,19 @@ class _Optimizer(_ByValue):
         return "".join(f", {k}={v}" for k, v in on if v is not None)
 
     def _clip(self, grads: Any) -> Any:
+        if self.clip_norm is None and self.clip_value is None:
+            return grads  # without a tree walk
         return clip_grads(grads, clip_norm=self.clip_norm, clip_value=self.clip_value)
 
-    def step(self, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+    def step(self, params: Any, grads: Any, state: _State) -> tuple[Any, _State]:
         """One update. Returns new params and state; the inputs are not modified."""
         return self._run(grads, state, params, "updates")
 
-    def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+    def update(self, grads: Any, state: _State, params: Any) -> tuple[Any, _State]:
         """``(updates, state)``: ``updates = -lr * direction``, new arrays shaped like params."""
         return self._run(grads, state, params, None)
 
-    def _run(self, grads: Any, state: Any, params: Any, into: str | None) -> tuple[Any, Any]:
+    def _run(self, grads: Any, state: _State, params: Any, into: str | None) -> tuple[Any, _State]:
         raise NotImplementedError
 
     def _lr(self, state: Any, params: Any = None) -> tuple[Any, Any]:
@@ -169,7 +174,7 @@ class _Optimizer(_ByValue):
             return lr, count  # bit for bit the lr
         return lr * scale, count
 
-    def learning_rate(self, state: Any) -> float:
+    def learning_rate(self, state: _State) -> float:
         """The learning rate the next ``step`` with ``state`` will use, as a Python float (read from the device)."""
         return float(self._lr(state)[0])
 
@@ -182,7 +187,7 @@ class SGDState(NamedTuple):
     lr_scale: float = 1.0
 
 
-class SGD(_Optimizer):
+class SGD(_Optimizer[SGDState]):
     """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
@@ -243,7 +248,7 @@ class AdamState(NamedTuple):
     lr_scale: float = 1.0
 
 
-class Adam(_Optimizer):
+class Adam(_Optimizer[AdamState]):
     """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient.
 
     ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +124,8 @@ def _check_scalar(where: str, field: str, value: Any, params: Any = None) -> Any
     Python numbers are checked (NumPy scalars become them); arrays are not read
     (they may be traced), only checked to be 0-d and, given ``params``, of the params' library.
     """
+    if type(value) is (int if field == "count" else float) and 0 <= value < math.inf:
+        return value  # the common case, checked without a call
     if isinstance(value, (np.integer, np.floating)):
         value = value.item()
     if isinstance(value, (int, float)):
