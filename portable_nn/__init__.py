@@ -6,7 +6,7 @@ JAX and array-api-strict. See README.md for a tour.
 
 from __future__ import annotations
 
-from . import layers, losses, optim
+from . import layers, losses, optim, schedules
 from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
 from ._rng import host_rng
 from ._tree import tree_leaves, tree_map, tree_paths
@@ -76,6 +76,7 @@ __all__ = [
     "optim",
     "predict",
     "save",
+    "schedules",
     "set_backend",
     "to_backend",
     "to_numpy",

@@ -1,0 +1,246 @@
+"""Learning-rate schedules: the learning rate as a pure function of the step count.
+
+Give one to an optimizer as its ``lr``::
+
+    opt = pnn.optim.AdamW(lr=pnn.schedules.cosine(3e-3, total_steps=epochs * steps_per_epoch, warmup=100))
+
+An optimizer's step number ``t`` (counting from 0, kept in its state's
+``count``) uses ``schedule(t)``: the value ``torch.optim.lr_scheduler`` gives
+after ``t`` calls of ``scheduler.step()`` (one per optimizer step), and what
+optax's schedules give at count ``t``.
+
+``schedule(step)`` takes a Python int, and then computes a Python float with
+:mod:`math`, or a 0-d integer array, and then computes a 0-d float array of the
+same library and device with array operations (in float64 where the device
+has it). That includes a JAX tracer inside ``jax.jit`` or ``jax.lax.scan``, so
+a compiled training loop traces the schedule instead of freezing its value at
+trace time.
+
+Each schedule is a frozen dataclass: it compares and hashes by its settings,
+so optimizers holding equal schedules are equal and JAX's compiled loop,
+which takes the optimizer as a static argument, is reused. To write your own,
+subclass :class:`Schedule` as a frozen dataclass and define ``_host`` and
+``_array``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, overload
+
+import array_api_compat
+import numpy as np
+
+from ._check import check_int, real_number
+from .backends import namespace
+
+__all__ = ["Schedule", "constant", "cosine", "exponential", "linear_warmup", "step_decay"]
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    """Store a checked (normalized) setting on a frozen dataclass."""
+    object.__setattr__(obj, name, value)
+
+
+def _float_dtype(xp: Any, step: Any) -> Any:
+    """float64 where ``step``'s device has it, else its default real floating dtype."""
+    info = xp.__array_namespace_info__()
+    device = array_api_compat.device(step)
+    found = info.dtypes(device=device, kind="real floating")
+    return found["float64"] if "float64" in found else info.default_dtypes(device=device)["real floating"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Base of the schedules: ``schedule(step) -> lr``, pure, comparing and hashing by its settings.
+
+    Subclasses are frozen dataclasses that check their settings in
+    ``__post_init__`` and define ``_host(step: int) -> float`` and
+    ``_array(xp, step, dtype) -> array`` (``step`` a 0-d integer array, the
+    result a 0-d array of ``dtype``), the same formula in both.
+    """
+
+    @overload
+    def __call__(self, step: int) -> float: ...
+
+    @overload
+    def __call__(self, step: Any) -> Any: ...
+
+    def __call__(self, step: Any) -> Any:
+        """The learning rate of step ``step`` (counting from 0).
+
+        Args:
+            step: a Python (or NumPy) int >= 0, or a 0-d integer array of any
+                backend, including a traced one inside ``jax.jit``.
+
+        Returns:
+            A Python float for an int; for an array, a 0-d float array of its
+            library and device (float64 where the device has it).
+
+        Raises:
+            TypeError: ``step`` is neither an int nor an integer array.
+            ValueError: a negative int, or an array that is not 0-d.
+        """
+        name = type(self).__name__
+        if isinstance(step, (int, np.integer)) and not isinstance(step, (bool, np.bool_)):
+            return self._host(check_int(name, "step", step, 0))
+        if not hasattr(step, "dtype") or not hasattr(step, "shape"):
+            raise TypeError(
+                f"{name}: step must be an int or a 0-d integer array, got {type(step).__name__}. "
+                "Pass the optimizer state's count."
+            )
+        xp = namespace(step)
+        if not xp.isdtype(step.dtype, "integral"):
+            raise TypeError(
+                f"{name}: step must be an integer count, got an array of dtype {step.dtype}. "
+                "Pass the optimizer state's count, or cast it, e.g. xp.astype(step, xp.int64)."
+            )
+        if step.ndim != 0:
+            raise ValueError(f"{name}: step must be a 0-d array (one count), got shape {tuple(step.shape)}.")
+        return self._array(xp, step, _float_dtype(xp, step))
+
+    def _host(self, step: int) -> float:
+        raise NotImplementedError
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class constant(Schedule):
+    """``lr`` at every step (the same as passing the float; useful where a schedule is expected)."""
+
+    lr: float
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", real_number("constant", "lr", self.lr, lo=0.0))
+
+    def _host(self, step: int) -> float:
+        return self.lr
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        return xp.full_like(step, self.lr, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class step_decay(Schedule):
+    """``lr * factor ** (step // every)``: ``lr`` multiplied by ``factor`` every ``every`` steps.
+
+    ``torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=factor)``.
+    """
+
+    lr: float
+    every: int
+    factor: float
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", real_number("step_decay", "lr", self.lr, lo=0.0))
+        _set(self, "every", check_int("step_decay", "every", self.every, 1))
+        _set(self, "factor", real_number("step_decay", "factor", self.factor, lo=0.0, hi=1.0, lo_open=True))
+
+    def _host(self, step: int) -> float:
+        return self.lr * self.factor ** (step // self.every)
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        return self.lr * self.factor ** xp.astype(step // self.every, dtype)
+
+
+@dataclass(frozen=True)
+class exponential(Schedule):
+    """``lr * rate ** (step / every)``; with ``staircase=True``, ``lr * rate ** (step // every)``.
+
+    ``torch.optim.lr_scheduler.ExponentialLR(opt, gamma=rate)`` for ``every=1``;
+    optax's ``exponential_decay(lr, every, rate, staircase=...)``.
+    """
+
+    lr: float
+    rate: float
+    every: int = 1
+    staircase: bool = False
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", real_number("exponential", "lr", self.lr, lo=0.0))
+        _set(self, "rate", real_number("exponential", "rate", self.rate, lo=0.0, hi=1.0, lo_open=True))
+        _set(self, "every", check_int("exponential", "every", self.every, 1))
+        if not isinstance(self.staircase, (bool, np.bool_)):
+            raise TypeError(f"exponential: staircase must be True or False, got {self.staircase!r}.")
+        _set(self, "staircase", bool(self.staircase))
+
+    def _host(self, step: int) -> float:
+        return self.lr * self.rate ** (step // self.every if self.staircase else step / self.every)
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        power = xp.astype(step // self.every, dtype) if self.staircase else xp.astype(step, dtype) / self.every
+        return self.lr * self.rate**power
+
+
+def _check_warmup(where: str, peak: Any, warmup: Any, lo: int) -> tuple[float, int]:
+    return real_number(where, "peak", peak, lo=0.0), check_int(where, "warmup", warmup, lo)
+
+
+@dataclass(frozen=True)
+class linear_warmup(Schedule):
+    """``peak * step / warmup`` for the first ``warmup`` steps (0 at step 0), then ``peak``.
+
+    ``torch.optim.lr_scheduler.LinearLR(opt, start_factor, end_factor=1.0, total_iters=warmup)``
+    with a start factor of 0 (which torch does not allow; it needs one > 0).
+    """
+
+    peak: float
+    warmup: int
+
+    def __post_init__(self) -> None:
+        peak, warmup = _check_warmup("linear_warmup", self.peak, self.warmup, 1)
+        _set(self, "peak", peak)
+        _set(self, "warmup", warmup)
+
+    def _host(self, step: int) -> float:
+        return self.peak * (step / self.warmup) if step < self.warmup else self.peak
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        return self.peak * xp.clip(xp.astype(step, dtype) / self.warmup, None, 1.0)
+
+
+@dataclass(frozen=True)
+class cosine(Schedule):
+    """Linear warm-up from 0 to ``peak`` over ``warmup`` steps, cosine decay to ``end`` at ``total_steps``.
+
+    Step ``t``: ``peak * t / warmup`` while ``t < warmup``; then
+    ``end + (peak - end) * (1 + cos(pi * (t - warmup) / (total_steps - warmup))) / 2``
+    up to ``total_steps``; ``end`` after. Without warm-up this is
+    ``torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=end)``
+    (which, unlike this, rises again after ``T_max``) and optax's
+    ``warmup_cosine_decay_schedule(0, peak, warmup, total_steps, end)``.
+    """
+
+    peak: float
+    total_steps: int
+    warmup: int = 0
+    end: float = 0.0
+
+    def __post_init__(self) -> None:
+        peak, warmup = _check_warmup("cosine", self.peak, self.warmup, 0)
+        total = check_int("cosine", "total_steps", self.total_steps, 1)
+        if warmup >= total:
+            raise ValueError(
+                f"cosine: warmup must be smaller than total_steps, got warmup={warmup}, total_steps={total}. "
+                "total_steps counts the whole run's optimizer steps (epochs * batches per epoch), warm-up included."
+            )
+        end = real_number("cosine", "end", self.end, lo=0.0, hi=peak)
+        for name, value in (("peak", peak), ("total_steps", total), ("warmup", warmup), ("end", end)):
+            _set(self, name, value)
+
+    def _host(self, step: int) -> float:
+        if step < self.warmup:
+            return self.peak * (step / self.warmup)
+        frac = min(1.0, (step - self.warmup) / (self.total_steps - self.warmup))
+        return self.end + (self.peak - self.end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    def _array(self, xp: Any, step: Any, dtype: Any) -> Any:
+        t = xp.astype(step, dtype)
+        frac = xp.clip((t - self.warmup) / (self.total_steps - self.warmup), 0.0, 1.0)
+        decay = self.end + (self.peak - self.end) * 0.5 * (1.0 + xp.cos(math.pi * frac))
+        if not self.warmup:
+            return decay
+        return xp.where(t < self.warmup, self.peak * (t / self.warmup), decay)
