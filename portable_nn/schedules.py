@@ -35,7 +35,7 @@ import numpy as np
 from ._check import check_int, real_number
 from .backends import namespace
 
-__all__ = ["Schedule", "constant", "cosine", "exponential", "linear_warmup", "step_decay"]
+__all__ = ["ReduceOnPlateau", "Schedule", "constant", "cosine", "exponential", "linear_warmup", "step_decay"]
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -244,3 +244,39 @@ class cosine(Schedule):
         if not self.warmup:
             return decay
         return xp.where(t < self.warmup, self.peak * (t / self.warmup), decay)
+
+
+@dataclass(frozen=True)
+class ReduceOnPlateau:
+    """Multiply the learning rate by ``factor`` when the monitored loss stops improving; for ``fit(reduce_lr=...)``.
+
+    After each epoch ``fit`` compares its monitored loss (the validation loss,
+    or the training loss without validation data) with the best so far; after
+    ``patience`` epochs without an improvement by more than ``min_delta`` it
+    sets the optimizer state's ``lr_scale`` to ``max(lr_scale * factor,
+    min_scale)`` and waits ``patience`` epochs again (Keras's
+    ``ReduceLROnPlateau``, torch's with ``threshold_mode="abs"``, cooldown 0).
+    The scale multiplies a float lr or a schedule alike, lives in the state (so
+    a checkpoint keeps it, and JAX's compiled loop does not recompile), and the
+    history's ``"lr"`` shows its effect.
+    """
+
+    factor: float = 0.1
+    patience: int = 10
+    min_delta: float = 0.0
+    min_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "factor", real_number("ReduceOnPlateau", "factor", self.factor, lo=0.0, hi=1.0, lo_open=True,
+                                         hi_open=True))
+        _set(self, "patience", check_int("ReduceOnPlateau", "patience", self.patience, 1))
+        _set(self, "min_delta", real_number("ReduceOnPlateau", "min_delta", self.min_delta, lo=0.0))
+        _set(self, "min_scale", real_number("ReduceOnPlateau", "min_scale", self.min_scale, lo=0.0, hi=1.0))
+
+    def update(self, best: float, wait: int, scale: float, monitored: float) -> tuple[float, int, float]:
+        """One epoch's bookkeeping: ``(best, wait, scale)`` after seeing ``monitored`` (a NaN never improves)."""
+        if monitored < best - self.min_delta:
+            return monitored, 0, scale
+        if wait + 1 >= self.patience:
+            return best, 0, max(scale * self.factor, self.min_scale)
+        return best, wait + 1, scale

@@ -35,7 +35,7 @@ def test_digits_reaches_097(tb, digits):
         optimizer=pnn.optim.Adam(lr=3e-3), epochs=30, batch_size=32, seed=0,
         validation_data=(Xte, yte), progress=False,
     )
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 30 for v in history.values())
     assert history["loss"][-1] < history["loss"][0] / 10
     assert history["val_accuracy"][-1] >= 0.97
@@ -256,7 +256,7 @@ def test_fit_compiled_loop_matches_step_by_step(tb, n, scan_traces):
             assert scan_traces, "fit on JAX should run the compiled whole-epoch loop"
     (p1, h1), (p2, h2) = runs
     rtol = 1e-9 if tb.float == "float64" else 1e-4
-    assert h1.keys() == h2.keys() == {"loss", "accuracy"}
+    assert h1.keys() == h2.keys() == {"loss", "accuracy", "lr"}
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=rtol)
     assert h1["accuracy"] == h2["accuracy"]
     for a, b in zip(pnn.tree_leaves(p1), pnn.tree_leaves(p2), strict=True):

@@ -64,7 +64,12 @@ def test_seed_float64_500_steps_matches_numpy(tb: Any, numpy_seed_run: compare.R
             f"{tb.spec} has no float64 (supported: {', '.join(tb.dtypes)}); the notebook parity is float64"
         )
     problem = _on_test_backend(tb, make_problem("seed", tb.be, dtype="float64"))
-    run = compare.record_run(problem, 500)
+    # the portable code op by op: bit for bit NumPy's arithmetic (jax.jit's fusion rounds differently,
+    # 2.6e-12 here at step 500 where the loss is 1e-8: checked below with its own bound)
+    run = compare.record_run(problem, 500, eager=True)
+    if tb.be.name == "jax":
+        jitted = compare.record_run(problem, 500)
+        assert compare.max_loss_deviation(jitted.losses, numpy_seed_run.losses) <= 1e-10
     assert run.losses.shape == (500,)
     assert compare.max_loss_deviation(run.losses, numpy_seed_run.losses) <= SEED_TOL
     assert compare.param_deviation(run.params, numpy_seed_run.params) <= SEED_TOL

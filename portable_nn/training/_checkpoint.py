@@ -45,6 +45,7 @@ class RunState:
         best_loss, since_best, best_params: early-stopping bookkeeping.
         steps_done: steps over the whole run (for ``checkpoint_every``).
         stopped: early stopping or a callback ended the run.
+        plateau_best, plateau_wait: ``reduce_lr``'s bookkeeping (its scale is the state's ``lr_scale``).
     """
 
     params: Any
@@ -61,6 +62,8 @@ class RunState:
     best_params: Any = None
     steps_done: int = 0
     stopped: bool = False
+    plateau_best: float = float("inf")
+    plateau_wait: int = 0
 
 
 def fingerprint(
@@ -161,7 +164,8 @@ class Checkpointer:
             "rng": {"shuffle": _rng_to_tree(run.shuffle_state), "dropout": _rng_to_tree(run.dropout_state)},
             # the epochs before run.epoch are complete; the live history may already hold run.epoch's loss
             "history": {k: np.asarray(v[: run.epoch], dtype=np.float64) for k, v in run.history.items()},
-            "early": {"best_loss": float(run.best_loss), "since_best": run.since_best, "best_params": run.best_params},
+            "early": {"best_loss": float(run.best_loss), "since_best": run.since_best, "best_params": run.best_params,
+                      "plateau_best": float(run.plateau_best), "plateau_wait": run.plateau_wait},
         }
         save(self.path, tree)
 
@@ -204,6 +208,8 @@ class Checkpointer:
             best_params=self._place(early["best_params"]),
             steps_done=int(position["steps_done"]),
             stopped=bool(position["stopped"]),
+            plateau_best=float(early["plateau_best"]),
+            plateau_wait=int(early["plateau_wait"]),
         )
 
     def _place(self, tree: Any) -> Any:

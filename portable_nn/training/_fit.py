@@ -22,6 +22,7 @@ from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
 from ..layers.base import Layer, Params
 from ..losses import reduction_of
+from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._data import Plan, prepare
 from ._evaluate import evaluate
@@ -55,6 +56,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
+    reduce_lr: ReduceOnPlateau | None = None,
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
 
@@ -104,10 +106,15 @@ def fit(
         callbacks: objects with ``on_epoch_end(epoch, history, params)``, called
             after each epoch's validation; one that returns True stops training
             (fit returns the current params).
+        reduce_lr: a :class:`~portable_nn.schedules.ReduceOnPlateau`: scale the
+            learning rate down (the optimizer state's ``lr_scale``) when the
+            monitored loss (as for ``patience``) stops improving.
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
-        labels only), ``"val_loss"``, ``"val_accuracy"`` to one float per epoch.
+        labels only), ``"val_loss"``, ``"val_accuracy"`` and ``"lr"`` (the
+        learning rate of the epoch's last step, where the optimizer has a
+        ``learning_rate``) to one float per epoch.
         Losses are over the whole epoch as the loss reduces: the mean over
         rows for a ``"mean"`` loss, the sum for a ``"sum"`` loss.
 
@@ -136,6 +143,10 @@ def fit(
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs checkpoint='run.safetensors' (the file to resume from).")
     callbacks = _check_callbacks(callbacks)
+    if reduce_lr is not None and not isinstance(reduce_lr, ReduceOnPlateau):
+        raise TypeError(
+            f"fit: reduce_lr must be a pnn.schedules.ReduceOnPlateau, got {type(reduce_lr).__name__}."
+        )
     min_delta = _check_min_delta(min_delta)
     reduction = reduction_of(loss)
     plan = prepare(model, params, X, Y, loss, validation_data)
@@ -146,7 +157,8 @@ def fit(
     run = RunState(params, optimizer.init(params), history={"loss": []})
     ckpt = None
     if checkpoint is not None:
-        settings = {"batch_size": batch_size, "shuffle": shuffle, "seed": seed, "patience": patience}
+        settings = {"batch_size": batch_size, "shuffle": shuffle, "seed": seed, "patience": patience,
+                    "reduce_lr": repr(reduce_lr)}
         prints = fingerprint(model, loss, optimizer, plan.X, plan.Y, settings)
         ckpt = Checkpointer(checkpoint, checkpoint_every, prints, params)
         loaded = ckpt.load() if resume else None
@@ -155,6 +167,11 @@ def fit(
             shuffle_rng.bit_generator.state = run.shuffle_state
             dropout_rng.bit_generator.state = run.dropout_state
     params, state, history = run.params, run.opt_state, run.history
+    if reduce_lr is not None and not hasattr(state, "lr_scale"):
+        raise TypeError(
+            f"fit: reduce_lr needs an optimizer whose state has an lr_scale field (pnn.optim's do); "
+            f"{type(optimizer).__name__}'s state is a {type(state).__name__}."
+        )
     best = (run.best_loss, params if run.best_params is None else run.best_params)
     bar = _progress_bar(progress, epochs * steps_per_epoch, run.epoch * steps_per_epoch + run.step)
 
@@ -170,7 +187,8 @@ def fit(
                     interrupts, plan.counts_correct, on_step)
         runner: StepRunner | ScanRunner = StepRunner(loop)
         if n >= batch_size and trainer.uses_jit(plan.X):
-            runner = ScanRunner(runner, one_epoch=plan.validation is not None or patience is not None)
+            per_epoch = plan.validation is not None or patience is not None or reduce_lr is not None or callbacks
+            runner = ScanRunner(runner, one_epoch=bool(per_epoch))
         epoch = run.epoch
         try:
             while epoch < epochs and not run.stopped:
@@ -179,8 +197,9 @@ def fit(
                           for _ in range(1 if run.step else runner.chunk(epochs - epoch))]
                 params, state, stats = runner.run(params, state, orders, epoch, run.step, run.total, run.correct)
                 before = run.steps_done
-                for epoch_loss, correct in stats:
-                    _record(history, epoch_loss, correct, n)
+                for (epoch_loss, correct), lr in zip(stats, _epoch_lrs(optimizer, state, len(stats), steps_per_epoch),
+                                                     strict=True):
+                    _record(history, epoch_loss, correct, n, lr)
                 epoch += len(stats)
                 if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # a compiled chunk: no on_step calls
                     # its last epoch's steps are done, its validation not yet (a checkpoint now resumes there)
@@ -195,6 +214,12 @@ def fit(
                     else:
                         run.since_best += 1
                         run.stopped = run.since_best >= patience
+                if reduce_lr is not None:
+                    run.plateau_best, run.plateau_wait, scale = reduce_lr.update(
+                        run.plateau_best, run.plateau_wait, float(state.lr_scale), monitored
+                    )
+                    if scale != float(state.lr_scale):
+                        state = run.opt_state = state._replace(lr_scale=scale)
                 run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in callbacks)
                 run.epoch, run.step, run.total, run.correct = epoch, 0, 0.0, None
                 run.best_loss, run.best_params = best[0], None if patience is None else best[1]
@@ -263,11 +288,24 @@ def _end_of_epoch(
     return monitored
 
 
-def _record(history: History, epoch_loss: float, n_correct: Any, n: int) -> None:
-    """Append one epoch's training loss (and accuracy, for integer labels) to the history."""
+def _record(history: History, epoch_loss: float, n_correct: Any, n: int, lr: float | None) -> None:
+    """Append one epoch's training loss (accuracy, for integer labels; lr, where known) to the history."""
     history["loss"].append(epoch_loss)
     if n_correct is not None:
         history.setdefault("accuracy", []).append(int(n_correct) / n)
+    if lr is not None:
+        history.setdefault("lr", []).append(lr)
+
+
+def _epoch_lrs(optimizer: Any, state: Any, k: int, steps_per_epoch: int) -> list[float | None]:
+    """The learning rate of the last step of each of the last ``k`` epochs (``state`` is after them), or Nones."""
+    learning_rate = getattr(optimizer, "learning_rate", None)
+    if learning_rate is None:
+        return [None] * k
+    if not hasattr(state, "count") or not hasattr(state, "_replace"):
+        return [float(learning_rate(state))] * k
+    count = int(state.count)  # the next step's; each epoch's last step is one before its end
+    return [float(learning_rate(state._replace(count=count - 1 - (k - 1 - i) * steps_per_epoch))) for i in range(k)]
 
 
 def _progress_bar(progress: bool | None, total: int, done: int = 0) -> Any:

@@ -68,8 +68,8 @@ def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any) -> 
     """Handle a NaN/inf at ``(epoch, step)`` per ``loop.on_nonfinite``; ``params`` are the last finite ones."""
     msg = (
         f"fit: the loss or the updated params became NaN/inf at epoch {epoch}, step {step} "
-        f"(loss {float(value)}). Lower the learning rate, check the data scale, "
-        "or clip gradients. The last finite params are kept."
+        f"(loss {float(value)}). Lower the learning rate, check the data scale, or clip the gradients "
+        "(e.g. pnn.optim.Adam(..., clip_norm=1.0), or clip_value=). The last finite params are kept."
     )
     if loop.on_nonfinite == "stop":
         warnings.warn(msg, RuntimeWarning, stacklevel=5)

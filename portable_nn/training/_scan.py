@@ -91,6 +91,7 @@ def run_scanned(
     device = list(X.devices())[0]
     full = np.concatenate([orders, np.repeat(orders[-1:], padded - k, axis=0)]) if padded > k else orders
     orders_dev = jax.device_put(full, device)
+    state = jax.device_put(state, device)  # Python counts and scales as arrays: the first call compiles once
     active = jax.device_put(jnp.asarray(k, dtype=jnp.int32), device)
     model = trainer.model
     start = time.perf_counter()
