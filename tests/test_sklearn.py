@@ -242,7 +242,7 @@ def test_generic_wrappers_take_any_model(tb):
     def build(n_features, n_outputs):
         return pnn.Sequential(pnn.Linear(n_features, 8), pnn.ReLU(), pnn.Linear(8, n_outputs))
 
-    reg = NeuralNetRegressor(build, optimizer=pnn.optim.Adam(0.01), epochs=20, batch_size=16, random_state=0,
+    reg = NeuralNetRegressor(build, optimizer=pnn.optim.Adam(0.01), epochs=20, random_state=0,
                              early_stopping=True,
                              backend=_spec(tb), dtype=tb.float).fit(X[:, :3], X[:, 3])
     assert reg.predict(X[:, :3]).shape == (150,) and reg.score(X[:, :3], X[:, 3]) > 0.5

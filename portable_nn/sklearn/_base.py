@@ -28,7 +28,6 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends import Backend, get_backend, to_backend
@@ -199,8 +198,10 @@ class NeuralNetBase(BaseEstimator):
         self.n_iter_ = 0
         try:
             for _ in range(1 if incremental else schedule.max_epochs):
-                if self.shuffle:
-                    order = sk_shuffle(order, random_state=rs)  # as scikit-learn's MLP: shuffles the last order
+                if self.shuffle:  # scikit-learn's MLP: sklearn.utils.shuffle(order, random_state=rs), less its checks
+                    perm = np.arange(n)
+                    rs.shuffle(perm)
+                    order = order[perm]
                 assert self._trainer is not None
                 params, state, loss = self._trainer.epoch(
                     be, params, state, X, T, order if self.shuffle else None, batch_size, dropout_rng

@@ -55,7 +55,8 @@ class L2Penalty:
         for p, g in zip(params, grads, strict=True):
             if "W" in p:
                 W = p["W"]
-                total = total + namespace(W).sum(W * W)
+                w = namespace(W).reshape(W, (-1,))
+                total = total + w @ w  # sum(W * W), as one dot product
                 g = {**g, "W": g["W"] + scale * W}
             out.append(g)
         return (0.5 * scale) * total, out
