@@ -343,3 +343,20 @@ def test_import_portable_nn_does_not_import_sklearn(tb):
            "or m.startswith('portable_nn.sklearn')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_dataframe_feature_names(tb, tmp_path):
+    _numpy_only(tb)
+    pd = pytest.importorskip("pandas", reason="feature_names_in_ comes from DataFrames (pandas is not installed)")
+    from sklearn.datasets import load_iris
+
+    data = load_iris(as_frame=True)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(data.data, pd.Series(data.target))
+    assert list(clf.feature_names_in_) == list(data.data.columns)
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(data.data.rename(columns=str.upper))
+    clf.save(tmp_path / "est")
+    assert list(MLPClassifier.load(tmp_path / "est").feature_names_in_) == list(data.data.columns)

@@ -145,7 +145,7 @@ class NeuralNetBase(BaseEstimator):
             if schedule.early_stopping:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
-                self.best_loss_: float | None = None
+                self.best_loss_ = None
             else:
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
             self._best_params = self.params_
@@ -183,7 +183,7 @@ class NeuralNetBase(BaseEstimator):
         size = int(schedule.batch_size)
         if size > n and schedule.sklearn_warnings:
             warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=5
             )
         return int(np.clip(size, 1, n))
 
@@ -218,7 +218,7 @@ class NeuralNetBase(BaseEstimator):
                         what = "Validation score" if validation is not None else "Training loss"
                         print(
                             f"{what} did not improve more than tol={schedule.tol:f} for "
-                            f"{schedule.n_iter_no_change} consecutive epochs. Stopping."
+                            f"{schedule.n_iter_no_change:.0f} consecutive epochs. Stopping."
                         )
                     break
                 if not incremental and self.n_iter_ == schedule.max_epochs and schedule.sklearn_warnings:

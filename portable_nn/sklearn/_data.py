@@ -78,8 +78,10 @@ def host(A: Any) -> np.ndarray:
 
 
 def on_backend(A: Any, be: Backend, dtype: str) -> Any:
-    """``A`` as a ``dtype`` array of ``be`` (a copy unless it already is one)."""
-    if input_key(A) == (be.name, be.device_label) and input_key(A) != HOST:
+    """``A`` as a ``dtype`` array of ``be``: cast in place of origin when it is on ``be`` already, else copied
+    through host memory (NumPy data of that dtype is used as it is)."""
+    key = input_key(A)
+    if key != HOST and key == (be.name, be.device_label):
         return be.xp.astype(A, be.dtype(dtype))
     return be.asarray(np.asarray(host(A), dtype=dtype))
 
