@@ -79,5 +79,6 @@ def examples(session: nox.Session) -> None:
         "--mlp-steps", "3", "--hidden", "32", "--batch", "16", "--repeats", "1",
     )
     session.run("python", "-m", "portable_nn", "compare", "--backends", "numpy", "--steps", "20")
+    session.run("python", "examples/sklearn_pipeline.py", "--max-iter", "5", "--cv", "2", "--n-jobs", "1")
 
 

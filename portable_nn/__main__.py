@@ -176,7 +176,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     return 1 if result.failed or not result.results else 0
 
 
-_BENCH_CASES = ("a", "b", "c", "d", "e")
+_BENCH_CASES = ("a", "b", "c", "d", "e", "f")
 _BENCH_LIBRARIES = ("torch", "jax", "sklearn")
 
 
@@ -215,7 +215,8 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         epilog=(
             "Cases: a MLP training step 784-512-512-10; b the notebook's 3-2-1 net (us/step); "
             "c digits end to end to 0.97 accuracy; d GFLOP/s scaling over width and batch; "
-            "e RSS of pnn.fit per epoch. Speed is measured, never asserted: a busy machine skews it."
+            "e RSS of pnn.fit per epoch; f portable_nn.sklearn.MLPClassifier against scikit-learn's, equal epochs "
+            "on digits. Speed is measured, never asserted: a busy machine skews it."
         ),
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (about two minutes)")
@@ -227,7 +228,7 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         type=_case_list,
         default=list(_BENCH_CASES),
         metavar="LIST",
-        help="comma-separated cases to run (default: a,b,c,d,e)",
+        help="comma-separated cases to run (default: a,b,c,d,e,f)",
     )
     p.add_argument(
         "--backends",

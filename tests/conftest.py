@@ -12,6 +12,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+# scikit-learn's array_api_dispatch (tests/test_sklearn.py) needs SciPy's array API mode, which SciPy
+# reads once, when it is first imported: set it before any test module imports scipy or sklearn.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

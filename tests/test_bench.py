@@ -124,6 +124,21 @@ def test_bench_digits_tiny_runs_fit_on_jax_with_its_own_targets() -> None:
     assert any("compiles the 1-epoch loop" in note for note in case["notes"])
 
 
+@pytest.mark.skipif(not HAS_SKLEARN, reason="case f times portable_nn.sklearn, which needs scikit-learn")
+def test_bench_sklearn_case_tiny() -> None:
+    from portable_nn.tools.bench import sklearn_mlp as f
+
+    report = run_bench(["f"], profile="tiny", libraries=["sklearn"], isolate=False, progress=False)
+    case = report.as_dict()["cases"]["f"]
+    _check_case(case, "f")
+    rows = {r["name"]: r for r in case["rows"]}
+    assert set(rows) == {f.PNN, f.SKLEARN, f.SKLEARN_32} and rows[f.SKLEARN]["ratio"] == 1.0
+    # the same initial weights and batches: one epoch reaches the same test accuracy
+    assert abs(rows[f.PNN]["accuracy"] - rows[f.SKLEARN]["accuracy"]) <= 0.01
+    assert [t["goal"] for t in case["targets"]] == ["portable_nn >= 2x faster than sklearn MLPClassifier (equal epochs)"]
+    assert case["targets"][0]["ratio"] is not None and case["settings"]["max_iter"] == 1
+
+
 def _check_device_candidate(case: dict, ref: str, tolerance: float) -> None:
     """``portable_nn on DEVICE_SPEC`` ran and agrees with NumPy's ``ref``; no GPU target counts as met."""
     rows = {r["name"]: r for r in case["rows"]}

@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "portable_nn"
 # layer of each top-level part: a module may import only from its own layer or below
 LAYERS = {
     "_version": 0, "_errors": 0, "_tree": 0, "_rng": 0, "backends": 1, "_check": 2,
-    "layers": 3, "losses": 4, "optim": 4, "schedules": 4, "training": 5, "io": 5, "testing": 5, "tools": 6, "__main__": 7,
-    "__init__": 7,
+    "layers": 3, "losses": 4, "optim": 4, "schedules": 4, "training": 5, "io": 5, "testing": 5, "tools": 6,
+    "sklearn": 6, "__main__": 7, "__init__": 7,
 }
 
 
@@ -47,18 +47,19 @@ def _top(name: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def test_tools_import_only_public_modules_of_the_library():
+@pytest.mark.parametrize("part", ["tools", "sklearn"])
+def test_tools_and_sklearn_import_only_public_modules_of_the_library(part):
     bad = []
     for module, path in _modules():
-        if not module.startswith("portable_nn.tools"):
+        if not module.startswith(f"portable_nn.{part}"):
             continue
         for target in _imports(module, path):
-            if target.startswith("portable_nn.tools"):
+            if target.startswith(f"portable_nn.{part}"):
                 continue
             private = [p for p in target.split(".")[1:] if p.startswith("_") and p != "__version__"]
             if private:
                 bad.append(f"{module} imports {target}")
-    assert not bad, "tools/ must use the public API only:\n" + "\n".join(bad)
+    assert not bad, f"{part}/ must use the public API only:\n" + "\n".join(bad)
 
 
 def test_nothing_imports_upward():

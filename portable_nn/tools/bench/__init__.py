@@ -1,6 +1,6 @@
 """Benchmarks of portable_nn against hand-written NumPy, the GEMM limit, PyTorch, JAX and scikit-learn.
 
-``python -m portable_nn bench [--quick] [--json FILE] [--cases a,b,c,d,e] [--backends torch,jax,sklearn]``
+``python -m portable_nn bench [--quick] [--json FILE] [--cases a,b,c,d,e,f] [--backends torch,jax,sklearn]``
 
 Cases (one module each, run by :mod:`portable_nn.tools.bench.runner`):
 
@@ -8,7 +8,8 @@ Cases (one module each, run by :mod:`portable_nn.tools.bench.runner`):
 - b (:mod:`.notebook`): the teaching notebook's 3-2-1 net, microseconds per step;
 - c (:mod:`.digits`): digits end to end, time to train to >= 0.97 test accuracy;
 - d (:mod:`.scaling`): GFLOP/s across hidden widths and batch sizes vs the matmuls alone;
-- e (:mod:`.memory`): RSS of ``pnn.fit`` per epoch, and the peak.
+- e (:mod:`.memory`): RSS of ``pnn.fit`` per epoch, and the peak;
+- f (:mod:`.sklearn_mlp`): ``portable_nn.sklearn.MLPClassifier`` against scikit-learn's, equal epochs on digits.
 
 These are measurements, not tests: speed goals are printed next to the
 measured ratios as met or missed, never asserted.

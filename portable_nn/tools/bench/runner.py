@@ -27,7 +27,7 @@ from typing import Any
 
 from ...layers.base import check_int
 from ..environment import blas_threads, environment, installed_versions, threadpools
-from . import digits, memory, mlp_step, notebook, scaling
+from . import digits, memory, mlp_step, notebook, scaling, sklearn_mlp
 from ._common import LIBRARIES, PROFILES, Config, error_text
 from ._machine import BUSY_CORES, LoadMeter, busy, load_note
 from ._result import CaseResult, Target, json_safe
@@ -35,13 +35,16 @@ from ._result import CaseResult, Target, json_safe
 __all__ = ["CASES", "SCHEMA", "BenchReport", "run_bench", "run_case"]
 
 SCHEMA = "portable_nn.bench/1"
-CASES: dict[str, ModuleType] = {"a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory}
+CASES: dict[str, ModuleType] = {
+    "a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory, "f": sklearn_mlp,
+}
 _TITLES = {
     "a": "MLP training step",
     "b": "the notebook problem",
     "c": "digits end to end",
     "d": "scaling",
     "e": "memory",
+    "f": "scikit-learn estimators",
 }
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _DISTRIBUTIONS = ("numpy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "tqdm")
@@ -191,7 +194,7 @@ def run_bench(
     """Run the bench ``cases`` and collect their results.
 
     Args:
-        cases: case letters, ``"a"`` to ``"e"`` (see :data:`CASES`).
+        cases: case letters, ``"a"`` to ``"f"`` (see :data:`CASES`).
         profile: ``"full"``, ``"quick"`` (smaller, about two minutes) or ``"tiny"`` (smoke tests).
         libraries: comparison libraries to include among ``torch``, ``jax``,
             ``sklearn`` (NumPy always runs); None means all that are installed.
