@@ -257,8 +257,8 @@ def test_generic_wrappers_take_any_model(tb):
 
 
 def test_array_api_dispatch_stays_on_the_inputs_namespace_and_device(tb):
-    if tb.be.name not in ("torch", "array_api_strict"):
-        pytest.skip("array API dispatch is tested with torch and array-api-strict inputs, in their sessions")
+    if tb.be.name not in ("torch", "array_api_strict", "jax"):
+        pytest.skip("array API dispatch is tested with torch, JAX and array-api-strict inputs, in their sessions")
     X, y = _iris()
     Xd, yd, yf = tb.asarray(X, dtype=tb.float), tb.asarray(y), tb.asarray(X[:, 0], dtype=tb.float)
     with sklearn.config_context(array_api_dispatch=True), warnings.catch_warnings():

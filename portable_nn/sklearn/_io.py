@@ -164,10 +164,9 @@ def _restore(est: Any, fitted: dict[str, Any], backend: str | Backend | None) ->
         lb = LabelBinarizer()
         lb.classes_, lb.y_type_, lb.sparse_input_ = est.classes_, fitted["y_type_"], False
         est._label_binarizer = lb
-    saved = get_backend(est.backend_)
-    be = saved if backend is None else get_backend(backend)
+    be = get_backend(est.backend_ if backend is None else backend)  # the saved one need not exist here
     key = tuple(fitted["_input_key"])
-    est._input_key = key if be == saved or key == _data.HOST else (be.name, be.device_label)
+    est._input_key = key if _data.spec(be) == est.backend_ or key == _data.HOST else (be.name, be.device_label)
     est.backend_ = _data.spec(be)
     est._features = tuple(fitted["_features"])
     est.model_, est.params_ = est._build(est._features, est.n_outputs_, be, est.dtype_, check_random_state(0))

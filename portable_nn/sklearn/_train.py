@@ -10,8 +10,10 @@ and ``tol`` the same amount:
 
 :class:`Trainer` runs minibatch epochs from params and an optimizer state the
 caller keeps, so ``partial_fit``, ``warm_start`` and per-epoch stopping rules
-continue where the last call stopped. On JAX the step is compiled once per
-trainer (``jax.jit``, the backend adapter's compiler).
+continue where the last call stopped. Where the backend's library compiles by
+default (JAX: ``jax.jit``, through the backend adapter), runs of up to
+:data:`CHUNK` steps are compiled once per configuration and batch sizes, and
+the inference pass once per model configuration (:func:`forward`).
 """
 
 from __future__ import annotations
