@@ -331,6 +331,7 @@ def test_ctrl_c_stops_a_long_compiled_fit_within_about_a_chunk(tb):
     finally:
         timer.cancel()
     elapsed = time.perf_counter() - start
+    # a latency bound with a 20x margin over the ~1 s chunks, not a speed goal: unstopped, the run takes hours
     assert elapsed < 20, f"Ctrl-C took {elapsed:.1f} s to stop fit"
     n = len(info.value.history["loss"])
     assert 0 < n < 10**6
