@@ -8,16 +8,13 @@ and per-epoch bookkeeping records the history, validates, and stops early.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
-from .._check import check_int
+from .._check import check_int, real_number
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
 from ..layers.base import Layer, Params
@@ -147,7 +144,7 @@ def fit(
         raise TypeError(
             f"fit: reduce_lr must be a pnn.schedules.ReduceOnPlateau, got {type(reduce_lr).__name__}."
         )
-    min_delta = _check_min_delta(min_delta)
+    min_delta = real_number("fit", "min_delta", min_delta, lo=0.0)
     reduction = reduction_of(loss)
     plan = prepare(model, params, X, Y, loss, validation_data)
     n = plan.X.shape[0]
@@ -263,13 +260,6 @@ def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
                 f"fit: callbacks[{i}] ({type(cb).__name__}) has no on_epoch_end(epoch, history, params) method."
             )
     return tuple(callbacks)
-
-def _check_min_delta(min_delta: Any) -> float:
-    ok = isinstance(min_delta, (int, float, np.integer, np.floating)) and not isinstance(min_delta, bool)
-    if not ok or not math.isfinite(min_delta) or min_delta < 0:
-        raise ValueError(f"fit: min_delta must be a finite number >= 0, got {min_delta!r}.")
-    return float(min_delta)
-
 
 def _end_of_epoch(
     model: Layer, params: Params, history: History, plan: Plan, loss: Any, interrupts: Interrupts, bar: Any
