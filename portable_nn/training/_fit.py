@@ -175,13 +175,13 @@ def fit(
     def on_step(p: Params, s: Any, epoch: int, step: int, total: Any, correct: Any) -> None:
         run.params, run.opt_state, run.epoch, run.step, run.total, run.correct = p, s, epoch, step, total, correct
         run.steps_done = epoch * steps_per_epoch + step
-        run.dropout_state = dropout_rng.bit_generator.state
+        run.dropout_state = dropout_rng.bit_generator.state  # (about 1 us: only when checkpointing)
         if ckpt is not None and ckpt.due(run.steps_done):
             ckpt.save(run)
 
     with interrupts_between_steps() as interrupts:
         loop = Loop(trainer, plan.X, plan.Y, batch_size, dropout_rng, on_nonfinite, history, bar, reduction,
-                    interrupts, plan.counts_correct, on_step)
+                    interrupts, plan.counts_correct, None if ckpt is None else on_step)
         runner: StepRunner | ScanRunner = StepRunner(loop)
         if n >= batch_size and trainer.uses_jit(plan.X):
             per_epoch = plan.validation is not None or patience is not None or reduce_lr is not None or callbacks
@@ -198,8 +198,8 @@ def fit(
                                                      strict=True):
                     _record(history, epoch_loss, correct, n, lr)
                 epoch += len(stats)
-                if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # a compiled chunk: no on_step calls
-                    # its last epoch's steps are done, its validation not yet (a checkpoint now resumes there)
+                if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # no on_step ran (no checkpoint, or a
+                    # compiled chunk): the last epoch's steps are done, its validation not yet (a resume point)
                     run.params, run.opt_state, run.epoch, run.step = params, state, epoch - 1, steps_per_epoch
                     run.total = stats[-1][0] * (1 if reduction == "sum" else n)
                     run.correct, run.steps_done = stats[-1][1], epoch * steps_per_epoch
