@@ -24,7 +24,8 @@ from .backends import (
 from .io import load, save
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .layers.base import Layer
+from .layers.base import Layer, Variables
+from .layers.batchnorm import BatchNorm
 from .layers.conv import Conv2D
 from .layers.dropout import Dropout
 from .layers.flatten import Flatten
@@ -39,6 +40,7 @@ __all__ = [
     "AvgPool2D",
     "Backend",
     "BackendError",
+    "BatchNorm",
     "CheckpointError",
     "Conv2D",
     "Dropout",
@@ -58,6 +60,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Variables",
     "__version__",
     "TrainStep",
     "assert_close",

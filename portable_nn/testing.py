@@ -11,7 +11,7 @@ from ._check import dtype_name, real_number
 from ._errors import GradientCheckError
 from ._tree import tree_paths
 from .backends import namespace, to_numpy
-from .layers.base import Array, Layer, Params
+from .layers.base import Array, Layer, Params, Variables, apply_model, trainable
 
 __all__ = ["gradcheck", "assert_close"]
 
@@ -59,7 +59,8 @@ def gradcheck(
     """Compare backprop's gradients with central finite differences.
 
     The loss is ``loss(model.apply(params, X, train=True)[0], T)[0]``; dropout
-    masks are held fixed (the same seed for every evaluation). Up to
+    masks are held fixed (the same seed for every evaluation). ``params`` may
+    be a stateful model's :class:`Variables` (its state is not differentiated). Up to
     ``max_checks`` randomly chosen elements of each param, and of X, are checked.
 
     Use float64 (defaults eps=1e-6, rtol=1e-5, atol=1e-8). float32 is accepted
@@ -83,10 +84,17 @@ def gradcheck(
     xp = namespace(X)
     from array_api_compat import device as device_of
 
-    def f(p: Params, x: Array) -> float:
-        return float(loss(model.apply(p, x, train=True, rng=seed)[0], T)[0])
+    state = params.state if type(params) is Variables else None  # a model state is held fixed
+    params = trainable(params)
 
-    Y, backprop = model.apply(params, X, train=True, rng=seed)
+    def run(p: Params, x: Array) -> tuple[Array, Any]:
+        Y, _, backprop = apply_model(model, p if state is None else Variables(p, state), x, train=True, rng=seed)
+        return Y, backprop
+
+    def f(p: Params, x: Array) -> float:
+        return float(loss(run(p, x)[0], T)[0])
+
+    Y, backprop = run(params, X)
     dX, grads = backprop(loss(Y, T)[1])
     rng = np.random.default_rng(seed)
     grad_paths = dict(tree_paths(grads))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from . import base, init
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid
-from .base import Layer, check_array, check_params
+from .base import Layer, Variables, check_array, check_params
+from .batchnorm import BatchNorm
 from .conv import Conv2D
 from .dropout import Dropout
 from .flatten import Flatten
@@ -20,6 +21,7 @@ from .sequential import Sequential
 
 __all__ = [
     "AvgPool2D",
+    "BatchNorm",
     "Conv2D",
     "GELU",
     "Dropout",
@@ -35,6 +37,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Variables",
     "base",
     "check_array",
     "check_params",

@@ -9,7 +9,18 @@ the layer object, so a layer can be applied any number of times.
 
 What the training code needs to know, the layer declares: its sub-layers
 (:meth:`Layer.children`), whether it draws host random numbers
-(:attr:`Layer.draws_host_rng`), and its configuration (:func:`config_key`).
+(:attr:`Layer.draws_host_rng`), whether it keeps a model state
+(:attr:`Layer.stateful`), and its configuration (:func:`config_key`).
+
+Model state (Haiku's ``transform_with_state`` split): values a layer updates
+while training but the optimizer never touches, such as BatchNorm's running
+statistics. A stateful layer adds ``init_state(be, dtype)`` and
+``apply_with_state(params, state, X, *, train, rng) -> (Y, new_state,
+backprop)``. For a model that contains one, ``init`` returns
+:class:`Variables` ``(params, state)``, one pytree that ``fit``, ``predict``,
+``evaluate``, ``save``/``load`` and ``to_backend`` carry as they carry params;
+the optimizer sees ``variables.params`` only. Models without state are
+unchanged: ``init`` returns their params.
 
 Checks: :func:`check_array` for inputs, :func:`check_params` for params.
 See "Write your own layer" in the README for a complete example.
@@ -19,7 +30,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,14 +43,19 @@ __all__ = [
     "Backprop",
     "Layer",
     "Params",
+    "State",
+    "Variables",
+    "apply_model",
     "check_array",
     "check_int",
     "check_params",
     "config_key",
     "dtype_name",
+    "has_state",
     "no_grads",
     "real_number",
     "run_backprop",
+    "trainable",
     "uses_host_rng",
 ]
 
@@ -49,6 +65,21 @@ Params = Any
 """A pytree (dicts, lists, tuples) of arrays."""
 Backprop = Callable[..., tuple[Array, Params]]
 """``backprop(dY, *, need_dX=True) -> (dX, grads)``; ``dX`` may be None when ``need_dX`` is False."""
+State = Any
+"""A pytree of arrays a layer updates in training without the optimizer (``{}`` for a layer without state)."""
+
+
+class Variables(NamedTuple):
+    """A stateful model's trainable ``params`` and its ``state`` (e.g. BatchNorm's running statistics).
+
+    ``model.init()`` returns this for a model that contains a stateful layer;
+    pass it wherever params go (``fit``, ``predict``, ``evaluate``, ``save``,
+    ``to_backend``, ``model(variables, X)``). Optimizers see ``variables.params``
+    only: ``opt.init(variables.params)``.
+    """
+
+    params: Params
+    state: State
 
 
 class Layer:
@@ -64,13 +95,15 @@ class Layer:
             dtype: ``"float32"`` (default) or ``"float64"``.
 
         Returns:
-            A pytree (dict, or list of dicts for :class:`Sequential`) of arrays.
+            A pytree (dict, or list of dicts for :class:`Sequential`) of arrays;
+            for a model with a stateful layer (BatchNorm), ``Variables(params, state)``.
         """
         be = get_backend(backend)
         name = dtype_name(be.dtype(dtype))
         if name not in ("float16", "float32", "float64"):
             raise TypeError(f"{self!r}.init: dtype must be a floating dtype such as 'float32', got {name!r}.")
-        return self.init_params(host_rng(seed), be, name)
+        params = self.init_params(host_rng(seed), be, name)
+        return Variables(params, self.init_state(be, name)) if has_state(self) else params
 
     def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
         """Draw params on the host from ``rng``; ``dtype`` is a name like ``"float32"``."""
@@ -83,8 +116,41 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, params: Params, X: Array, **kwargs: Any) -> Array:
-        """``layer(params, X)`` is ``layer.apply(params, X)[0]``: inference only."""
-        return self.apply(params, X, **kwargs)[0]
+        """``layer(params, X)`` is ``layer.apply(params, X)[0]``: inference only.
+
+        ``params`` may be the :class:`Variables` of a stateful model.
+        """
+        return apply_model(self, params, X, **kwargs)[0]
+
+    # --- model state (BatchNorm's running statistics); see the module docstring ----------------
+
+    @property
+    def stateful(self) -> bool:
+        """True when this layer itself keeps a model state (override with ``init_state`` and
+        ``apply_with_state``). Composites need not: :func:`has_state` finds their children's."""
+        return False
+
+    def init_state(self, be: Backend, dtype: str) -> State:
+        """This layer's initial state on ``be`` in ``dtype`` (``{}``: no state of its own)."""
+        return {}
+
+    def apply_with_state(
+        self, params: Params, state: State, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, State, Backprop]:
+        """Forward pass with a model state: ``(Y, new_state, backprop)``; grads mirror ``params`` only.
+
+        The default serves layers without state of their own: ``apply``, with
+        ``state`` passed through. A composite whose children have state must
+        override it and thread each child's state (see :class:`Sequential`).
+        """
+        if has_state(self):
+            raise TypeError(
+                f"{self!r} contains layers with a model state (e.g. BatchNorm) but does not override "
+                "apply_with_state(params, state, X, *, train, rng) to pass each its state. "
+                "Override it as Sequential does, or use Sequential."
+            )
+        Y, backprop = self.apply(params, X, train=train, rng=rng)
+        return Y, state, backprop
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -185,6 +251,32 @@ def run_backprop(backprop: Backprop, dY: Array, need_dX: bool) -> tuple[Array, P
 def uses_host_rng(layer: Layer) -> bool:
     """True when ``layer`` or any layer inside it draws host random numbers while training."""
     return layer.draws_host_rng or any(uses_host_rng(child) for child in layer.children())
+
+
+def has_state(layer: Layer) -> bool:
+    """True when ``layer`` or any layer inside it keeps a model state (e.g. BatchNorm)."""
+    return layer.stateful or any(has_state(child) for child in layer.children())
+
+
+def trainable(params: Params) -> Params:
+    """The part of ``params`` the optimizer trains: ``variables.params`` for :class:`Variables`, else ``params``."""
+    return params.params if type(params) is Variables else params
+
+
+def apply_model(
+    model: Layer, params: Params, X: Array, *, train: bool = False, rng: Seed = None
+) -> tuple[Array, Params, Backprop]:
+    """Run ``model`` on params or :class:`Variables`: ``(Y, new_params, backprop)``.
+
+    For Variables, ``new_params`` carries the state this forward pass produced
+    (running statistics updated when ``train``); plain params come back as they
+    are. ``backprop``'s grads mirror the trainable params in both cases.
+    """
+    if type(params) is Variables:
+        Y, state, backprop = model.apply_with_state(params.params, params.state, X, train=train, rng=rng)
+        return Y, Variables(params.params, state), backprop
+    Y, backprop = model.apply(params, X, train=train, rng=rng)
+    return Y, params, backprop
 
 
 def config_key(layer: Layer) -> tuple[Any, ...]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._rng import Seed, host_rng
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, run_backprop
+from .base import Array, Backprop, Layer, Params, State, run_backprop
 
 __all__ = ["Sequential"]
 
@@ -40,9 +40,30 @@ class Sequential(Layer):
     def init_params(self, rng: np.random.Generator, be: Backend, dtype: str) -> Params:
         return [layer.init_params(rng, be, dtype) for layer in self.layers]
 
+    def init_state(self, be: Backend, dtype: str) -> State:
+        return [layer.init_state(be, dtype) for layer in self.layers]
+
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
+        Y, _, backprop = self._run(params, None, X, train, rng)
+        return Y, backprop
+
+    def apply_with_state(
+        self, params: Params, state: State, X: Array, *, train: bool = False, rng: Seed = None
+    ) -> tuple[Array, State, Backprop]:
+        """``apply`` with the model state: a list with one entry per layer (``{}`` for layers without)."""
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.layers):
+            got = len(state) if isinstance(state, (list, tuple)) else type(state).__name__
+            raise ValueError(
+                f"{self!r}: the state must be a list with one entry per layer ({len(self.layers)}), "
+                f"got {got}. Was it made by another model? Use the Variables from this model's init()."
+            )
+        return self._run(params, state, X, train, rng)
+
+    def _run(
+        self, params: Params, state: State, X: Array, train: bool, rng: Seed
+    ) -> tuple[Array, State, Backprop]:
         if not isinstance(params, (list, tuple)) or len(params) != len(self.layers):
             got = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
             raise TypeError(
@@ -51,10 +72,14 @@ class Sequential(Layer):
             )
         if train and rng is not None:
             rng = host_rng(rng)  # one Generator shared by all layers: successive masks differ
-        backprops = []
+        backprops, states = [], []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             try:
-                X, backprop_i = layer.apply(p, X, train=train, rng=rng)
+                if state is None:
+                    X, backprop_i = layer.apply(p, X, train=train, rng=rng)
+                else:
+                    X, s, backprop_i = layer.apply_with_state(p, state[i], X, train=train, rng=rng)
+                    states.append(s)
             except (TypeError, ValueError) as e:
                 e.args = (f"Sequential layer {i}: {e.args[0] if e.args else ''}", *e.args[1:])
                 raise
@@ -68,4 +93,4 @@ class Sequential(Layer):
                 dY, grads[0] = run_backprop(backprops[0], dY, need_dX)
             return dY, grads
 
-        return X, backprop
+        return X, (None if state is None else states), backprop

@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..backends import Backend
 from ..layers.activations import ReLU
-from ..layers.base import Layer, Params
+from ..layers.base import Layer, Params, has_state
 from ..layers.linear import Linear
 from ..layers.sequential import Sequential
 from ..losses import mean_squared_error, softmax_cross_entropy
@@ -99,6 +99,12 @@ class WrapPart(Persist, NeuralNetBase):
             model = model(features[0], n_outputs)
             if not isinstance(model, Layer):
                 raise TypeError(f"{name}: model(n_features, n_outputs) returned a {type(model).__name__}, not a Layer.")
+        if has_state(model):
+            raise TypeError(
+                f"{name}: {model!r} has a layer with a model state (BatchNorm's running statistics); the "
+                "scikit-learn estimators train stateless models only. Train it with pnn.fit, which carries "
+                "the state, or use LayerNorm instead of BatchNorm."
+            )
         params = model.init(seed=int(rs.randint(np.iinfo(np.int32).max)), backend=be, dtype=dtype)
         try:  # one row through the model: its input and output shapes, checked before training
             out = model.apply(params, be.asarray(np.zeros((1, *features), dtype=dtype)))[0]

@@ -190,7 +190,7 @@ def prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_
         raise ValueError("fit: X is empty (0 rows).")
     check_finite(where, "X", X, xp)
     check_finite(where, "Y", Y, xp)
-    Yp = model.apply(params, X[:1, ...])[0]
+    Yp = model(params, X[:1, ...])
     try:
         loss(Yp, Y[:1, ...])
     except (TypeError, ValueError) as e:

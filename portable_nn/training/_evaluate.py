@@ -39,7 +39,7 @@ def evaluate(
     if n == 0:
         raise ValueError("evaluate: X is empty (0 rows).")
     for i, idx in enumerate(batches(n, batch_size, None)):
-        Yp = model.apply(params, X[idx, ...])[0]
+        Yp = model(params, X[idx, ...])
         if i == 0:
             check_targets(where, "Y", Y, Yp, xp)
         value = float(loss(Yp, Y[idx, ...])[0])
@@ -64,7 +64,7 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     batch_size = check_int(where, "batch_size", batch_size, 1)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
-    outs = [model.apply(params, X[idx, ...])[0] for idx in batches(X.shape[0], batch_size, None)]
+    outs = [model(params, X[idx, ...]) for idx in batches(X.shape[0], batch_size, None)]
     if not outs:
         raise ValueError("predict: X is empty (0 rows).")
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

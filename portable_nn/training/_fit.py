@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from .._check import check_int, real_number
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
-from ..layers.base import Layer, Params
+from ..layers.base import Layer, Params, trainable
 from ..losses import reduction_of
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
@@ -151,7 +151,7 @@ def fit(
     steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
-    run = RunState(params, optimizer.init(params), history={"loss": []})
+    run = RunState(params, optimizer.init(trainable(params)), history={"loss": []})
     ckpt = None
     if checkpoint is not None:
         settings = {"batch_size": batch_size, "shuffle": shuffle, "seed": seed, "patience": patience,

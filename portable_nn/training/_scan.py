@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..layers.base import Array, Layer, Params, config_key
-from ._step import TrainStep, finite_check, grads_and_loss, n_correct
+from ._step import TrainStep, fit_step, n_correct
 
 __all__ = ["ChunkSizer", "run_scanned"]
 
@@ -123,10 +123,9 @@ def _epochs(
     def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
         p, s = carry
         Xb, Tb = batch
-        value, Yp, grads = grads_and_loss(model, loss, p, Xb, Tb)
-        p, s = optimizer.step(p, grads, s)
+        value, Yp, p, s, check = fit_step(model, loss, optimizer, p, s, Xb, Tb)
         correct = n_correct(jnp, Yp, Tb)
-        return (p, s), (value, finite_check(value, p), jnp.asarray(0) if correct is None else correct)
+        return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
 
     def rows(A: Array, idx: Array, shape: tuple[int, ...]) -> Array:
         return jnp.take(A, idx, axis=0).reshape(shape + tuple(A.shape[1:]))

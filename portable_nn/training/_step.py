@@ -19,19 +19,30 @@ from .._check import dtype_name
 from .._rng import Seed
 from .._tree import tree_leaves
 from ..backends import adapter_of, namespace
-from ..layers.base import Array, Layer, Params, run_backprop, uses_host_rng
+from ..layers.base import Array, Layer, Params, Variables, apply_model, run_backprop, uses_host_rng
 
-__all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "n_correct"]
+__all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "fit_step", "n_correct"]
 
 
 def _forward_backward(
     model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed
-) -> tuple[Array, Array, Params]:
-    """``(Y, loss value, grads)``; the input's dX is not computed where the model can skip it."""
-    Y, backprop = model.apply(params, X, train=True, rng=rng)
+) -> tuple[Array, Array, Params, Params]:
+    """``(Y, loss value, grads, params with the new model state)``; grads mirror the trainable params.
+
+    The input's dX is not computed where the model can skip it.
+    """
+    Y, params, backprop = apply_model(model, params, X, train=True, rng=rng)
     value, dY = loss(Y, T)
     _, grads = run_backprop(backprop, dY, need_dX=False)
-    return Y, value, grads
+    return Y, value, grads, params
+
+
+def _update(optimizer: Any, params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
+    """The optimizer's step on the trainable params; a model state (``Variables.state``) rides along."""
+    if type(params) is Variables:
+        new, state = optimizer.step(params.params, grads, state)
+        return Variables(new, params.state), state
+    return optimizer.step(params, grads, state)  # type: ignore[no-any-return]
 
 
 def grads_and_loss(
@@ -40,10 +51,25 @@ def grads_and_loss(
     """Forward, loss and backprop on one batch.
 
     Returns:
-        ``(loss_value, Y, grads)``: the 0-d loss, the model output and grads shaped like ``params``.
+        ``(loss_value, Y, grads)``: the 0-d loss, the model output and grads shaped like the
+        trainable params (``variables.params`` for a stateful model).
     """
-    Y, value, grads = _forward_backward(model, loss, params, X, T, rng)
+    Y, value, grads, _ = _forward_backward(model, loss, params, X, T, rng)
     return value, Y, grads
+
+
+def fit_step(
+    model: Layer, loss: Callable[..., Any], optimizer: Any, params: Params, state: Any, X: Array, T: Array,
+    rng: Seed = None,
+) -> tuple[Array, Array, Params, Any, Array]:
+    """fit's step, also traced whole into JAX's scanned epochs: ``(loss, Y, new_params, new_state, check)``.
+
+    ``check`` is :func:`finite_check` of the loss and the new params (their
+    model state included).
+    """
+    Y, value, grads, params = _forward_backward(model, loss, params, X, T, rng)
+    params, state = _update(optimizer, params, grads, state)
+    return value, Y, params, state, finite_check(value, params)
 
 
 def finite_check(value: Array, params: Params) -> Array:
@@ -135,9 +161,7 @@ class TrainStep:
     def _fit_step(
         self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None
     ) -> tuple[Array, Array, Params, Any, Array]:
-        Y, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
-        params, state = self.optimizer.step(params, grads, state)
-        return value, Y, params, state, finite_check(value, params)
+        return fit_step(self.model, self.loss, self.optimizer, params, state, X, T, rng)
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""
@@ -147,8 +171,8 @@ class TrainStep:
         return self._step(params, state, X, T, rng)
 
     def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
-        _, value, grads = _forward_backward(self.model, self.loss, params, X, T, rng)
-        params, state = self.optimizer.step(params, grads, state)
+        _, value, grads, params = _forward_backward(self.model, self.loss, params, X, T, rng)
+        params, state = _update(self.optimizer, params, grads, state)
         return params, state, value
 
 
@@ -168,7 +192,10 @@ def compile_step(
 
     Returns:
         ``step(params, state, X, T, rng=None) -> (params, state, loss)`` with
-        X ``(batch, features)``, T the targets, loss a 0-d array.
+        X ``(batch, features)``, T the targets, loss a 0-d array. For a model
+        with a model state (BatchNorm) ``params`` are its ``Variables`` and
+        ``state = optimizer.init(variables.params)``; the step returns the
+        Variables with the updated running statistics.
 
     Example:
         >>> step = pnn.compile_step(model, pnn.losses.softmax_cross_entropy, opt)
