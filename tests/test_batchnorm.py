@@ -288,3 +288,19 @@ def test_sklearn_estimators_refuse_a_stateful_model_clearly() -> None:
     X, y = np.random.default_rng(0).standard_normal((10, 4)), np.arange(10) % 2
     with pytest.raises(TypeError, match=r"NeuralNetClassifier: .*BatchNorm.*stateless models only.*pnn.fit"):
         NeuralNetClassifier(model=model, epochs=1, backend="numpy").fit(X, y)
+
+
+def test_readme_batchnorm_example_runs_and_keeps_its_promises(tmp_path: Path, monkeypatch: Any) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.search(r"<!-- readme-batchnorm -->\n```python\n(.*?)\n```", text, re.S)
+    assert found, "README.md lost its BatchNorm example (the marker <!-- readme-batchnorm -->)"
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    with pnn.use_backend("numpy"):
+        exec(found.group(1), scope)
+    variables = scope["variables"]
+    assert type(variables) is pnn.Variables and set(variables.state[1]) == {"mean", "var"}
+    assert tuple(scope["Y"].shape) == (32, 3) and len(scope["history"]["loss"]) == 2
+    assert type(pnn.load(tmp_path / "bn.safetensors")) is pnn.Variables
