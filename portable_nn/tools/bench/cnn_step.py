@@ -137,11 +137,13 @@ def run(config: Config) -> CaseResult:
     result.targets = [
         speed_target(timings, "portable_nn on NumPy within 2x of PyTorch eager CPU",
                      "t(portable_nn)/t(torch eager)", PNN, torch_name, "<=", 2.0,
-                     note=_why(timings, PNN, torch_name, 2.0, "im2col convs (stacked slices + tensordot) "
-                               "vs torch's direct conv kernels")),
+                     note=_why(timings, PNN, torch_name, 2.0, "a cProfile of the step: about half in tensordot "
+                               "(GEMMs and its transposed copies), a third in im2col/col2im copies (stack, "
+                               "concat padding); torch runs direct conv kernels")),
         speed_target(timings, "portable_nn on JAX within 1.2x of the hand-written JAX step",
                      "t(portable_nn on jax)/t(jax by hand)", PNN_JAX, JAX, "<=", 1.2,
-                     note=_why(timings, PNN_JAX, JAX, 1.2, "im2col as strided slices + dot vs XLA's conv")),
+                     note=_why(timings, PNN_JAX, JAX, 1.2, "the portable im2col (slices, stack, dot), jitted, "
+                               "vs XLA's native conv")),
     ]
     for spec in config.device_backends:  # the GPU goal: 'not run' where either side did not run
         if spec.partition(":")[0] in ("cupy", "torch"):
