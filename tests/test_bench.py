@@ -185,13 +185,14 @@ def test_bench_device_backend_dry_run() -> None:
     # cupy is skipped where it is not installed; torch is not selected, so its CUDA candidate never runs
     specs = [DEVICE_SPEC, "cupy"]
     report = run_bench(
-        ["a", "b"], profile="tiny", libraries=[], isolate=False, progress=False, device_backends=specs
+        ["a", "b", "g"], profile="tiny", libraries=[], isolate=False, progress=False, device_backends=specs
     )
     data = report.as_dict()
     assert data["settings"]["device_backends"] == specs
     for key, ref, tolerance in (
         ("a", "portable_nn (compile_step)", 1e-3),
         ("b", "portable_nn (apply/loss/backprop/step)", 1e-6),
+        ("g", "portable_nn (compile_step)", 1e-3),
     ):
         case = data["cases"][key]
         _check_case(case, key)

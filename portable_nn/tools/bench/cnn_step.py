@@ -146,7 +146,7 @@ def run(config: Config) -> CaseResult:
                                "vs XLA's native conv")),
     ]
     for spec in config.device_backends:  # the GPU goal: 'not run' where either side did not run
-        if spec.partition(":")[0] in ("cupy", "torch"):
+        if spec.partition(":")[0] == "cupy" or spec.startswith("torch:cuda"):
             on = on_device(spec)
             result.targets.append(speed_target(
                 timings, f"{on} within 2x of PyTorch eager CUDA", f"t({on})/t(torch eager cuda)",
