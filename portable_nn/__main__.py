@@ -176,7 +176,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     return 1 if result.failed or not result.results else 0
 
 
-_BENCH_CASES = ("a", "b", "c", "d", "e", "f")
+_BENCH_CASES = ("a", "b", "c", "d", "e", "f", "g")
 _BENCH_LIBRARIES = ("torch", "jax", "sklearn")
 
 
@@ -228,7 +228,7 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         type=_case_list,
         default=list(_BENCH_CASES),
         metavar="LIST",
-        help="comma-separated cases to run (default: a,b,c,d,e,f)",
+        help="comma-separated cases to run (default: a,b,c,d,e,f,g)",
     )
     p.add_argument(
         "--backends",
@@ -244,7 +244,7 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:  # type: ig
         action="extend",
         default=[],
         metavar="SPEC",
-        help="also run portable_nn on this backend in cases a, b and c (repeatable or comma-separated: "
+        help="also run portable_nn on this backend in cases a, b, c and g (repeatable or comma-separated: "
         "cupy,torch:cuda,jax:gpu; torch,array_api_strict for a dry run on a CPU), next to PyTorch eager "
         "on CUDA when torch sees a GPU, with the GPU targets",
     )

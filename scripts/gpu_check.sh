@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check on an offline CUDA machine: `python -m portable_nn compare` on seed,
-# digits and mlp, `python -m portable_nn bench` (cases a, b, c) on cupy,
+# digits and mlp, `python -m portable_nn bench` (cases a, b, c, then g) on cupy,
 # torch:cuda and jax:gpu, then the test suite on each of them.
 #
 #   scripts/gpu_check.sh WHEELDIR OUTDIR
@@ -9,13 +9,14 @@
 # with pip --no-index --no-deps into a temporary folder put first on PYTHONPATH
 # (the image's python3 must already have numpy, cupy, torch and jax).
 # OUTDIR receives one log per step, compare_*.json (and .png when matplotlib
-# is there), bench_gpu.json, env.txt and summary.txt with every step's exit
+# is there), bench_gpu.json, bench_gpu_cnn.json, env.txt and summary.txt with every step's exit
 # status (124 = hit its timeout), the comparisons' numbers and the bench's
 # targets (e.g. portable_nn on cupy within 1.05x of PyTorch eager CUDA).
 # A failing step never stops the others.
 #
-# The whole script ends within GPU_CHECK_BUDGET seconds (default 430, or 280
-# without the bench): the timed comparisons and then the bench (at most 150 s)
+# The whole script ends within GPU_CHECK_BUDGET seconds (default 550, or 280
+# without the bench): the timed comparisons and then the bench (at most 150 s
+# for cases a, b, c, then 120 s for the CNN case g, in its own process and JSON)
 # run first, one after another on an otherwise idle machine; then the test
 # suites run in parallel (they check numbers, not speed) in the time left,
 # test_parity.py and test_notebook.py first in each.
@@ -48,7 +49,8 @@ read -r -a test_backends <<<"${GPU_CHECK_TEST_BACKENDS:-cupy torch:cuda jax:gpu}
 compare_backends=${GPU_CHECK_COMPARE_BACKENDS:-numpy,cupy,torch:cuda,jax:gpu}
 bench_backends=${GPU_CHECK_BENCH_BACKENDS-cupy,torch:cuda,jax:gpu} # set but empty: no bench
 bench_s=150
-budget=${GPU_CHECK_BUDGET:-$((280 + (${#bench_backends} > 0 ? bench_s : 0)))}
+bench_cnn_s=120
+budget=${GPU_CHECK_BUDGET:-$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s : 0)))}
 problems=(seed digits mlp)
 summary=$outdir/summary.txt
 end=$((SECONDS + budget))
@@ -149,6 +151,10 @@ done
 if [[ -n $bench_backends ]]; then
     step bench_gpu "$bench_s" "$python" -m portable_nn bench --quick --cases a,b,c \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu.json"
+    # case g (CNN step; goal: cupy and torch:cuda within 2x of PyTorch eager CUDA) apart, so a
+    # timeout there cannot cost a, b and c their JSON
+    step bench_gpu_cnn "$bench_cnn_s" "$python" -m portable_nn bench --quick --cases g \
+        --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
 fi
 
 # --- 4. the test suite on each backend, in parallel, parity tests first, in the time left -----
@@ -195,12 +201,16 @@ for p in problems:
               f"param dev {r['max_param_deviation'] or 0:.1e}")
     for label, why in {**data["missing"], **data["failed"]}.items():
         print(f"  {label:18s} NOT RUN: {why[:150]}")
-path = os.path.join(outdir, "bench_gpu.json")
-if bench_backends and not os.path.exists(path):
-    print("bench: no JSON (see bench_gpu.log)")
-elif bench_backends:
+for name in ("bench_gpu", "bench_gpu_cnn"):
+    path = os.path.join(outdir, f"{name}.json")
+    if bench_backends and not os.path.exists(path):
+        print(f"bench: no JSON (see {name}.log)")
+        continue
+    if not bench_backends:
+        continue
     data = json.load(open(path))
-    print(f"bench --device-backend {bench_backends} (targets; not run = a side did not run):")
+    print(f"bench --cases {','.join(data['settings']['cases'])} --device-backend {bench_backends} "
+          "(targets; not run = a side did not run):")
     for t in data["targets"]:
         measured = "not run" if t["ratio"] is None else f"{t['ratio']:.3g}"
         status = {True: "met", False: "MISSED", None: "not run"}[t["met"]]

@@ -60,7 +60,7 @@ def _check_case(case: dict, key: str) -> None:
             assert t["met"] is None
         else:
             assert isinstance(t["met"], bool)
-            if key != "e":  # e's target is a growth in MiB, which may be 0 or negative
+            if "(MiB)" not in t["ratio_name"]:  # e's and g's RSS growth in MiB may be 0 or negative
                 assert _positive_finite(t["ratio"]), t
 
 
@@ -139,6 +139,37 @@ def test_bench_sklearn_case_tiny() -> None:
     assert case["targets"][0]["ratio"] is not None and case["settings"]["max_iter"] == 1
 
 
+def test_bench_cnn_case_tiny() -> None:
+    from portable_nn.tools.bench import cnn_step as g
+
+    report = run_bench(["g"], profile="tiny", libraries=INSTALLED, isolate=False, progress=False)
+    case = report.as_dict()["cases"]["g"]
+    _check_case(case, "g")
+    rows = {r["name"]: r for r in case["rows"]}
+    torch_name = next((n for n in rows if n.startswith(g.TORCH)), None)
+    expected = {g.PNN} | ({torch_name, g.PNN_TORCH} if "torch" in INSTALLED else set())
+    expected |= {g.JAX, g.PNN_JAX} if "jax" in INSTALLED else set()
+    assert set(rows) == expected
+    # the same initial weights and batches: every candidate's loss after 3 steps agrees with NumPy's
+    assert all(math.isfinite(r["loss_check"]) and r["loss_dev"] < 1e-3 for r in rows.values())
+    if "torch" in INSTALLED:
+        assert rows[torch_name]["ratio"] == 1.0 and _positive_finite(rows[g.PNN]["ratio"])
+    if "jax" in INSTALLED:
+        assert rows[g.JAX]["ratio_jax"] == 1.0 and _positive_finite(rows[g.PNN_JAX]["ratio_jax"])
+    targets = {t["goal"]: t for t in case["targets"]}
+    assert len(targets) == 5
+    speed = [t for goal, t in targets.items() if "within 2x of PyTorch" in goal or "1.2x" in goal]
+    assert len(speed) == 2
+    assert all((t["ratio"] is None) == (t["met"] is None) for t in speed)
+    cols = targets["each conv's im2col buffer at most kernel area x its input (from the shapes)"]
+    assert cols["ratio"] == 1.0 and cols["met"] is True  # padding=1, stride 1: exactly kh*kw*X
+    memory = case["settings"]["memory"]
+    assert [m["layer"] for m in memory["im2col"]] == ["Conv2D(3, 4, 3, padding=1)", "Conv2D(4, 8, 3, padding=1)"]
+    assert all(m["traced_peak_bytes"] >= m["cols_bytes"] > 0 for m in memory["im2col"])
+    assert len(memory["rss_per_epoch_mib"]) == memory["fit_epochs"] == 3
+    assert all(_positive_finite(r) for r in memory["rss_per_epoch_mib"])
+
+
 def _check_device_candidate(case: dict, ref: str, tolerance: float) -> None:
     """``portable_nn on DEVICE_SPEC`` ran and agrees with NumPy's ``ref``; no GPU target counts as met."""
     rows = {r["name"]: r for r in case["rows"]}
@@ -154,13 +185,14 @@ def test_bench_device_backend_dry_run() -> None:
     # cupy is skipped where it is not installed; torch is not selected, so its CUDA candidate never runs
     specs = [DEVICE_SPEC, "cupy"]
     report = run_bench(
-        ["a", "b"], profile="tiny", libraries=[], isolate=False, progress=False, device_backends=specs
+        ["a", "b", "g"], profile="tiny", libraries=[], isolate=False, progress=False, device_backends=specs
     )
     data = report.as_dict()
     assert data["settings"]["device_backends"] == specs
     for key, ref, tolerance in (
         ("a", "portable_nn (compile_step)", 1e-3),
         ("b", "portable_nn (apply/loss/backprop/step)", 1e-6),
+        ("g", "portable_nn (compile_step)", 1e-3),
     ):
         case = data["cases"][key]
         _check_case(case, key)

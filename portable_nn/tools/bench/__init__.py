@@ -1,6 +1,6 @@
 """Benchmarks of portable_nn against hand-written NumPy, the GEMM limit, PyTorch, JAX and scikit-learn.
 
-``python -m portable_nn bench [--quick] [--json FILE] [--cases a,b,c,d,e,f] [--backends torch,jax,sklearn]``
+``python -m portable_nn bench [--quick] [--json FILE] [--cases a,b,c,d,e,f,g] [--backends torch,jax,sklearn]``
 
 Cases (one module each, run by :mod:`portable_nn.tools.bench.runner`):
 
@@ -9,7 +9,9 @@ Cases (one module each, run by :mod:`portable_nn.tools.bench.runner`):
 - c (:mod:`.digits`): digits end to end, time to train to >= 0.97 test accuracy;
 - d (:mod:`.scaling`): GFLOP/s across hidden widths and batch sizes vs the matmuls alone;
 - e (:mod:`.memory`): RSS of ``pnn.fit`` per epoch, and the peak;
-- f (:mod:`.sklearn_mlp`): ``portable_nn.sklearn.MLPClassifier`` against scikit-learn's, equal epochs on digits.
+- f (:mod:`.sklearn_mlp`): ``portable_nn.sklearn.MLPClassifier`` against scikit-learn's, equal epochs on digits;
+- g (:mod:`.cnn_step`): one training step of a small CNN (batch 64, 3x32x32) against PyTorch eager
+  and a hand-written JAX step; im2col memory and the RSS of ``pnn.fit`` across epochs.
 
 These are measurements, not tests: speed goals are printed next to the
 measured ratios as met or missed, never asserted.

@@ -59,7 +59,7 @@ class Config:
         libraries: comparison libraries allowed (subset of :data:`LIBRARIES`).
         progress: tqdm bar on stderr; None shows it only when stderr is a terminal.
         device_backends: portable_nn backend specs (``cupy``, ``torch:cuda``, ``jax:gpu``...) that
-            cases a, b and c also run portable_nn on, next to PyTorch eager on CUDA (``--device-backend``).
+            cases a, b, c and g also run portable_nn on, next to PyTorch eager on CUDA (``--device-backend``).
     """
 
     profile: str = "full"

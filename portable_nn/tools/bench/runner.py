@@ -27,7 +27,7 @@ from typing import Any
 
 from ...layers.base import check_int
 from ..environment import blas_threads, environment, installed_versions, threadpools
-from . import digits, memory, mlp_step, notebook, scaling, sklearn_mlp
+from . import cnn_step, digits, memory, mlp_step, notebook, scaling, sklearn_mlp
 from ._common import LIBRARIES, PROFILES, Config, error_text
 from ._machine import BUSY_CORES, LoadMeter, busy, load_note
 from ._result import CaseResult, Target, json_safe
@@ -36,7 +36,7 @@ __all__ = ["CASES", "SCHEMA", "BenchReport", "run_bench", "run_case"]
 
 SCHEMA = "portable_nn.bench/1"
 CASES: dict[str, ModuleType] = {
-    "a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory, "f": sklearn_mlp,
+    "a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory, "f": sklearn_mlp, "g": cnn_step,
 }
 _TITLES = {
     "a": "MLP training step",
@@ -45,6 +45,7 @@ _TITLES = {
     "d": "scaling",
     "e": "memory",
     "f": "scikit-learn estimators",
+    "g": "CNN training step",
 }
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _DISTRIBUTIONS = ("numpy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "tqdm")
@@ -194,7 +195,7 @@ def run_bench(
     """Run the bench ``cases`` and collect their results.
 
     Args:
-        cases: case letters, ``"a"`` to ``"f"`` (see :data:`CASES`).
+        cases: case letters, ``"a"`` to ``"g"`` (see :data:`CASES`).
         profile: ``"full"``, ``"quick"`` (smaller, about two minutes) or ``"tiny"`` (smoke tests).
         libraries: comparison libraries to include among ``torch``, ``jax``,
             ``sklearn`` (NumPy always runs); None means all that are installed.
@@ -204,7 +205,7 @@ def run_bench(
         progress: tqdm bars on stderr; None shows them only when stderr is a terminal.
         device_backends: portable_nn backend specs, a list or one comma-separated string (``cupy``,
             ``torch:cuda``, ``jax:gpu``; ``torch``, ``array_api_strict`` for a dry run on a CPU) that
-            cases a, b and c also run portable_nn on, next to PyTorch eager on CUDA when torch sees
+            cases a, b, c and g also run portable_nn on, next to PyTorch eager on CUDA when torch sees
             a GPU, with the GPU targets ('not run' where a side did not run).
         on_case: called with each case's result as soon as it is done (e.g. to print it).
 

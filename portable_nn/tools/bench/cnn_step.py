@@ -1,0 +1,247 @@
+"""Case g: one training step of a small CNN, portable_nn against PyTorch eager and JAX; and its memory.
+
+Batch 64 of synthetic 3 x 32 x 32 float32 images, Conv2D(3, 32, 3, padding=1) ->
+ReLU -> MaxPool2D(2) -> Conv2D(32, 64, 3, padding=1) -> ReLU -> MaxPool2D(2) ->
+Flatten -> Linear(4096, 10), softmax cross-entropy, SGD(lr=0.01). Candidates,
+timed interleaved in this one process from the same initial params (see :mod:`._cnn`):
+
+1. portable_nn on NumPy via ``pnn.compile_step`` (im2col convs, hand-written backprop);
+2. PyTorch eager, autograd + ``torch.optim.SGD``, with as many threads as NumPy's BLAS;
+3. portable_nn's same portable step on torch (CPU tensors), for comparison, without a target;
+4. portable_nn on JAX (``compile_step`` jits the portable code), and a hand-written JAX step
+   (``lax.conv_general_dilated``, ``lax.reduce_window``, ``jax.value_and_grad``, jitted);
+5. with ``--device-backend SPEC`` (``cupy``, ``torch:cuda``...): portable_nn on that backend, and
+   PyTorch eager on CUDA when torch sees a GPU; goal for CuPy and torch: within 2x of it.
+
+Targets: portable_nn on NumPy within 2x of PyTorch eager CPU; on JAX within 1.2x
+of the hand-written JAX step. Memory, on NumPy: each conv's im2col buffer
+``(N, C, kh*kw, OH, OW)`` at most kernel area x input size; tracemalloc's peak
+over one conv forward + backward within 4x that; and the RSS of ``pnn.fit``
+flat across epochs (no growth after epoch 2, the warm-up, beyond allocator noise).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from ...backends import get_backend
+from ...layers.base import Params
+from ...losses import softmax_cross_entropy
+from ...optim import SGD
+from ...training import fit
+from ..timing import Candidate
+from ._cnn import LR, cnn_model, cnn_problem, flops, im2col_memory, images, jax_step, torch_step
+from ._common import (
+    Config,
+    checked_values,
+    device_backends,
+    on_device,
+    optional,
+    ratio,
+    run_candidates,
+    setup_threads,
+    speed_target,
+    timing_row,
+    torch_cuda,
+)
+from ._machine import current_rss_mib
+from ._mlp import Built, pnn_step
+from ._result import CaseResult, Column, Target
+
+__all__ = ["KEY", "MEMORY", "SIZES", "run"]
+
+KEY = "g"
+# batch, image size, channels of the two convs
+SIZES = {"full": (64, 32, 32, 64), "quick": (64, 32, 32, 64), "tiny": (8, 8, 4, 8)}
+# rows of the pnn.fit run, and its epochs
+MEMORY = {"full": (640, 5), "quick": (256, 4), "tiny": (32, 3)}  # >= 3 epochs
+CHECK_STEPS = 3
+RSS_TOLERANCE_MIB = 4.0  # allocator noise; one step's leaked im2col buffers alone are ~19 MiB
+PEAK_BOUND = 4.0  # cols kept for backward + tensordot's copy of it + dcols, plus output-sized arrays
+
+PNN, TORCH, JAX, TORCH_CUDA = "portable_nn (compile_step)", "torch eager", "jax by hand (jit)", "torch eager (cuda)"
+PNN_JAX, PNN_TORCH = "portable_nn on jax (compile_step: jax.jit)", on_device("torch")
+
+
+def run(config: Config) -> CaseResult:
+    """Time the candidates, check their losses agree, then measure im2col memory and fit's RSS."""
+    start = time.perf_counter()
+    batch, size, c1, c2 = SIZES[config.profile]
+    result = CaseResult(
+        KEY,
+        f"CNN training step: 3x{size}x{size} -> conv{c1} -> pool -> conv{c2} -> pool -> linear 10, "
+        f"batch {batch}, float32, softmax CE, SGD(lr=0.01)",
+    )
+    torch = optional("torch", config, result, TORCH)
+    jax = optional("jax", config, result, JAX)
+    devices = device_backends(config, result)
+    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
+    threads = setup_threads()
+    result.environment = {"threads": threads}
+    prob = cnn_problem(batch, size, c1, c2)
+    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
+    built: dict[str, Built] = {}
+
+    def keep(name: str, make: Callable[[], Built]) -> tuple[str, Callable[[], Candidate]]:
+        def build() -> Candidate:
+            built[name] = make()
+            return built[name].candidate
+
+        return name, build
+
+    builders = [keep(PNN, lambda: pnn_step(prob, PNN))]
+    if torch is not None:
+        builders.append(keep(torch_name, lambda: torch_step(prob, torch, torch_name)))
+        devices = {PNN_TORCH: get_backend("torch"), **devices}  # the same portable step on torch tensors
+    if jax is not None:
+        builders.append(keep(JAX, lambda: jax_step(prob, jax, JAX)))
+        devices = {PNN_JAX: get_backend("jax"), **devices}
+    for label, be in devices.items():
+        builders.append(keep(label, partial(pnn_step, prob, label, be)))
+    if cuda is not None:
+        builders.append(keep(TORCH_CUDA, lambda: torch_step(prob, torch, TORCH_CUDA, cuda)))
+    timings = run_candidates(builders, config, result, desc="g: cnn step")
+
+    checks = {name: partial(b.loss_after, CHECK_STEPS) for name, b in built.items() if b.loss_after is not None}
+    losses = checked_values(checks, timings, result, "loss check")
+    ref_loss = losses.get(PNN)
+    t_torch = timings[torch_name].median if torch_name in timings else None
+    t_jax = timings[JAX].median if JAX in timings else None
+    work = flops(batch, size, c1, c2)
+    for name, timing in timings.items():
+        loss = losses.get(name)
+        result.rows.append(
+            timing_row(
+                name,
+                timing,
+                ratio=ratio(timing.median, t_torch),
+                ratio_jax=ratio(timing.median, t_jax),
+                gflops=work / timing.median / 1e9 if timing.median > 0 else None,
+                loss_check=loss,
+                loss_dev=(abs(loss - ref_loss) / abs(ref_loss) if loss is not None and ref_loss else None),
+            )
+        )
+    result.columns = [
+        Column("candidate", "name"),
+        Column("median/step", "median_s", "time"),
+        Column("spread", "spread", "pct"),
+        Column("vs torch eager", "ratio", "ratio"),
+        Column("vs jax by hand", "ratio_jax", "ratio"),
+        Column("GFLOP/s", "gflops", "gflops"),
+        Column("faults/step", "faults_per_step", "int"),
+        Column(f"loss@{CHECK_STEPS}", "loss_check", "float"),
+    ]
+    result.targets = [
+        speed_target(timings, "portable_nn on NumPy within 2x of PyTorch eager CPU",
+                     "t(portable_nn)/t(torch eager)", PNN, torch_name, "<=", 2.0,
+                     note=_why(timings, PNN, torch_name, 2.0, "a cProfile of the step: about half in tensordot "
+                               "(GEMMs and its transposed copies), a third in im2col/col2im copies (stack, "
+                               "concat padding); torch runs direct conv kernels")),
+        speed_target(timings, "portable_nn on JAX within 1.2x of the hand-written JAX step",
+                     "t(portable_nn on jax)/t(jax by hand)", PNN_JAX, JAX, "<=", 1.2,
+                     note=_why(timings, PNN_JAX, JAX, 1.2, "the portable im2col (slices, stack, dot), jitted, "
+                               "vs XLA's native conv")),
+    ]
+    for spec in config.device_backends:  # the GPU goal: 'not run' where either side did not run
+        if spec.partition(":")[0] == "cupy" or spec.startswith("torch:cuda"):
+            on = on_device(spec)
+            result.targets.append(speed_target(
+                timings, f"{on} within 2x of PyTorch eager CUDA", f"t({on})/t(torch eager cuda)",
+                on, TORCH_CUDA, "<=", 2.0))
+    result.note_agreement(f"{CHECK_STEPS} steps from the same params", 1e-3)
+    result.notes.append(f"GFLOP/s counts the convs' and the head's multiply-adds ({work / 1e9:.3f} GFLOP/step)")
+
+    memory = _memory(config, result, prob.model, prob.params, prob.batches[0][0], size, c1, c2, batch)
+    result.settings = {
+        **config.as_dict(),
+        "ratio": "median time / median time of PyTorch eager (CPU); ratio_jax: of the hand-written JAX step",
+        "batch": batch,
+        "image": [3, size, size],
+        "channels": [c1, c2],
+        "dtype": "float32",
+        "model": repr(prob.model),
+        "flops_per_step": work,
+        "check_steps": CHECK_STEPS,
+        "memory": memory,
+    }
+    result.elapsed_s = time.perf_counter() - start
+    return result
+
+
+def _why(timings: dict[str, Any], num: str, den: str, bound: float, reason: str) -> str:
+    """The reason shown next to a missed speed target ('' when met or not run)."""
+    r = ratio(timings[num].median, timings[den].median) if num in timings and den in timings else None
+    return "" if r is None or r <= bound else f"missed: {reason}"
+
+
+class _RssPerEpoch:
+    """A ``fit`` callback reading the RSS after each epoch."""
+
+    def __init__(self) -> None:
+        self.rss: list[float] = []
+
+    def on_epoch_end(self, epoch: int, history: Any, params: Params) -> None:
+        rss = current_rss_mib()
+        if rss is not None:
+            self.rss.append(rss)
+
+
+def _memory(
+    config: Config, result: CaseResult, model: Any, params: Any, X: Any, size: int, c1: int, c2: int, batch: int
+) -> dict[str, Any]:
+    """im2col buffers vs kernel area x input, and fit's RSS per epoch; targets and notes into ``result``."""
+    convs = im2col_memory(model, params, X)
+    for m in convs:
+        result.notes.append(
+            f"{m.layer} on {m.input_shape}: im2col buffer {m.cols / 2**20:.2f} MiB = {m.cols_ratio:.2f} x "
+            f"kernel area x input ({m.bound / 2**20:.2f} MiB); traced peak of forward + backward "
+            f"{m.traced_peak / 2**20:.2f} MiB = {m.peak_ratio:.2f} x"
+        )
+    result.targets.append(Target(
+        "each conv's im2col buffer at most kernel area x its input (from the shapes)",
+        "max bytes(cols)/(kh*kw*bytes(X))", max(m.cols_ratio for m in convs), "<=", 1.0))
+    result.targets.append(Target(
+        f"traced peak of one conv forward + backward within {PEAK_BOUND:g}x kernel area x input (NumPy)",
+        "max peak/(kh*kw*bytes(X))", max(m.peak_ratio for m in convs), "<=", PEAK_BOUND,
+        note="cols (kept for backward), tensordot's copy of it and dcols, plus output-sized arrays"))
+
+    rows, epochs = MEMORY[config.profile]
+    Xf, yf = images(rows, size, seed=1)
+    Xv, yv = images(max(batch, rows // 8), size, seed=2)
+    fit_model = cnn_model(size, c1, c2)
+    probe = _RssPerEpoch()
+    t0 = time.perf_counter()
+    fit(fit_model, fit_model.init(seed=0, backend="numpy", dtype="float32"), Xf, yf,
+        loss=softmax_cross_entropy, optimizer=SGD(lr=LR), epochs=epochs, batch_size=batch, seed=0,
+        validation_data=(Xv, yv), progress=config.progress, callbacks=[probe])
+    fit_s = time.perf_counter() - t0
+    # after a warm-up epoch, as case e: the allocator's first reuse of freed im2col-sized blocks
+    # (glibc raises its mmap threshold) may add a one-off step between epochs 1 and 2
+    growth = max(probe.rss[2:]) - probe.rss[1] if len(probe.rss) > 2 else None
+    if not probe.rss:
+        result.skipped["RSS per epoch"] = "no /proc/self/statm on this system"
+    result.targets.append(Target(
+        f"pnn.fit's RSS flat after epoch 2 (tolerance {RSS_TOLERANCE_MIB:g} MiB)",
+        "max RSS after epochs 3.. - RSS after epoch 2 (MiB)", growth, "<=", RSS_TOLERANCE_MIB))
+    result.notes.append(
+        f"pnn.fit on NumPy, {rows} rows, batch {batch}, {epochs} epochs in {fit_s:.2f} s; RSS after each "
+        f"epoch (MiB): {', '.join(f'{r:.1f}' for r in probe.rss) or '-'}"
+    )
+    return {
+        "im2col": [
+            {"layer": m.layer, "input_shape": list(m.input_shape), "cols_bytes": m.cols,
+             "kernel_area_x_input_bytes": m.bound, "traced_peak_bytes": m.traced_peak}
+            for m in convs
+        ],
+        "fit_rows": rows,
+        "fit_epochs": epochs,
+        "fit_s": fit_s,
+        "rss_per_epoch_mib": probe.rss,
+        "rss_growth_mib": growth,
+        "rss_tolerance_mib": RSS_TOLERANCE_MIB,
+        "peak_bound": PEAK_BOUND,
+    }
+
