@@ -145,7 +145,8 @@ class ClusterEpochs:
                     retry[sid] = w
             if not lost:
                 return
-            self._warn_lost(lost, retry)
+            if set(self.actors) - set(lost):
+                self._warn_lost(lost, retry)
             shards = retry
 
     def _least_loaded(self) -> str:
@@ -193,7 +194,8 @@ class ClusterEpochs:
             if not lost:
                 return parts, end
             moved = {sid: w for sid, w in self.owner.items() if w in lost}
-            self._warn_lost(lost, moved)
+            if set(self.actors) - set(lost):
+                self._warn_lost(lost, moved)
             self._place(moved, lost)
 
     def run(self, params: Params, state: Any, epoch: int) -> tuple[Params, Any, float, Any]:
