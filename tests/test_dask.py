@@ -289,3 +289,59 @@ def test_every_worker_lost_raises_cluster_error_with_the_last_step(deadline, mon
         with pytest.raises(pnn.ClusterError, match="every worker of the cluster was lost") as err:
             pnn.fit(model, params, X, Y, client=c, epochs=1, **kw)
     assert _max_rel(three, err.value.params) <= 1e-12 and err.value.step == 3
+
+
+# --- out of core: a Zarr store 4x larger than the memory the fit may add -------------------------------------
+
+_RSS_CHILD = r"""
+import json, sys
+import dask.array as da
+import portable_nn as pnn
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+path = sys.argv[1]
+X, Y = da.from_zarr(path, component="X"), da.from_zarr(path, component="Y")
+model = pnn.Sequential(pnn.Linear(X.shape[1], 32), pnn.ReLU(), pnn.Linear(32, 10))
+params = model.init(seed=0, dtype="float32")
+kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.SGD(0.01), batch_size=256, progress=False)
+pnn.fit(model, params, X[:4096], Y[:4096], epochs=1, **kw)  # warm up: lazy imports, thread pools
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+before = status("VmRSS:")
+params, hist = pnn.fit(model, params, X, Y, epochs=1, validation_data=(X[:8192], Y[:8192]), **kw)
+out = pnn.predict(model, params, X)
+peak = status("VmHWM:")
+print(json.dumps({"before": before, "peak": peak, "rows": int(out.shape[0]), "loss": hist["loss"][-1]}))
+"""
+
+
+def test_out_of_core_fit_keeps_memory_under_a_cap_the_data_exceeds_4x(tmp_path, request, deadline):
+    if request.config.getoption("--backend") != "numpy" or not os.path.exists("/proc/self/status"):
+        pytest.skip("measured on Linux with NumPy params")
+    pytest.importorskip("zarr")
+    n, d, rows = 65536, 512, 1024  # float32: 128 MiB of X in 128 blocks of 2 MiB
+    cap = 32 * 2**20
+    rng = da.random.default_rng(0)
+    store = str(tmp_path / "data.zarr")
+    da.to_zarr(rng.standard_normal((n, d), chunks=(rows, d), dtype="float32"), store, component="X")
+    da.to_zarr(rng.integers(0, 10, size=n, chunks=rows), store, component="Y")
+    assert n * d * 4 >= 4 * cap
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, store], capture_output=True, text=True, env=env,
+                          timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    grew = got["peak"] - got["before"]
+    print(f"out-of-core: data {n * d * 4 / 2**20:.0f} MiB, fit + predict grew RSS by {grew / 2**20:.1f} MiB "
+          f"(cap {cap / 2**20:.0f} MiB; peak {got['peak'] / 2**20:.0f} MiB)")
+    assert got["rows"] == n and np.isfinite(got["loss"])
+    assert grew < cap, f"peak RSS grew by {grew / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap"
