@@ -345,3 +345,16 @@ def test_out_of_core_fit_keeps_memory_under_a_cap_the_data_exceeds_4x(tmp_path, 
           f"(cap {cap / 2**20:.0f} MiB; peak {got['peak'] / 2**20:.0f} MiB)")
     assert got["rows"] == n and np.isfinite(got["loss"])
     assert grew < cap, f"peak RSS grew by {grew / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap"
+
+
+def test_bench_case_h_tiny_reports_throughput_ratio_and_exchange(request):
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("bench runs on NumPy")
+    from portable_nn.tools.bench import run_bench
+
+    report = run_bench(["h"], profile="tiny", libraries=[], isolate=False, progress=False)
+    (case,) = report.cases
+    assert not case.failed, case.failed
+    assert case.settings["throughput_ratio"] > 0 and case.settings["exchange_s_per_step"] >= 0
+    assert case.settings["max_rel_dev"] < 1e-4
+    assert "throughput ratio" in case.table()
