@@ -54,6 +54,14 @@ def cupy(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def dask(session: nox.Session) -> None:
+    """Dask: streamed out-of-core data, data-parallel fit on a 2-worker LocalCluster (loopback), the example."""
+    session.install("-e", ".[test,dask,zarr]")
+    session.run("pytest", "-q", "tests/test_dask.py", *session.posargs, env={"PORTABLE_NN_TEST_BACKEND": "numpy"})
+    session.run("python", "examples/dask_data_parallel.py", "--rows", "8192", "--hidden", "64", "--epochs", "1")
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff lint."""
     session.install("ruff>=0.5")

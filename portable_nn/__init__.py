@@ -7,7 +7,7 @@ JAX and array-api-strict. See README.md for a tour.
 from __future__ import annotations
 
 from . import layers, losses, optim, schedules
-from ._errors import BackendError, CheckpointError, GradientCheckError, NonFiniteError
+from ._errors import BackendError, CheckpointError, ClusterError, GradientCheckError, NonFiniteError
 from ._rng import host_rng
 from ._tree import tree_leaves, tree_map, tree_paths
 from ._version import __version__
@@ -42,6 +42,7 @@ __all__ = [
     "BackendError",
     "BatchNorm",
     "CheckpointError",
+    "ClusterError",
     "Conv2D",
     "Dropout",
     "FitInterrupted",

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "BackendError",
     "CheckpointError",
+    "ClusterError",
     "FitInterrupted",
     "GradientCheckError",
     "NonFiniteError",
@@ -35,6 +36,23 @@ class NonFiniteError(FloatingPointError):
             params *before* the failing step), so no work is lost.
         epoch: 0-based epoch of the failing step.
         step: 0-based step within that epoch.
+        history: the history up to the last completed epoch.
+    """
+
+    def __init__(self, message: str, *, params: Any, epoch: int, step: int, history: Any = None) -> None:
+        super().__init__(message)
+        self.params = params
+        self.epoch = epoch
+        self.step = step
+        self.history = history
+
+
+class ClusterError(RuntimeError):
+    """``fit(..., client=...)`` lost every worker, or its client disconnected.
+
+    Attributes:
+        params: the params after the last completed step (no work is lost).
+        epoch, step: 0-based epoch and step that could not be completed.
         history: the history up to the last completed epoch.
     """
 

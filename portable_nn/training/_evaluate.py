@@ -7,6 +7,7 @@ from typing import Any
 from .._check import check_int
 from ..layers.base import Array, Layer, Params
 from ..losses import reduction_of
+from ._dask_data import evaluate_dask, is_dask, predict_dask
 from ._data import as_data, batches, check_targets, params_backend
 from ._step import n_correct
 
@@ -30,6 +31,8 @@ def evaluate(
     where = "evaluate"
     batch_size = check_int(where, "batch_size", batch_size, 1)
     reduction = reduction_of(loss)
+    if is_dask(X, Y):  # streamed block by block
+        return evaluate_dask(where, model, params, X, Y, loss, reduction, batch_size)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
@@ -54,7 +57,8 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     """Run ``model`` in inference mode over ``X`` in batches.
 
     Args:
-        X: ``(n, ...)`` float inputs; host data is copied to the params' device.
+        X: ``(n, ...)`` float inputs; host data is copied to the params' device; a Dask
+            array is read block by block (the outputs are concatenated in memory).
         batch_size: rows per forward pass (>= 1).
 
     Returns:
@@ -62,6 +66,8 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     """
     where = "predict"
     batch_size = check_int(where, "batch_size", batch_size, 1)
+    if is_dask(X):  # streamed block by block
+        return predict_dask(model, params, X, batch_size)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
     outs = [model(params, X[idx, ...]) for idx in batches(X.shape[0], batch_size, None)]

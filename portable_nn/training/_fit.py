@@ -21,6 +21,7 @@ from ..layers.base import Layer, Params, trainable
 from ..losses import reduction_of
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
+from ._dask_data import is_dask
 from ._data import Plan, prepare
 from ._evaluate import evaluate
 from ._interrupt import Interrupts, interrupts_between_steps
@@ -54,6 +55,8 @@ def fit(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     reduce_lr: ReduceOnPlateau | None = None,
+    client: Any = None,
+    accumulate: int = 1,
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
 
@@ -106,6 +109,14 @@ def fit(
         reduce_lr: a :class:`~portable_nn.schedules.ReduceOnPlateau`: scale the
             learning rate down (the optimizer state's ``lr_scale``) when the
             monitored loss (as for ``patience``) stops improving.
+        client: a ``distributed.Client``: train data-parallel on its workers,
+            each holding a row shard and a params replica; the params equal one
+            process's to rounding (see README, "Past one machine"). Dask arrays
+            as X, Y or validation data are streamed block by block (shuffled
+            blocks, shuffled rows within each block, about two blocks in memory).
+            Neither supports ``checkpoint`` yet.
+        accumulate: with ``client``, each worker runs its part of every batch as
+            this many micro-batches (same result, less memory).
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
@@ -146,6 +157,14 @@ def fit(
         )
     min_delta = real_number("fit", "min_delta", min_delta, lo=0.0)
     reduction = reduction_of(loss)
+    if client is not None or accumulate != 1 or is_dask(X, Y, validation_data):
+        from ._dask_fit import fit_dask
+
+        return fit_dask(model, params, X, Y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                        seed=seed, shuffle=shuffle, validation_data=validation_data, patience=patience,
+                        min_delta=min_delta, progress=progress, on_nonfinite=on_nonfinite, compile=compile,
+                        callbacks=callbacks, reduce_lr=reduce_lr, reduction=reduction, client=client,
+                        accumulate=accumulate, checkpoint=checkpoint)
     plan = prepare(model, params, X, Y, loss, validation_data)
     n = plan.X.shape[0]
     steps_per_epoch = -(-n // batch_size)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ...layers.base import check_int
 from ..environment import blas_threads, environment, installed_versions, threadpools
-from . import cnn_step, digits, memory, mlp_step, notebook, scaling, sklearn_mlp
+from . import cnn_step, dask_parallel, digits, memory, mlp_step, notebook, scaling, sklearn_mlp
 from ._common import LIBRARIES, PROFILES, Config, error_text
 from ._machine import BUSY_CORES, LoadMeter, busy, load_note
 from ._result import CaseResult, Target, json_safe
@@ -37,7 +37,9 @@ __all__ = ["CASES", "SCHEMA", "BenchReport", "run_bench", "run_case"]
 SCHEMA = "portable_nn.bench/1"
 CASES: dict[str, ModuleType] = {
     "a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory, "f": sklearn_mlp, "g": cnn_step,
+    "h": dask_parallel,  # opt-in (not in run_bench's default cases): starts a 2-worker Dask cluster
 }
+DEFAULT_CASES = ("a", "b", "c", "d", "e", "f", "g")  # h starts a Dask cluster: only when asked for
 _TITLES = {
     "a": "MLP training step",
     "b": "the notebook problem",
@@ -46,6 +48,7 @@ _TITLES = {
     "e": "memory",
     "f": "scikit-learn estimators",
     "g": "CNN training step",
+    "h": "data-parallel fit on Dask",
 }
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _DISTRIBUTIONS = ("numpy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "tqdm")
@@ -181,7 +184,7 @@ def _limit_threads_here(threads: int) -> None:
 
 
 def run_bench(
-    cases: Sequence[str] = tuple(CASES),
+    cases: Sequence[str] = DEFAULT_CASES,
     *,
     profile: str = "full",
     libraries: Sequence[str] | None = None,

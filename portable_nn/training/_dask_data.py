@@ -1,0 +1,272 @@
+"""Dask arrays as fit/predict/evaluate data: checked at entry, streamed block by block.
+
+A Dask array (e.g. ``dask.array.from_zarr``) chunked along rows is read one
+block at a time and moved to the params' backend and device with
+:func:`as_data`; the next block is read in a background thread while the
+current one trains, so memory holds about two blocks. Nothing here imports
+dask at module import: ``import portable_nn`` never does.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..layers.base import Array, Layer, Params
+from ._data import as_data, check_finite, check_targets, params_backend
+
+__all__ = ["DaskData", "as_dask_pair", "check_dask_data", "evaluate_blocks", "evaluate_dask", "is_dask", "predict_dask", "stream_batches"]
+
+
+def is_dask(*objs: Any) -> bool:
+    """True when any of ``objs`` (or of a pair among them) is a Dask array; never imports dask."""
+    da = sys.modules.get("dask.array")
+    if da is None:
+        return False
+    for o in objs:
+        if isinstance(o, (tuple, list)) and is_dask(*o):
+            return True
+        if isinstance(o, da.Array):
+            return True
+    return False
+
+
+def as_dask_pair(where: str, names: tuple[str, str], X: Any, Y: Any) -> tuple[Any, Any]:
+    """``X`` and ``Y`` as Dask arrays with the same row chunks, one chunk along every other axis.
+
+    Host data (NumPy, lists) on one side is wrapped with the other side's row
+    chunks; arrays of other libraries raise. Unknown chunk sizes raise.
+    """
+    import dask.array as da
+
+    nx, ny = names
+    if not isinstance(X, da.Array):
+        X, Y, nx, ny = Y, X, ny, nx  # X is now the Dask one
+        swapped = True
+    else:
+        swapped = False
+    for name, A in ((nx, X), (ny, Y)):
+        if isinstance(A, da.Array) and any(np.isnan(c) for c in A.chunks[0]):
+            raise ValueError(
+                f"{where}: {name} is a Dask array with unknown chunk sizes; call {name}.compute_chunk_sizes() "
+                "(or build it from a store with known shape, e.g. dask.array.from_zarr) first."
+            )
+    if not isinstance(Y, da.Array):
+        if not isinstance(Y, (np.ndarray, list, tuple)):
+            raise TypeError(
+                f"{where}: {nx} is a Dask array, so {ny} must be a Dask array or host data (NumPy), "
+                f"got {type(Y).__name__}. Convert it with dask.array.from_array(pnn.to_numpy({ny}))."
+            )
+        Y = np.asarray(Y)
+        if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"{where}: {nx} has {X.shape[0]} rows but {ny} has shape {Y.shape}.")
+        Y = da.from_array(Y, chunks=(X.chunks[0],) + tuple(-1 for _ in Y.shape[1:]))
+    for name, A in ((nx, X), (ny, Y)):
+        if A.ndim == 0:
+            raise ValueError(f"{where}: {name} must have a batch axis, got a 0-d Dask array.")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"{where}: {nx} has {X.shape[0]} rows but {ny} has {Y.shape[0]}; they must have the same length."
+        )
+    X = _rows_only(X)
+    Y = _rows_only(Y)
+    if Y.chunks[0] != X.chunks[0]:
+        Y = Y.rechunk({0: X.chunks[0]})
+    return (Y, X) if swapped else (X, Y)
+
+
+def _rows_only(A: Any) -> Any:
+    """Chunked along rows only: every other axis is one chunk (a block is whole rows)."""
+    if any(len(c) > 1 for c in A.chunks[1:]):
+        return A.rechunk({i: -1 for i in range(1, A.ndim)})
+    return A
+
+
+class DaskData:
+    """A checked Dask ``(X, Y)`` pair (Y may be None for predict) and where its blocks go."""
+
+    def __init__(self, where: str, X: Any, Y: Any, xp: Any, device: Any, dtype: Any,
+                 names: tuple[str, str] = ("X", "Y")) -> None:
+        self.where, self.names = where, names
+        self.X, self.Y = X, Y
+        self.xp, self.device, self.dtype = xp, device, dtype
+        self.sizes = [int(c) for c in X.chunks[0]]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.n = int(X.shape[0])
+        self.counts = False  # integer labels of a (batch, classes) output (set by check_dask_data)
+        self.n_classes: int | None = None
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.sizes)
+
+    def load(self, i: int) -> tuple[Array, Array | None]:
+        """Block ``i`` of X (and Y) on the params' backend, checked for NaN/inf."""
+        import dask
+
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        parts = (self.X.blocks[i],) if self.Y is None else (self.X.blocks[i], self.Y.blocks[i])
+        host = dask.compute(*parts)
+        out: list[Any] = []
+        for name, A, labels_ok in zip(self.names, host, (False, True), strict=False):
+            B = as_data(self.where, name, A, self.xp, self.device, self.dtype, labels_ok=labels_ok)
+            try:
+                check_finite(self.where, name, B, self.xp)
+            except ValueError as e:
+                raise ValueError(
+                    f"{e} (in block {i}, rows {lo}..{hi - 1} of {name}: Dask data is checked block by block "
+                    "as it is read; the row above counts from the block's start)"
+                ) from None
+            out.append(B)
+        return out[0], (out[1] if len(out) > 1 else None)
+
+    def stream(self, order: Sequence[int] | np.ndarray) -> Iterator[tuple[int, Array, Array | None]]:
+        """Yield ``(i, X block, Y block)`` in ``order``, reading the next block in the background."""
+        order = [int(i) for i in order]
+        if not order:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="pnn-prefetch") as pool:
+            nxt = pool.submit(self.load, order[0])
+            for k, i in enumerate(order):
+                Xb, Yb = nxt.result()
+                nxt = pool.submit(self.load, order[k + 1]) if k + 1 < len(order) else None  # type: ignore[assignment]
+                yield i, Xb, Yb
+                del Xb, Yb
+
+
+def check_dask_data(
+    where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, names: tuple[str, str] = ("X", "Y"),
+    n_classes: int | None = None,
+) -> tuple[DaskData, bool]:
+    """Check a Dask ``(X, Y)`` before any work: kinds, dtypes, lengths, chunks, the model and loss on
+    one row, and integer labels' range (one pass over Y only). Returns the data and whether accuracy counts."""
+    xp, device, dtype = params_backend(params, where)
+    X, Y = as_dask_pair(where, names, X, Y)
+    nx, ny = names
+    if np.dtype(X.dtype).kind != "f":
+        raise TypeError(
+            f"{where}: {nx} has dtype {X.dtype}; floating data is needed. "
+            f"Convert it explicitly, e.g. {nx}.astype('float32')."
+        )
+    if np.dtype(Y.dtype).kind not in "fiu":
+        raise TypeError(f"{where}: {ny} has dtype {Y.dtype}; float targets or integer labels are needed.")
+    if X.shape[0] == 0:
+        raise ValueError(f"{where}: {nx} is empty (0 rows).")
+    data = DaskData(where, X, Y, xp, device, dtype, names)
+    X1 = as_data(where, nx, np.asarray(X[:1].compute()), xp, device, dtype, labels_ok=False)
+    Y1 = as_data(where, ny, np.asarray(Y[:1].compute()), xp, device, dtype, labels_ok=True)
+    Yp = model(params, X1)
+    try:
+        loss(Yp, Y1)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {ny} does not fit the model's output and the loss: {e}") from None
+    counts = check_targets(where, ny, Y1, Yp, xp)
+    if counts:
+        import dask
+
+        classes = int(Yp.shape[1]) if n_classes is None else n_classes
+        data.counts, data.n_classes = True, classes
+        lo, hi = (int(v) for v in dask.compute(Y.min(), Y.max()))
+        if lo < 0 or hi >= classes:
+            raise ValueError(
+                f"{where}: {ny}: labels must be in [0, {classes}) for {classes} classes, got values "
+                f"in [{lo}, {hi}]. Check the number of output units or re-encode the labels."
+            )
+    return data, counts
+
+
+def stream_batches(
+    data: DaskData, batch_size: int, rng: np.random.Generator | None
+) -> Iterator[tuple[Array, Array]]:
+    """One epoch's batches: blocks in a shuffled order, rows shuffled within each block (``rng``; None:
+    in order), a partial batch carried over block edges so that only the last batch is short."""
+    xp = data.xp
+    order = rng.permutation(data.n_blocks) if rng is not None else np.arange(data.n_blocks)
+    carry: tuple[Array, Array] | None = None
+    for _, Xb, Yb in data.stream(order):
+        assert Yb is not None
+        m = Xb.shape[0]
+        perm = rng.permutation(m) if rng is not None else None
+        pos = 0
+        if carry is not None:
+            need = min(batch_size - carry[0].shape[0], m)
+            Xn, Yn = _rows(xp, Xb, perm, 0, need, data.device), _rows(xp, Yb, perm, 0, need, data.device)
+            carry = (xp.concat([carry[0], Xn], axis=0), xp.concat([carry[1], Yn], axis=0))
+            pos = need
+            if carry[0].shape[0] < batch_size:
+                continue
+            yield carry
+            carry = None
+        while pos + batch_size <= m:
+            yield _rows(xp, Xb, perm, pos, pos + batch_size, data.device), _rows(
+                xp, Yb, perm, pos, pos + batch_size, data.device)
+            pos += batch_size
+        if pos < m:  # a copy (take), so the carry does not keep the block alive
+            idx = perm[pos:] if perm is not None else np.arange(pos, m)
+            carry = (_take(xp, Xb, idx, data.device), _take(xp, Yb, idx, data.device))
+    if carry is not None:
+        yield carry
+
+
+def _take(xp: Any, A: Array, idx: np.ndarray, device: Any) -> Array:
+    if xp is np:
+        return A[idx, ...]
+    return xp.take(A, xp.asarray(idx, device=device), axis=0)
+
+
+def _rows(xp: Any, A: Array, perm: np.ndarray | None, lo: int, hi: int, device: Any) -> Array:
+    return A[lo:hi, ...] if perm is None else _take(xp, A, perm[lo:hi], device)
+
+
+def _inference_batches(data: DaskData, batch_size: int) -> Iterator[tuple[Array, Array | None]]:
+    """Blocks in order, each cut into batches of at most ``batch_size`` rows (inference is row by row)."""
+    for _, Xb, Yb in data.stream(range(data.n_blocks)):
+        for lo in range(0, Xb.shape[0], batch_size):
+            hi = min(lo + batch_size, Xb.shape[0])
+            yield Xb[lo:hi, ...], (None if Yb is None else Yb[lo:hi, ...])
+
+
+def evaluate_dask(
+    where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, reduction: str, batch_size: int
+) -> tuple[float, float | None]:
+    """:func:`evaluate` over Dask data, streamed block by block (checked at entry as for fit)."""
+    data, counts = check_dask_data(where, model, params, X, Y, loss)
+    return evaluate_blocks(model, params, data, loss, reduction, batch_size, counts)
+
+
+def evaluate_blocks(
+    model: Layer, params: Params, data: DaskData, loss: Any, reduction: str, batch_size: int, counts: bool
+) -> tuple[float, float | None]:
+    """The loss (and accuracy, where ``counts``) of checked Dask data, block by block."""
+    from ._step import n_correct
+
+    total, correct = 0.0, 0
+    for Xb, Yb in _inference_batches(data, batch_size):
+        Yp = model(params, Xb)
+        value = float(loss(Yp, Yb)[0])
+        total += value if reduction == "sum" else value * Xb.shape[0]
+        c = n_correct(data.xp, Yp, Yb)
+        correct += 0 if c is None else int(c)
+    n = data.n
+    return (total if reduction == "sum" else total / n), (correct / n if counts else None)
+
+
+def predict_dask(model: Layer, params: Params, X: Any, batch_size: int) -> Array:
+    """:func:`predict` over a Dask array, streamed block by block; the outputs are concatenated."""
+    import dask.array as da
+
+    xp, device, dtype = params_backend(params, "predict")
+    if np.dtype(X.dtype).kind != "f":
+        raise TypeError(f"predict: X has dtype {X.dtype}; floating data is needed. Convert it, e.g. X.astype('float32').")
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError(f"predict: X must have rows, got a Dask array of shape {X.shape}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError("predict: X is a Dask array with unknown chunk sizes; call X.compute_chunk_sizes() first.")
+    assert isinstance(X, da.Array)
+    data = DaskData("predict", _rows_only(X), None, xp, device, dtype)
+    outs = [model(params, Xb) for Xb, _ in _inference_batches(data, batch_size)]
+    return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

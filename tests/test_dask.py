@@ -1,0 +1,358 @@
+"""Dask: fit/predict/evaluate streaming Dask arrays block by block, and data-parallel fit(client=).
+
+Skipped where dask or distributed is not installed (the ``dask`` nox session installs them). The
+cluster tests use one module-scoped 2-worker LocalCluster on loopback, float64 NumPy params.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from portable_nn.training import _dask_parallel  # noqa: E402
+from portable_nn.training._dask_data import check_dask_data, stream_batches  # noqa: E402
+
+CE = pnn.losses.softmax_cross_entropy
+
+
+def _data(n: int = 600, d: int = 6, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, k, size=n)
+
+
+def _model(dropout: float = 0.0) -> pnn.Sequential:
+    layers: list[pnn.Layer] = [pnn.Linear(6, 16), pnn.Tanh()]
+    if dropout:
+        layers.append(pnn.Dropout(dropout))
+    return pnn.Sequential(*layers, pnn.Linear(16, 3))
+
+
+def _max_rel(a: Any, b: Any) -> float:
+    """Largest ``max|a - b| / max|a|`` over the leaves."""
+    worst = 0.0
+    for x, y in zip(pnn.tree_leaves(a), pnn.tree_leaves(b), strict=True):
+        x, y = pnn.to_numpy(x), pnn.to_numpy(y)
+        worst = max(worst, float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-300)))
+    return worst
+
+
+def _same(a: Any, b: Any) -> bool:
+    return all(np.array_equal(pnn.to_numpy(x), pnn.to_numpy(y))
+               for x, y in zip(pnn.tree_leaves(a), pnn.tree_leaves(b), strict=True))
+
+
+@pytest.fixture
+def deadline() -> Iterator[None]:
+    """Fail (not hang) a test that runs past 120 s."""
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError("the Dask test ran past its 120 s bound")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(120)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# --- streaming Dask data in one process -------------------------------------------------------------------
+
+
+def test_import_portable_nn_does_not_import_dask():
+    code = "import portable_nn, sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["mlp", "batchnorm"])
+def test_streamed_fit_without_shuffle_equals_in_memory_fit_bit_for_bit(tb, stateful):
+    X, Y = _data()
+    model = pnn.Sequential(pnn.Linear(6, 8), pnn.BatchNorm(8), pnn.ReLU(), pnn.Linear(8, 3)) if stateful else _model()
+    params = tb.init(model, seed=1)
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=2, batch_size=64, shuffle=False)
+    want, hist = pnn.fit(model, params, tb.asarray(X), tb.asarray(Y), validation_data=(X, Y), **kw)
+    Xd, Yd = da.from_array(X, chunks=(110, 6)), da.from_array(Y, chunks=110)  # blocks don't align with batches
+    got, hist_d = pnn.fit(model, params, Xd, Yd, validation_data=(Xd, Yd), **kw)
+    assert _same(want, got)
+    assert hist_d["loss"] == hist["loss"] and hist_d["accuracy"] == hist["accuracy"]
+    assert np.allclose(hist_d["val_loss"], hist["val_loss"], rtol=1e-6)
+    assert np.allclose(pnn.to_numpy(pnn.predict(model, got, Xd, batch_size=50)),
+                       pnn.to_numpy(pnn.predict(model, got, X)), rtol=1e-6, atol=1e-6)
+    assert np.allclose(pnn.evaluate(model, got, Xd, Yd, loss=CE)[0], pnn.evaluate(model, got, X, Y, loss=CE)[0])
+
+
+def test_stream_batches_shuffle_blocks_and_rows_and_carry_over_block_edges():
+    X, Y = _data(n=503)
+    Xd = da.from_array(np.column_stack([np.arange(503.0), X[:, 1:]]), chunks=(97, 6))
+    params = _model().init(seed=0, dtype="float64")
+    data, counts = check_dask_data("fit", _model(), params, Xd, Y, CE)
+    assert counts and data.n_blocks == 6
+    orders = []
+    for seed in (0, 0, 1):
+        rng = np.random.default_rng(seed)
+        sizes, rows = [], []
+        for Xb, Yb in stream_batches(data, 64, rng):
+            sizes.append(Xb.shape[0])
+            rows.append(Xb[:, 0].astype(int))
+            assert np.array_equal(Yb, Y[rows[-1]])
+        assert sizes == [64] * 7 + [503 - 7 * 64]  # only the last batch is short
+        order = np.concatenate(rows)
+        assert sorted(order.tolist()) == list(range(503))
+        orders.append(order)
+    assert np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], orders[2])
+    assert not np.array_equal(orders[0], np.arange(503))
+
+
+def test_streamed_fit_is_seeded_and_learns():
+    X, Y = _data()
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    Xd, Yd = da.from_array(X, chunks=(100, 6)), da.from_array(Y, chunks=100)
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.02), epochs=4, batch_size=32, seed=3)
+    a, ha = pnn.fit(model, params, Xd, Yd, **kw)
+    b, hb = pnn.fit(model, params, Xd, Y, **kw)  # Y in memory: wrapped with X's blocks
+    assert _same(a, b) and ha == hb
+    assert ha["loss"][-1] < ha["loss"][0]
+
+
+def test_dask_data_errors_before_any_work():
+    X, Y = _data()
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    Xd, Yd = da.from_array(X, chunks=(100, 6)), da.from_array(Y, chunks=100)
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), epochs=1)
+    with pytest.raises(ValueError, match="X has 600 rows but Y has 599"):
+        pnn.fit(model, params, Xd, Yd[:599], **kw)
+    with pytest.raises(TypeError, match="X has dtype int64; floating data"):
+        pnn.fit(model, params, Xd.astype("int64"), Yd, **kw)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*\[0, 7\]"):
+        pnn.fit(model, params, Xd, da.from_array(np.where(Y == 2, 7, Y), chunks=100), **kw)
+    with pytest.raises(ValueError, match="unknown chunk sizes.*compute_chunk_sizes"):
+        pnn.fit(model, params, Xd[Xd[:, 0] > 0], Yd[Xd[:, 0] > 0], **kw)
+    with pytest.raises(ValueError, match="X_val has shape"):
+        pnn.fit(model, params, Xd, Yd, validation_data=(Xd[:, :5], Yd), **kw)
+    with pytest.raises(ValueError, match="checkpoint= is not supported"):
+        pnn.fit(model, params, Xd, Yd, checkpoint="run.safetensors", **kw)
+    with pytest.raises(ValueError, match="accumulate=k needs client="):
+        pnn.fit(model, params, X, Y, accumulate=2, **kw)
+    bad = X.copy()
+    bad[345, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf.*block 3, rows 300..399"):
+        pnn.fit(model, params, da.from_array(bad, chunks=(100, 6)), Yd, shuffle=False, **kw)
+
+
+def test_streamed_fit_nan_raises_with_last_finite_params_and_ctrl_c_stops_between_steps():
+    X, Y = _data()
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    linear = pnn.Sequential(pnn.Linear(6, 3))
+    Xd, Yd = da.from_array(X * 1e200, chunks=(100, 6)), da.from_array(Y, chunks=100)
+    with pytest.raises(pnn.NonFiniteError) as err, np.errstate(over="ignore", invalid="ignore"):
+        pnn.fit(linear, linear.init(dtype="float64"), Xd, Yd, loss=CE, optimizer=pnn.optim.SGD(1e200), epochs=1)
+    assert all(np.isfinite(pnn.to_numpy(p)).all() for p in pnn.tree_leaves(err.value.params))
+
+    class CtrlC:
+        def on_epoch_end(self, epoch: int, history: Any, params: Any) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # held until the epoch's bookkeeping is done
+
+    Xd = da.from_array(X, chunks=(100, 6))
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), batch_size=50)
+    one, _ = pnn.fit(model, params, Xd, Yd, epochs=1, **kw)
+    with pytest.raises(pnn.FitInterrupted) as stop:
+        pnn.fit(model, params, Xd, Yd, epochs=3, callbacks=[CtrlC()], **kw)
+    assert _same(one, stop.value.params) and len(stop.value.history["loss"]) == 1
+
+
+# --- data-parallel on a LocalCluster -------------------------------------------------------------------------
+
+
+def _cluster(n: int) -> Any:
+    """n one-thread worker processes on loopback; no dashboard (its HTTP routes on a free loopback port)."""
+    return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+
+
+@pytest.fixture(scope="module")
+def client(request) -> Iterator[Any]:
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("the cluster tests run on the numpy backend (float64 parity)")
+    cluster = _cluster(2)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_cluster_fit_equals_one_process_in_float64_with_dropout(client, deadline):
+    X, Y = _data()
+    model = _model(dropout=0.3)
+    params = model.init(seed=1, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=2, batch_size=64, seed=5,
+                              validation_data=(X[:100], Y[:100]))
+    want, hist = pnn.fit(model, params, X, Y, **kw)
+    got, hist_c = pnn.fit(model, params, X, Y, client=client, **kw)
+    assert _max_rel(want, got) <= 1e-12
+    assert np.allclose(hist_c["loss"], hist["loss"], rtol=1e-12) and hist_c["accuracy"] == hist["accuracy"]
+    acc, _ = pnn.fit(model, params, X, Y, client=client, accumulate=3, **kw)  # 3 micro-batches per worker
+    assert _max_rel(want, acc) <= 1e-12
+
+
+def test_cluster_fit_reads_dask_shards_and_sum_losses(client, deadline):
+    X, Y = _data()
+    T = np.random.default_rng(1).standard_normal((600, 3))
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    for loss, target in ((CE, Y), (pnn.losses.sum_squared_error, T)):
+        kw: dict[str, Any] = dict(loss=loss, optimizer=pnn.optim.SGD(0.001), epochs=1, batch_size=100)
+        want, _ = pnn.fit(model, params, X, target, **kw)
+        got, _ = pnn.fit(model, params, da.from_array(X, chunks=(150, 6)), da.from_array(target, chunks=150),
+                         client=client, **kw)
+        assert _max_rel(want, got) <= 1e-12
+
+
+def test_cluster_fit_refuses_batch_statistics_and_bad_clients(client):
+    X, Y = _data()
+    model = pnn.Sequential(pnn.Linear(6, 3), pnn.BatchNorm(3))
+    variables = model.init(seed=0, dtype="float64")
+    with pytest.raises(ValueError, match=r"BatchNorm\(3\).*batch statistics.*client= does not support"):
+        pnn.fit(model, variables, X, Y, loss=CE, optimizer=pnn.optim.SGD(0.1), client=client)
+    with pytest.raises(TypeError, match="client must be a distributed.Client"):
+        pnn.fit(_model(), _model().init(dtype="float64"), X, Y, loss=CE, optimizer=pnn.optim.SGD(0.1), client="x")
+
+
+def test_cluster_ctrl_c_and_lost_client_keep_the_last_completed_step(client, deadline, monkeypatch):
+    X, Y = _data()
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), batch_size=100)
+    one, _ = pnn.fit(model, params, X, Y, client=client, epochs=1, **kw)
+    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 6 and os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(pnn.FitInterrupted) as stop:
+        pnn.fit(model, params, X, Y, client=client, epochs=3, **kw)
+    assert _same(one, stop.value.params)
+
+    other = distributed.Client(client.scheduler.address)
+    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 6 and other.close())
+    with pytest.raises(pnn.ClusterError, match="client is closed") as err:
+        pnn.fit(model, params, X, Y, client=other, epochs=3, **kw)
+    assert _same(one, err.value.params) and (err.value.epoch, err.value.step) == (1, 0)
+
+
+def test_killed_worker_mid_fit_does_not_change_the_result(client, deadline, monkeypatch):
+    X, Y = _data()
+    model = _model(dropout=0.2)
+    params = model.init(seed=1, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=2, batch_size=64, seed=2)
+    want, _ = pnn.fit(model, params, X, Y, **kw)
+    pids = client.run(os.getpid)
+    victim = pids[sorted(pids)[1]]
+
+    def kill(k: int) -> None:
+        if k == 5:
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(0.2)
+
+    monkeypatch.setattr(_dask_parallel, "_after_step", kill)
+    with pytest.warns(RuntimeWarning, match=r"lost worker.*moving shard\(s\) \[1\]"):
+        got, _ = pnn.fit(model, params, X, Y, client=client, **kw)
+    assert _max_rel(want, got) <= 1e-12
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it
+
+
+def test_every_worker_lost_raises_cluster_error_with_the_last_step(deadline, monkeypatch, request):
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("the cluster tests run on the numpy backend")
+    X, Y = _data()
+    model = _model()
+    params = model.init(seed=1, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), batch_size=100, shuffle=False)
+    with _cluster(1) as cluster, distributed.Client(cluster) as c:
+        three, _ = pnn.fit(model, params, X[:300], Y[:300], epochs=1, **kw)
+        (pid,) = c.run(os.getpid).values()
+        monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 3 and os.kill(pid, signal.SIGKILL))
+        with pytest.raises(pnn.ClusterError, match="every worker of the cluster was lost") as err:
+            pnn.fit(model, params, X, Y, client=c, epochs=1, **kw)
+    assert _max_rel(three, err.value.params) <= 1e-12 and err.value.step == 3
+
+
+# --- out of core: a Zarr store 4x larger than the memory the fit may add -------------------------------------
+
+_RSS_CHILD = r"""
+import json, sys
+import dask.array as da
+import portable_nn as pnn
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+path = sys.argv[1]
+X, Y = da.from_zarr(path, component="X"), da.from_zarr(path, component="Y")
+model = pnn.Sequential(pnn.Linear(X.shape[1], 32), pnn.ReLU(), pnn.Linear(32, 10))
+params = model.init(seed=0, dtype="float32")
+kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.SGD(0.01), batch_size=256, progress=False)
+pnn.fit(model, params, X[:4096], Y[:4096], epochs=1, **kw)  # warm up: lazy imports, thread pools
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+before = status("VmRSS:")
+params, hist = pnn.fit(model, params, X, Y, epochs=1, validation_data=(X[:8192], Y[:8192]), **kw)
+out = pnn.predict(model, params, X)
+peak = status("VmHWM:")
+print(json.dumps({"before": before, "peak": peak, "rows": int(out.shape[0]), "loss": hist["loss"][-1]}))
+"""
+
+
+def test_out_of_core_fit_keeps_memory_under_a_cap_the_data_exceeds_4x(tmp_path, request, deadline):
+    if request.config.getoption("--backend") != "numpy" or not os.path.exists("/proc/self/status"):
+        pytest.skip("measured on Linux with NumPy params")
+    pytest.importorskip("zarr")
+    n, d, rows = 65536, 512, 1024  # float32: 128 MiB of X in 128 blocks of 2 MiB
+    cap = 32 * 2**20
+    rng = da.random.default_rng(0)
+    store = str(tmp_path / "data.zarr")
+    da.to_zarr(rng.standard_normal((n, d), chunks=(rows, d), dtype="float32"), store, component="X")
+    da.to_zarr(rng.integers(0, 10, size=n, chunks=rows), store, component="Y")
+    assert n * d * 4 >= 4 * cap
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, store], capture_output=True, text=True, env=env,
+                          timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    grew = got["peak"] - got["before"]
+    print(f"out-of-core: data {n * d * 4 / 2**20:.0f} MiB, fit + predict grew RSS by {grew / 2**20:.1f} MiB "
+          f"(cap {cap / 2**20:.0f} MiB; peak {got['peak'] / 2**20:.0f} MiB)")
+    assert got["rows"] == n and np.isfinite(got["loss"])
+    assert grew < cap, f"peak RSS grew by {grew / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap"
+
+
+def test_bench_case_h_tiny_reports_throughput_ratio_and_exchange(request):
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("bench runs on NumPy")
+    from portable_nn.tools.bench import run_bench
+
+    report = run_bench(["h"], profile="tiny", libraries=[], isolate=False, progress=False)
+    (case,) = report.cases
+    assert not case.failed, case.failed
+    assert case.settings["throughput_ratio"] > 0 and case.settings["exchange_s_per_step"] >= 0
+    assert case.settings["max_rel_dev"] < 1e-4
+    assert "throughput ratio" in case.table()
