@@ -304,3 +304,38 @@ def test_readme_batchnorm_example_runs_and_keeps_its_promises(tmp_path: Path, mo
     assert type(variables) is pnn.Variables and set(variables.state[1]) == {"mean", "var"}
     assert tuple(scope["Y"].shape) == (32, 3) and len(scope["history"]["loss"]) == 2
     assert type(pnn.load(tmp_path / "bn.safetensors")) is pnn.Variables
+
+
+@pytest.mark.parametrize("n, batch_size, which", [(9, 4, "the epoch's last batch"), (5, 1, "every batch"),
+                                                  (1, 4, "every batch")])
+def test_a_one_row_batch_raises_before_any_step_naming_the_batch_size(
+    tb: Any, n: int, batch_size: int, which: str
+) -> None:
+    # n % batch_size == 1 used to train until the last batch, then raise BatchNorm's "at least 2 rows"
+    # (the work lost, the message silent about batch_size); now fit checks it before the first step.
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.BatchNorm(4), pnn.Linear(4, 2))
+    variables = tb.init(model)
+    X, y = tb.asarray(np.ones((n, 3)), tb.float), tb.asarray(np.zeros(n, dtype=np.int64))
+    before = [host(a) for a in pnn.tree_leaves(variables)]
+    steps = []
+
+    class Count:
+        def on_epoch_end(self, epoch: int, history: Any, params: Any) -> None:
+            steps.append(epoch)
+
+    with pytest.raises(ValueError, match=rf"with {n} rows? and batch_size={batch_size}, {which} has 1 row.*"
+                                         r"BatchNorm\(4\).*more than one value per channel"):
+        pnn.fit(model, variables, X, y, loss=CE, optimizer=pnn.optim.SGD(0.1), batch_size=batch_size,
+                callbacks=[Count()], progress=False)
+    assert steps == []
+    for a, b in zip(pnn.tree_leaves(variables), before, strict=True):
+        np.testing.assert_array_equal(host(a), b)
+
+
+def test_a_one_row_last_batch_of_spatial_data_still_trains(tb: Any) -> None:
+    # BatchNorm on (N, C, L) has L values per channel in a 1-row batch: that trains, and is not refused.
+    model = pnn.Sequential(pnn.BatchNorm(2), pnn.Flatten(), pnn.Linear(6, 2))
+    X, y = tb.asarray(np.arange(30.0).reshape(5, 2, 3), tb.float), tb.asarray(np.zeros(5, dtype=np.int64))
+    variables, history = pnn.fit(model, tb.init(model), X, y, loss=CE, optimizer=pnn.optim.SGD(0.1),
+                                 batch_size=4, epochs=1, progress=False)
+    assert isinstance(variables, pnn.Variables) and len(history["loss"]) == 1

@@ -356,3 +356,47 @@ def test_bench_case_h_tiny_reports_throughput_ratio_and_exchange(request):
     assert case.settings["throughput_ratio"] > 0 and case.settings["exchange_s_per_step"] >= 0
     assert case.settings["max_rel_dev"] < 1e-4
     assert "throughput ratio" in case.table()
+
+
+# --- regressions found by adversarial testing ------------------------------------------------------------------
+
+
+def test_streamed_bn_fit_with_a_one_row_last_batch_raises_before_any_step():
+    X, Y = _data(n=33)
+    model = pnn.Sequential(pnn.Linear(6, 4), pnn.BatchNorm(4), pnn.Linear(4, 3))
+    variables = model.init(seed=0, dtype="float64")
+    with pytest.raises(ValueError, match=r"with 33 rows and batch_size=8, the epoch's last batch has 1 row.*"
+                                         r"more than one value per channel"):
+        pnn.fit(model, variables, da.from_array(X, chunks=10), Y, loss=CE, optimizer=pnn.optim.SGD(0.1),
+                batch_size=8, progress=False)
+
+
+def test_streamed_fit_with_an_empty_first_block_takes_in_memory_validation_data():
+    # X.chunks[0][0] == 0 used to chunk the validation data by 0 rows: ZeroDivisionError.
+    X, Y = _data(n=40)
+    model = _model()
+    params = model.init(seed=0, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), epochs=1, batch_size=8, shuffle=False,
+                              validation_data=(X[:10], Y[:10]), progress=False)
+    want, hist = pnn.fit(model, params, X, Y, **kw)
+    got, hist_d = pnn.fit(model, params, da.from_array(X, chunks=((0, 25, 15), (6,))), Y, **kw)
+    assert _same(want, got) and np.allclose(hist_d["val_loss"], hist["val_loss"], rtol=1e-12)
+
+
+def test_cluster_fit_names_global_rows_of_bad_dask_data(client, deadline):
+    # a NaN read by a worker from its shard used to be reported at a row counted from the shard's start
+    X, Y = _data(n=40)
+    X[39, 0] = np.inf
+    model = _model()
+    with pytest.raises(ValueError, match=r"contains NaN or inf \(first at row 19.*in shard 1, rows 20\.\.39"):
+        pnn.fit(model, model.init(seed=0, dtype="float64"), da.from_array(X, chunks=10), Y, loss=CE,
+                optimizer=pnn.optim.SGD(0.1), batch_size=8, client=client, progress=False)
+
+
+def test_cluster_fit_with_a_closed_client_raises_a_clear_error(deadline):
+    X, Y = _data(n=40)
+    with _cluster(1) as cluster:
+        c = distributed.Client(cluster)
+        c.close()
+    with pytest.raises(ValueError, match=r"the client is closed; pass an open distributed.Client"):
+        pnn.fit(_model(), _model().init(dtype="float64"), X, Y, loss=CE, optimizer=pnn.optim.SGD(0.1), client=c)

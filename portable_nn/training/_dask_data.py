@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..layers.base import Array, Layer, Params
-from ._data import as_data, check_finite, check_targets, params_backend
+from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend
 
 __all__ = ["DaskData", "as_dask_pair", "check_dask_data", "evaluate_blocks", "evaluate_dask", "is_dask", "predict_dask", "stream_batches"]
 
@@ -140,10 +140,11 @@ class DaskData:
 
 def check_dask_data(
     where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, names: tuple[str, str] = ("X", "Y"),
-    n_classes: int | None = None,
+    n_classes: int | None = None, batch_size: int | None = None,
 ) -> tuple[DaskData, bool]:
     """Check a Dask ``(X, Y)`` before any work: kinds, dtypes, lengths, chunks, the model and loss on
-    one row, and integer labels' range (one pass over Y only). Returns the data and whether accuracy counts."""
+    one row, integer labels' range (one pass over Y only) and, given fit's ``batch_size``, a 1-row batch
+    (see :func:`check_one_row_batch`). Returns the data and whether accuracy counts."""
     xp, device, dtype = params_backend(params, where)
     X, Y = as_dask_pair(where, names, X, Y)
     nx, ny = names
@@ -165,6 +166,7 @@ def check_dask_data(
     except (TypeError, ValueError) as e:
         raise type(e)(f"{where}: {ny} does not fit the model's output and the loss: {e}") from None
     counts = check_targets(where, ny, Y1, Yp, xp)
+    check_one_row_batch(where, model, params, X1, data.n, batch_size)
     if counts:
         import dask
 

@@ -105,7 +105,7 @@ def _validation(model: Layer, params: Params, X: Any, validation_data: Any, loss
     if not is_dask(Xv, Yv):
         import dask.array as da
 
-        Xv = da.from_array(np.asarray(Xv), chunks=(X.chunks[0][0],) + tuple(-1 for _ in np.shape(Xv)[1:]))
+        Xv = da.from_array(np.asarray(Xv), chunks=(max(X.chunks[0]),) + tuple(-1 for _ in np.shape(Xv)[1:]))
     Xv, Yv = as_dask_pair("fit", ("X_val", "Y_val"), Xv, Yv)
     row_shape = tuple(X.shape[1:])
     if tuple(Xv.shape[1:]) != row_shape:
@@ -133,10 +133,10 @@ def fit_dask(
     plan: Plan | None = None
     data: DaskData | None = None
     if is_dask(X, Y):
-        data, counts = check_dask_data("fit", model, params, X, Y, loss)
+        data, counts = check_dask_data("fit", model, params, X, Y, loss, batch_size=batch_size)
         n, Xref = data.n, data.X
     else:
-        plan = prepare(model, params, X, Y, loss, None)
+        plan = prepare(model, params, X, Y, loss, None, batch_size)
         n, Xref, counts = int(plan.X.shape[0]), plan.X, plan.counts_correct
     n_classes = data.n_classes if data is not None else (
         int(model(params, plan.X[:1, ...]).shape[1]) if counts and plan is not None else None)

@@ -64,6 +64,11 @@ class ClusterEpochs:
             raise ImportError(f"fit: client= needs distributed: pip install 'portable_nn[dask]' ({e}).") from None
         if not isinstance(client, Client):
             raise TypeError(f"fit: client must be a distributed.Client, got {type(client).__name__}.")
+        if client.status not in ("running", "connecting", "newly-created"):
+            raise ValueError(
+                f"fit: the client is {client.status}; pass an open distributed.Client (e.g. inside "
+                "'with Client(cluster) as client:')."
+            )
         if has_state(model):
             raise ValueError(
                 f"fit: {model!r} has layers with batch statistics (a model state, e.g. BatchNorm), which "
@@ -112,7 +117,11 @@ class ClusterEpochs:
                     raise
                 lost.append(w)
         pending = {sid: workers[sid % len(workers)] for sid in range(n_shards)}
-        self._place(pending, lost)
+        try:
+            self._place(pending, lost)
+        except BaseException:
+            self.close()  # free the actors and the shards already loaded
+            raise
         self.steps_done = 0
 
     def _place(self, shards: dict[int, str], lost: list[str]) -> None:
@@ -133,6 +142,12 @@ class ClusterEpochs:
             for sid, w, fut in calls:
                 try:
                     fut()
+                except ValueError as e:  # bad data: rows in the message count from the shard's start
+                    lo, hi = int(self.bounds[sid]), int(self.bounds[sid + 1])
+                    raise ValueError(
+                        f"{e} (in shard {sid}, rows {lo}..{hi - 1} of the data: the row above counts from "
+                        "the shard's start)"
+                    ) from None
                 except Exception as e:
                     if not _is_lost(e):
                         raise

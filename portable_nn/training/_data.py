@@ -10,9 +10,10 @@ import array_api_compat
 import numpy as np
 
 from .._check import dtype_name, is_float
+from .._rng import host_rng
 from .._tree import tree_leaves
 from ..backends import namespace, to_numpy
-from ..layers.base import Array, Layer, Params
+from ..layers.base import Array, Layer, Params, apply_model, has_state
 
 __all__ = [
     "Plan",
@@ -20,6 +21,7 @@ __all__ = [
     "as_data",
     "batches",
     "check_finite",
+    "check_one_row_batch",
     "check_labels",
     "check_targets",
     "params_backend",
@@ -158,6 +160,30 @@ def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bo
     return True
 
 
+def check_one_row_batch(where: str, model: Layer, params: Params, X1: Array, n: int, batch_size: int | None) -> None:
+    """Raise ValueError before any step when a batch of fit would have 1 row and the model cannot train on
+    one (BatchNorm's batch statistics): found by a training forward pass on the row ``X1``."""
+    if batch_size is None or not has_state(model):
+        return
+    smallest = n - (-(-n // batch_size) - 1) * batch_size  # the epoch's last batch
+    if smallest != 1:
+        return
+    try:
+        apply_model(model, params, X1, train=True, rng=host_rng(0))
+    except ValueError as e:
+        which = "every batch" if n == 1 or batch_size == 1 else "the epoch's last batch"
+        fix = (
+            "Train on at least 2 rows." if n == 1 else
+            "Use batch_size >= 2." if batch_size == 1 else
+            f"Choose a batch_size that leaves at least 2 rows in the last batch (n % batch_size != 1, "
+            f"e.g. {batch_size - 1} or {batch_size + 1}), or drop a row."
+        )
+        raise ValueError(
+            f"{where}: with {n} row{'' if n == 1 else 's'} and batch_size={batch_size}, {which} has 1 row, and {model!r} cannot "
+            f"train on one: {e} {fix}"
+        ) from None
+
+
 def batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
     """Index slices (or host index arrays when shuffled) covering 0..n-1."""
     starts = range(0, n, batch_size)
@@ -176,9 +202,12 @@ class Plan:
     counts_correct: bool
 
 
-def prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_data: Any) -> Plan:
+def prepare(
+    model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_data: Any, batch_size: int | None = None
+) -> Plan:
     """Move and check the data, and run the model and the loss on one row, so that bad data,
-    labels or validation data fail here, with fit's names, before any training."""
+    labels or validation data (or a 1-row batch a stateful model cannot train on, given
+    ``batch_size``) fail here, with fit's names, before any training."""
     where = "fit"
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
@@ -196,6 +225,7 @@ def prepare(model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_
     except (TypeError, ValueError) as e:
         raise type(e)(f"fit: Y does not fit the model's output and the loss: {e}") from None
     counts_correct = check_targets(where, "Y", Y, Yp, xp)
+    check_one_row_batch(where, model, params, X[:1, ...], n, batch_size)
     validation = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):

@@ -165,7 +165,7 @@ def fit(
                         min_delta=min_delta, progress=progress, on_nonfinite=on_nonfinite, compile=compile,
                         callbacks=callbacks, reduce_lr=reduce_lr, reduction=reduction, client=client,
                         accumulate=accumulate, checkpoint=checkpoint)
-    plan = prepare(model, params, X, Y, loss, validation_data)
+    plan = prepare(model, params, X, Y, loss, validation_data, batch_size)
     n = plan.X.shape[0]
     steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
