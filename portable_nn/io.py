@@ -320,6 +320,7 @@ def load(
             "Re-save it with pnn.save."
         ) from None
     if like is not None:  # compared as load returns them: after the cast
+        _same_kind_of_tree(path, tree, like)
         try:
             tree = _fit(tree, like, "", None if dtype is None else dtype_name(be.dtype(dtype)))
         except _Misfit as e:
@@ -327,6 +328,24 @@ def load(
             msg = f"load: {path!r} does not fit the model: param {name!r} {problem}. {hint}"
             raise CheckpointError(msg) from None
     return tree_map(lambda a: be.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a, tree)
+
+
+def _same_kind_of_tree(path: str, tree: Any, like: Any) -> None:
+    """Raise CheckpointError when one of the file and ``like`` is a stateful model's Variables and the other not."""
+    from .layers.base import Variables
+
+    what = "the Variables (params, state) of a model with a state (e.g. BatchNorm)"
+    if (in_file := type(tree) is Variables) == (type(like) is Variables):
+        return
+    if in_file:
+        raise CheckpointError(
+            f"load: {path!r} holds {what}, but like= is not Variables. Pass like=model.init(...) "
+            "(a stateful model's init returns Variables), or load without like= and take .params."
+        )
+    raise CheckpointError(
+        f"load: {path!r} holds params without a model state, but like= is {what}. Was it saved from the "
+        "model without its BatchNorm, or from variables.params? Load it with like=variables.params."
+    )
 
 
 def _kind(x: Any) -> str:

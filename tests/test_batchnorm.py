@@ -339,3 +339,20 @@ def test_a_one_row_last_batch_of_spatial_data_still_trains(tb: Any) -> None:
     variables, history = pnn.fit(model, tb.init(model), X, y, loss=CE, optimizer=pnn.optim.SGD(0.1),
                                  batch_size=4, epochs=1, progress=False)
     assert isinstance(variables, pnn.Variables) and len(history["loss"]) == 1
+
+
+def test_load_and_optimizers_name_variables_given_where_params_go(tb: Any, tmp_path: Path) -> None:
+    # load(like=variables.params) of a Variables file said "param '2' is missing from the file", and
+    # Adam.init(variables) failed later with "grads do not have the structure of params".
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.BatchNorm(4))
+    variables = tb.init(model)
+    pnn.save(tmp_path / "v.safetensors", variables)
+    pnn.save(tmp_path / "p.safetensors", variables.params)
+    with pytest.raises(pnn.CheckpointError, match=r"holds the Variables \(params, state\).*like=model.init"):
+        pnn.load(tmp_path / "v.safetensors", like=variables.params)
+    with pytest.raises(pnn.CheckpointError, match=r"holds params without a model state.*like=variables.params"):
+        pnn.load(tmp_path / "p.safetensors", like=variables)
+    assert type(pnn.load(tmp_path / "v.safetensors", like=variables)) is pnn.Variables
+    for opt in (pnn.optim.Adam(0.1), pnn.optim.SGD(0.1, momentum=0.9)):
+        with pytest.raises(TypeError, match=r"init: got the Variables.*opt.init\(variables.params\)"):
+            opt.init(variables)

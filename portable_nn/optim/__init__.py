@@ -215,6 +215,7 @@ class SGD(_Optimizer[SGDState]):
 
     def init(self, params: Any) -> SGDState:
         """Momentum buffers of zeros (None without momentum), count 0, lr_scale 1.0."""
+        _not_variables(self, params)
         return SGDState(tree_map(_zeros_like, params) if self.momentum else None)
 
     def _run(self, grads: Any, state: SGDState, params: Any, into: str | None) -> tuple[Any, SGDState]:
@@ -283,6 +284,7 @@ class Adam(_Optimizer[AdamState]):
 
     def init(self, params: Any) -> AdamState:
         """Zero moments, count 0, lr_scale 1.0."""
+        _not_variables(self, params)
         return AdamState(0, tree_map(_zeros_like, params), tree_map(_zeros_like, params))
 
     def _run(self, grads: Any, state: AdamState, params: Any, into: str | None) -> tuple[Any, AdamState]:
@@ -332,4 +334,15 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(
             lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value
+        )
+
+
+def _not_variables(optimizer: Any, params: Any) -> None:
+    """Refuse a stateful model's Variables: the optimizer trains ``variables.params`` only."""
+    from ..layers.base import Variables
+
+    if type(params) is Variables:
+        raise TypeError(
+            f"{type(optimizer).__name__}.init: got the Variables (params, state) of a model with a state "
+            "(e.g. BatchNorm); the optimizer trains the params only: use opt.init(variables.params)."
         )
