@@ -204,6 +204,8 @@ def test_a_missing_state_raises_before_any_work(tb: Any) -> None:
             call()
     with pytest.raises(ValueError, match=r"BatchNorm\(3\): its state .* is missing"):
         model.layers[1].apply_with_state(variables.params[1], None, tb.asarray(np.ones((2, 3)), tb.float))
+    with pytest.raises(ValueError, match=r"BatchNorm\(3\): its state is empty .* must override init_state"):
+        model.layers[1].apply_with_state(variables.params[1], {}, tb.asarray(np.ones((2, 3)), tb.float))
     for a, b in zip(pnn.tree_leaves(variables), before, strict=True):
         np.testing.assert_array_equal(host(a), b)
 

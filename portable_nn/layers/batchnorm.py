@@ -135,6 +135,12 @@ class BatchNorm(Layer):
                 return state["mean"], state["var"]
         except (KeyError, AttributeError):
             pass
+        if isinstance(state, dict) and not state:
+            raise ValueError(
+                f"{self!r}: its state is empty ({{}}), the state of a layer without one. A composite layer "
+                "holding a BatchNorm must override init_state (and apply_with_state) to give each child its "
+                "own, as Sequential does."
+            )
         if state is None:
             raise ValueError(
                 f"{self!r}: its state (running mean and var) is missing. Pass the Variables from "
