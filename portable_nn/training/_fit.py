@@ -18,7 +18,8 @@ from .._check import check_int, real_number
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
 from ..layers.base import Layer, Params
-from ..losses import reduction_of
+from ..backends import namespace
+from ..losses import reduction_of, unchecked
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._data import Plan, prepare
@@ -150,6 +151,8 @@ def fit(
     n = plan.X.shape[0]
     steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
+    if trainer.compiler(plan.X) is None:  # the portable step: the data were checked above, once
+        trainer.loss = unchecked(loss, namespace(plan.X))
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
     run = RunState(params, optimizer.init(params), history={"loss": []})
     ckpt = None
