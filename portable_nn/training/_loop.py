@@ -144,6 +144,7 @@ def _steps(
     checks = loop.on_nonfinite != "ignore"
     full = check == "every"
     step, value = start, None
+    outputs: list[tuple[Array, Array]] | None = [] if loop.counts_correct and loop.on_step is None else None
     try:
         for step, idx in enumerate(batches(X.shape[0], loop.batch_size, order)):
             if step < start:
@@ -157,9 +158,14 @@ def _steps(
                 nonfinite(loop, params, epoch, step, value, stacklevel=6)
             params, state = new_params, new_state
             total = total + (value * Xb.shape[0] if weighted else value)  # on the device until the epoch ends
-            c = n_correct(xp, Yp, Tb)
-            if c is not None:
-                correct = c if correct is None else correct + c
+            if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step
+                outputs.append((Yp, Tb))
+                if len(outputs) == _COUNT_EVERY:
+                    correct = _count(xp, outputs, correct)
+            else:
+                c = n_correct(xp, Yp, Tb)
+                if c is not None:
+                    correct = c if correct is None else correct + c
             if loop.bar is not None:
                 loop.bar.update(1)
             if loop.on_step is not None:
@@ -170,7 +176,21 @@ def _steps(
         raise FitInterrupted(params, loop.history) from e
     if checks and not full and value is not None and not math.isfinite(float(finite_check(value, params))):
         raise _SeenNonFinite(step, value)
+    if outputs:
+        correct = _count(xp, outputs, correct)
     return params, state, float(total), correct
+
+
+_COUNT_EVERY = 32
+
+
+def _count(xp: Any, outputs: list[tuple[Array, Array]], correct: Any) -> Any:
+    """``correct`` plus the correct predictions of the ``(Y, labels)`` batches in ``outputs`` (emptied)."""
+    Y = outputs[0][0] if len(outputs) == 1 else xp.concat([y for y, _ in outputs], axis=0)
+    T = outputs[0][1] if len(outputs) == 1 else xp.concat([t for _, t in outputs], axis=0)
+    outputs.clear()
+    c = n_correct(xp, Y, T)
+    return c if correct is None else correct + c
 
 
 class StepRunner:
