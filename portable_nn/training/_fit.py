@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from .._check import check_int, real_number
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
-from ..layers.base import Layer, Params
 from ..backends import namespace
+from ..layers.base import Layer, Params
 from ..losses import reduction_of, unchecked
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
