@@ -76,3 +76,46 @@ def test_the_fast_loop_stops_where_a_per_step_check_stops(tb: Any) -> None:
     assert (fast.epoch, fast.step) == (full.epoch, full.step)
     assert _same(fast.params, full.params)
     assert all(np.isfinite(a).all() for a in _leaves(fast.params))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_ctrl_c_after_a_step_that_made_hidden_nan_params_reports_that_step(tb: Any) -> None:
+    """A per-step check would have stopped at step 0 before Ctrl-C was seen; so does the fast loop."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1), Unused())
+    params = tb.init(model)
+    calls = []
+
+    def interrupting_loss(Yp: Any, T: Any) -> Any:
+        if Yp.shape[0] > 1:  # not fit's one-row entry check
+            calls.append(1)
+            if len(calls) == 2:  # Ctrl-C during the 2nd step: step 0 completed (and made NaN params)
+                raise KeyboardInterrupt
+        return MSE(Yp, T)
+
+    with pytest.raises(pnn.NonFiniteError, match="epoch 0, step 0") as info:
+        pnn.fit(model, params, X, Y, loss=interrupting_loss, optimizer=pnn.optim.Adam(eps=0.0), epochs=2,
+                batch_size=4, shuffle=False, progress=False, compile=False)
+    assert _same(info.value.params, params)
+
+
+def test_ctrl_c_with_finite_params_still_returns_the_last_completed_step(tb: Any) -> None:
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1), Unused())
+    params = tb.init(model)
+    kw: dict[str, Any] = dict(optimizer=pnn.optim.Adam(), batch_size=4, shuffle=False, progress=False, compile=False)
+    one, _ = pnn.fit(model, params, X[:4], Y[:4], loss=MSE, epochs=1, **kw)
+    calls = []
+
+    def interrupting_loss(Yp: Any, T: Any) -> Any:
+        if Yp.shape[0] > 1:
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return MSE(Yp, T)
+
+    with pytest.raises(pnn.FitInterrupted) as info:
+        pnn.fit(model, params, X, Y, loss=interrupting_loss, epochs=2, **kw)
+    assert _same(info.value.params, one)
