@@ -45,13 +45,9 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             if not isinstance(r, dict) or len(r) != len(tree):
                 raise TreeMismatchError("the trees differ in structure (dict keys)")
         try:
-            if len(rest) == 1:  # the optimizers' case: leaves mapped here, without a call per leaf
+            if len(rest) == 1:
                 other = rest[0]
-                out = {}
-                for k, v in tree.items():
-                    o = other[k]
-                    out[k] = tree_map(f, v, o) if isinstance(v, _CONTAINERS) or isinstance(o, _CONTAINERS) else f(v, o)
-                return out
+                return {k: tree_map(f, v, other[k]) for k, v in tree.items()}
             return {k: tree_map(f, v, *(r[k] for r in rest)) for k, v in tree.items()}
         except KeyError as e:
             raise TreeMismatchError(f"the trees differ in structure (dict key {e})") from None
