@@ -103,7 +103,9 @@ def test_bench_digits_tiny_numpy_only() -> None:
     report = run_bench(["c"], profile="tiny", libraries=[], isolate=False, progress=False)
     case = report.as_dict()["cases"]["c"]
     _check_case(case, "c")
-    assert {r["name"] for r in case["rows"]} == {"portable_nn (pnn.fit)", "numpy by hand"}
+    assert {r["name"] for r in case["rows"]} == {
+        "portable_nn (pnn.fit)", "numpy by hand", "portable_nn SGD (pnn.fit)", "numpy by hand SGD"
+    }
     assert all(0 <= r["accuracy"] <= 1 for r in case["rows"])
     assert "sklearn MLPClassifier" in case["skipped"] and "torch eager" in case["skipped"]
     assert case["targets"][0]["met"] is None  # sklearn not run
@@ -120,7 +122,7 @@ def test_bench_digits_tiny_runs_fit_on_jax_with_its_own_targets() -> None:
     # the same initial weights, data and step: one epoch reaches the NumPy path's accuracy
     assert abs(on_jax["accuracy"] - rows["portable_nn (pnn.fit)"]["accuracy"]) <= 0.01
     goals = [t["goal"] for t in case["targets"]]
-    assert "portable_nn on JAX within 1.1x of hand-written NumPy" in goals and len(goals) == 6
+    assert "portable_nn on JAX within 1.1x of hand-written NumPy" in goals and len(goals) == 10  # 4 of #13
     assert any("compiles the 1-epoch loop" in note for note in case["notes"])
 
 

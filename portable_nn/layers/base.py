@@ -202,11 +202,16 @@ def check_params(layer: Layer, params: Params, shapes: Mapping[str, tuple[int, .
         TypeError: not a dict, or a value that is not an array.
         ValueError: other keys or shapes than ``shapes`` (params of another layer or model).
     """
-    try:  # fast path: the params this layer made (attribute reads only)
+    try:  # fast path: the params this layer made (attribute reads only; a plain loop, no generators)
         if type(params) is dict and len(params) == len(shapes):
-            values = tuple(params[k] for k in shapes)
-            if all(tuple(v.shape) == s for v, s in zip(values, shapes.values(), strict=True)):
-                return values
+            values = []
+            for k, s in shapes.items():
+                v = params[k]
+                if tuple(v.shape) != s:
+                    break
+                values.append(v)
+            else:
+                return tuple(values)
     except (KeyError, AttributeError, TypeError):
         pass
     wanted = " and ".join(f"{k} {s}" for k, s in shapes.items()) or "no params ({})"

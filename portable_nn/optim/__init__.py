@@ -32,19 +32,19 @@ from __future__ import annotations
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._check import real_number
-from .._tree import TreeMismatchError, tree_map, tree_unflatten
+from .._tree import TreeMismatchError, tree_map
 from ..backends import namespace
 from ..schedules import Schedule, _float_dtype
 from ._checks import (
     _check_clip,
     _check_lr,
     _check_scalar,
-    _flatten_like,
     _map,
     _matched,
     _method,
     _state_error,
     _StateMismatch,
+    _zip_map3,
 )
 from ._clip import clip_grads
 
@@ -289,31 +289,34 @@ class Adam(_Optimizer[AdamState]):
 
     def _run(self, grads: Any, state: AdamState, params: Any, into: str | None) -> tuple[Any, AdamState]:
         """The updates, or (``into="updates"``) the new params written into them."""
-        b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
-        treedef, (P, G, M, V) = _flatten_like(type(self).__name__, params, self._clip(grads), state.mu, state.nu)
+        b1, b2, eps, wd, decoupled = self.b1, self.b2, self.eps, self.weight_decay, self._decoupled
         lr, count = self._lr(state, params)
         count = count + 1
-        xp = namespace(*P[:1])  # one namespace lookup per step
-        t = count if isinstance(count, int) else xp.astype(count, _float_dtype(xp, count))
-        c1, c2 = 1.0 - b1**t, 1.0 - b2**t  # 0-d arrays for an array count: cast to each leaf's dtype
-        new_U, new_M, new_V = [], [], []
+        xp: Any = None
+        c1: Any = None
+        c2: Any = None
+
+        def leaf(p: Any, g: Any, m: Any, v: Any) -> tuple[Any, Any, Any]:
+            nonlocal xp, c1, c2
+            if xp is None:  # one namespace lookup per step
+                xp = namespace(p)
+                t = count if isinstance(count, int) else xp.astype(count, _float_dtype(xp, count))
+                c1, c2 = 1.0 - b1**t, 1.0 - b2**t  # 0-d arrays for an array count: cast to each leaf's dtype
+            if wd and not decoupled:
+                g = g + wd * p
+            m = b1 * _matched(p, m) + (1.0 - b1) * g
+            v = b2 * _matched(p, v) + (1.0 - b2) * (g * g)
+            u = (m / _cast(m, c1)) / (xp.sqrt(v / _cast(v, c2)) + eps)
+            if wd and decoupled:
+                u = u + wd * p
+            return _add(p, _scaled(u, lr, True), into), m, v
+
+        name = type(self).__name__
         try:  # each moment leaf is checked against its param before use (only new arrays are made)
-            for p, g, m, v in zip(P, G, M, V, strict=True):
-                if wd and not self._decoupled:
-                    g = g + wd * p
-                m = b1 * _matched(p, m) + (1.0 - b1) * g
-                v = b2 * _matched(p, v) + (1.0 - b2) * (g * g)
-                u = (m / _cast(m, c1)) / (xp.sqrt(v / _cast(v, c2)) + eps)
-                if wd and self._decoupled:
-                    u = u + wd * p
-                new_U.append(_add(p, _scaled(u, lr, True), into))
-                new_M.append(m)
-                new_V.append(v)
+            new, mu, nu = _zip_map3(name, leaf, params, self._clip(grads), state.mu, state.nu)
         except _StateMismatch:
-            where = _method(type(self).__name__, into)
-            raise _state_error(where, params, {"mu": state.mu, "nu": state.nu}) from None
-        mu, nu = tree_unflatten(treedef, new_M), tree_unflatten(treedef, new_V)
-        return tree_unflatten(treedef, new_U), AdamState(count, mu, nu, state.lr_scale)
+            raise _state_error(_method(name, into), params, {"mu": state.mu, "nu": state.nu}) from None
+        return new, AdamState(count, mu, nu, state.lr_scale)
 
 
 class AdamW(Adam):

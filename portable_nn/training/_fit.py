@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from .._check import check_int, real_number
 from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
+from ..backends import namespace
 from ..layers.base import Layer, Params, trainable
-from ..losses import reduction_of
+from ..losses import reduction_of, unchecked
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._dask_data import is_dask
@@ -169,6 +170,8 @@ def fit(
     n = plan.X.shape[0]
     steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
+    if trainer.compiler(plan.X) is None:  # the portable step: the data were checked above, once
+        trainer.loss = unchecked(loss, namespace(plan.X))
     shuffle_rng, dropout_rng = host_rng(seed).spawn(2)
     run = RunState(params, optimizer.init(trainable(params)), history={"loss": []})
     ckpt = None

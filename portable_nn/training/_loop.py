@@ -1,9 +1,10 @@
 """fit's inner loop: one epoch step by step.
 
-Each step computes the new params functionally and checks the loss and the
-new params for NaN/inf in one host read before keeping them, so the params in
-hand are always the last finite ones; Ctrl-C is honoured between steps, never
-inside one.
+Each step computes the new params functionally, so the params from before a
+step that made a NaN/inf are still in hand; the portable step reads only its
+loss, the params are checked at the end of the epoch, and a NaN found either
+way replays the epoch checking every step (see :func:`run_epoch`). Ctrl-C is
+honoured between steps, never inside one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import array_api_compat
@@ -22,7 +23,7 @@ from ..backends import namespace
 from ..layers.base import Array, Params
 from ._data import batches
 from ._interrupt import Interrupts
-from ._step import TrainStep, n_correct
+from ._step import TrainStep, finite_check, n_correct
 
 __all__ = ["History", "Loop", "StepRunner", "batches", "nonfinite", "run_epoch"]
 
@@ -64,17 +65,27 @@ def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
     return xp.take(A, xp.asarray(idx, device=device), axis=0)
 
 
-def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any) -> None:
-    """Handle a NaN/inf at ``(epoch, step)`` per ``loop.on_nonfinite``; ``params`` are the last finite ones."""
+def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any, stacklevel: int = 5) -> None:
+    """Handle a NaN/inf at ``(epoch, step)`` per ``loop.on_nonfinite``; ``params`` are the last finite ones.
+
+    ``stacklevel``: the warning's, pointing at fit's caller.
+    """
     msg = (
         f"fit: the loss or the updated params became NaN/inf at epoch {epoch}, step {step} "
         f"(loss {float(value)}). Lower the learning rate, check the data scale, or clip the gradients "
         "(e.g. pnn.optim.Adam(..., clip_norm=1.0), or clip_value=). The last finite params are kept."
     )
     if loop.on_nonfinite == "stop":
-        warnings.warn(msg, RuntimeWarning, stacklevel=5)
+        warnings.warn(msg, RuntimeWarning, stacklevel=stacklevel)
         raise StopTraining(params)
     raise NonFiniteError(msg, params=params, epoch=epoch, step=step, history=loop.history)
+
+
+class _SeenNonFinite(Exception):
+    """The loss-only pass met a NaN/inf (a loss, or the params at the end): replay the epoch checking every step."""
+
+    def __init__(self, step: int, value: Any) -> None:
+        self.step, self.value = step, value
 
 
 def run_epoch(
@@ -90,36 +101,96 @@ def run_epoch(
     Ctrl-C is checked before each step: a pending one stops before the next
     step begins, so the params are always those after a whole step.
 
+    NaN/inf: a compiled step, and any step when checkpointing (``on_step``),
+    checks its loss and its new params in one host read. The portable step
+    without ``on_step`` reads only its loss, and the params are checked at the
+    end of the epoch and on Ctrl-C (NaN params show in the next step's loss
+    anyway); when either check fails, the epoch is replayed from its start
+    (the step is deterministic: params, optimizer state and the dropout RNG's
+    state are kept) checking every step, so the error names the same step and
+    carries the same params as a per-step check would.
+
     Raises:
         NonFiniteError, StopTraining: a NaN/inf loss or updated param (per ``on_nonfinite``),
             carrying the params from before the step that made it.
         FitInterrupted: Ctrl-C, with the params after the last completed step.
     """
+    lazy = loop.on_nonfinite != "ignore" and loop.on_step is None and loop.trainer.compiler(loop.X) is None
+    if not lazy:
+        return _steps(loop, params, state, order, epoch, start, total, correct, "every")
+    rng_state = None if loop.rng is None else loop.rng.bit_generator.state
+    try:
+        return _steps(loop, params, state, order, epoch, start, total, correct, "loss")
+    except _SeenNonFinite as seen:
+        if loop.rng is not None:
+            loop.rng.bit_generator.state = rng_state
+        replay = replace(loop, bar=None, interrupts=Interrupts())  # a pending Ctrl-C waits for the replay
+        _steps(replay, params, state, order, epoch, start, total, correct, "every")
+        # not found again (a step that is not deterministic): the epoch's first params are finite
+        nonfinite(loop, params, epoch, seen.step, seen.value)
+        raise AssertionError("unreachable") from None
+
+
+def _steps(
+    loop: Loop, params: Params, state: Any, order: np.ndarray | None, epoch: int,
+    start: int, total: Any, correct: Any, check: str,
+) -> tuple[Params, Any, float, Any]:
+    """:func:`run_epoch`'s loop; ``check``: ``"every"`` step's params, or only the ``"loss"`` (then it
+    raises ``_SeenNonFinite`` for a NaN/inf loss or, at the end or on Ctrl-C, params)."""
     X, Y, trainer = loop.X, loop.Y, loop.trainer
     xp = namespace(X)
     device = array_api_compat.device(X)
     weighted = loop.reduction != "sum"
+    checks = loop.on_nonfinite != "ignore"
+    full = check == "every"
+    step, value = start, None
+    outputs: list[tuple[Array, Array]] | None = [] if loop.counts_correct and loop.on_step is None else None
     try:
         for step, idx in enumerate(batches(X.shape[0], loop.batch_size, order)):
             if step < start:
                 continue
             loop.interrupts.raise_if_pending()
             Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-            value, Yp, new_params, new_state, check = trainer.fit_step(params, state, Xb, Tb, loop.rng)
-            if loop.on_nonfinite != "ignore" and not math.isfinite(float(check)):
-                nonfinite(loop, params, epoch, step, value)
+            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full)
+            if checks and not math.isfinite(float(ok)):
+                if not full:
+                    raise _SeenNonFinite(step, value)
+                nonfinite(loop, params, epoch, step, value, stacklevel=6)
             params, state = new_params, new_state
             total = total + (value * Xb.shape[0] if weighted else value)  # on the device until the epoch ends
-            c = n_correct(xp, Yp, Tb)
-            if c is not None:
-                correct = c if correct is None else correct + c
+            if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step
+                outputs.append((Yp, Tb))
+                if len(outputs) == _COUNT_EVERY:
+                    correct = _count(xp, outputs, correct)
+            else:
+                c = n_correct(xp, Yp, Tb)
+                if c is not None:
+                    correct = c if correct is None else correct + c
             if loop.bar is not None:
                 loop.bar.update(1)
             if loop.on_step is not None:
                 loop.on_step(params, state, epoch, step + 1, total, correct)
     except KeyboardInterrupt as e:
+        if checks and not full and value is not None and not math.isfinite(float(finite_check(value, params))):
+            raise _SeenNonFinite(step, value) from None
         raise FitInterrupted(params, loop.history) from e
+    if checks and not full and value is not None and not math.isfinite(float(finite_check(value, params))):
+        raise _SeenNonFinite(step, value)
+    if outputs:
+        correct = _count(xp, outputs, correct)
     return params, state, float(total), correct
+
+
+_COUNT_EVERY = 32
+
+
+def _count(xp: Any, outputs: list[tuple[Array, Array]], correct: Any) -> Any:
+    """``correct`` plus the correct predictions of the ``(Y, labels)`` batches in ``outputs`` (emptied)."""
+    Y = outputs[0][0] if len(outputs) == 1 else xp.concat([y for y, _ in outputs], axis=0)
+    T = outputs[0][1] if len(outputs) == 1 else xp.concat([t for _, t in outputs], axis=0)
+    outputs.clear()
+    c = n_correct(xp, Y, T)
+    return c if correct is None else correct + c
 
 
 class StepRunner:

@@ -60,16 +60,16 @@ def grads_and_loss(
 
 def fit_step(
     model: Layer, loss: Callable[..., Any], optimizer: Any, params: Params, state: Any, X: Array, T: Array,
-    rng: Seed = None,
+    rng: Seed = None, check: bool = True,
 ) -> tuple[Array, Array, Params, Any, Array]:
     """fit's step, also traced whole into JAX's scanned epochs: ``(loss, Y, new_params, new_state, check)``.
 
     ``check`` is :func:`finite_check` of the loss and the new params (their
-    model state included).
+    model state included); with ``check=False`` it is the loss alone.
     """
     Y, value, grads, params = _forward_backward(model, loss, params, X, T, rng)
     params, state = _update(optimizer, params, grads, state)
-    return value, Y, params, state, finite_check(value, params)
+    return value, Y, params, state, finite_check(value, params) if check else value
 
 
 def finite_check(value: Array, params: Params) -> Array:
@@ -145,23 +145,25 @@ class TrainStep:
         return self._compiled[key]  # type: ignore[no-any-return]
 
     def fit_step(
-        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None
+        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True
     ) -> tuple[Array, Array, Params, Any, Array]:
         """fit's step: ``(loss, Y, new_params, new_state, check)``, compiled as one call when compiling.
 
         ``check`` is :func:`finite_check` of the loss and the new params; the
         inputs are untouched, so when it is not finite the caller still holds the
-        last finite params.
+        last finite params. ``check=False`` (the portable code only; a compiled
+        step always checks) returns the loss itself as ``check``: the caller
+        checks the params some other way (fit's loop: see ``_loop``).
         """
         compiler = self.compiler(X)
         if compiler:
             return self._fn(X, compiler, "fit_step", self._fit_step)(params, state, X, T)  # type: ignore[no-any-return]
-        return self._fit_step(params, state, X, T, rng)
+        return self._fit_step(params, state, X, T, rng, check)
 
     def _fit_step(
-        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None
+        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True
     ) -> tuple[Array, Array, Params, Any, Array]:
-        return fit_step(self.model, self.loss, self.optimizer, params, state, X, T, rng)
+        return fit_step(self.model, self.loss, self.optimizer, params, state, X, T, rng, check)
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""

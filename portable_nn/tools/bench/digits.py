@@ -9,6 +9,9 @@ the recipe of ``examples/digits.py``, which reaches about 0.978. Candidates:
   same learning rate, batch size and epochs, no L2 penalty, no early stop;
 - PyTorch: the same MLP, initial weights, optimizer and epochs, eager;
 - the same MLP and Adam written by hand in NumPy;
+- plain SGD (lr 0.05, the same data and batches): ``pnn.fit``, the hand-written NumPy
+  loop and scikit-learn's ``solver="sgd"`` (issue #13: fit's per-step overhead where
+  the update is cheapest);
 - with ``--device-backend SPEC``: ``pnn.fit`` with params and data on that backend
   ("portable_nn on SPEC"), and the PyTorch trainer on CUDA when torch sees a GPU.
   Target: each >= 2x faster than PyTorch eager CUDA.
@@ -34,7 +37,7 @@ from ...layers.activations import ReLU
 from ...layers.linear import Linear
 from ...layers.sequential import Sequential
 from ...losses import softmax_cross_entropy
-from ...optim import Adam
+from ...optim import SGD, Adam
 from ...training import fit, predict
 from ..problems import load_digits_data
 from ..timing import Candidate, wait_for
@@ -60,11 +63,13 @@ ACCURACY = 0.97
 EPOCHS = {"full": 30, "quick": 30, "tiny": 1}
 REPEATS = {"full": 5, "quick": 3, "tiny": 1}  # each repeat is a whole training run
 LR, BATCH, HIDDEN, SEED = 3e-3, 32, 128, 0
+LR_SGD = 0.05  # plain SGD (no momentum): about 0.975 after 30 epochs
 B1, B2, EPS = 0.9, 0.999, 1e-8
 
 PNN, SKLEARN, TORCH, NUMPY = "portable_nn (pnn.fit)", "sklearn MLPClassifier", "torch eager", "numpy by hand"
 PNN_JAX = "portable_nn on jax (pnn.fit: compiled epochs)"
 TORCH_CUDA = "torch eager (cuda)"
+PNN_SGD, SKLEARN_SGD, NUMPY_SGD = "portable_nn SGD (pnn.fit)", "sklearn MLPClassifier SGD", "numpy by hand SGD"
 
 Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # a trainer: train(epochs) fits from the initial weights (returning what a timer may wait on);
@@ -77,8 +82,11 @@ def _model() -> tuple[Sequential, Any]:
     return model, model.init(seed=SEED, backend="numpy", dtype="float32")
 
 
-def _pnn(data: Data, backend: Backend | None = None) -> Trainer:
-    """``pnn.fit`` on NumPy, or with the initial params and the training data moved to ``backend`` once."""
+def _pnn(data: Data, backend: Backend | None = None, sgd: bool = False) -> Trainer:
+    """``pnn.fit`` on NumPy, or with the initial params and the training data moved to ``backend`` once.
+
+    ``sgd``: plain SGD(lr=LR_SGD) instead of Adam(lr=LR).
+    """
     Xtr, Xte, ytr, yte = data
     model, init = _model()
     if backend is not None:
@@ -92,7 +100,7 @@ def _pnn(data: Data, backend: Backend | None = None) -> Trainer:
             Xtr,
             ytr,
             loss=softmax_cross_entropy,
-            optimizer=Adam(lr=LR),
+            optimizer=SGD(lr=LR_SGD) if sgd else Adam(lr=LR),
             epochs=epochs,
             batch_size=BATCH,
             seed=SEED,
@@ -106,7 +114,7 @@ def _pnn(data: Data, backend: Backend | None = None) -> Trainer:
     return train, accuracy
 
 
-def _numpy(data: Data) -> Trainer:
+def _numpy(data: Data, sgd: bool = False) -> Trainer:
     Xtr, Xte, ytr, yte = data
     _, params = _model()
     init = [params[0]["W"], params[0]["b"], params[2]["W"], params[2]["b"]]
@@ -137,6 +145,9 @@ def _numpy(data: Data) -> Trainer:
             for i in range(0, n, BATCH):
                 idx = order[i : i + BATCH]
                 g = grads(p, Xtr[idx], ytr[idx])
+                if sgd:
+                    p = [w - LR_SGD * gi for w, gi in zip(p, g, strict=True)]
+                    continue
                 t += 1
                 c1, c2 = 1.0 - B1**t, 1.0 - B2**t
                 m = [B1 * mi + (1.0 - B1) * gi for mi, gi in zip(m, g, strict=True)]
@@ -185,7 +196,7 @@ def _torch(data: Data, torch: Any, backend: Backend | None = None) -> Trainer:
     return train, accuracy
 
 
-def _sklearn(data: Data, sklearn: Any) -> Trainer:
+def _sklearn(data: Data, sklearn: Any, sgd: bool = False) -> Trainer:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -196,10 +207,12 @@ def _sklearn(data: Data, sklearn: Any) -> Trainer:
         clf = MLPClassifier(
             hidden_layer_sizes=(HIDDEN,),
             activation="relu",
-            solver="adam",
+            solver="sgd" if sgd else "adam",
+            momentum=0.0,  # sgd: plain SGD, as the others
+            nesterovs_momentum=False,
             alpha=0.0,
             batch_size=BATCH,
-            learning_rate_init=LR,
+            learning_rate_init=LR_SGD if sgd else LR,
             beta_1=B1,
             beta_2=B2,
             epsilon=EPS,
@@ -242,9 +255,11 @@ def run(config: Config) -> CaseResult:
     makers: list[tuple[str, Callable[[], Trainer]]] = [
         (PNN, lambda: _pnn(data)),
         (NUMPY, lambda: _numpy(data)),
+        (PNN_SGD, lambda: _pnn(data, sgd=True)),
+        (NUMPY_SGD, lambda: _numpy(data, sgd=True)),
     ]
     if sklearn is not None:
-        makers.append((SKLEARN, lambda: _sklearn(data, sklearn)))
+        makers += [(SKLEARN, lambda: _sklearn(data, sklearn)), (SKLEARN_SGD, lambda: _sklearn(data, sklearn, True))]
     if torch is not None:
         makers.append((torch_name, lambda: _torch(data, torch)))
     if jax is not None:  # fit's whole-epoch lax.scan path, on the CPU
@@ -321,6 +336,14 @@ def run(config: Config) -> CaseResult:
                 target(f"{who} within 1.1x of hand-written NumPy", f"t({who})/t(numpy by hand)",
                        name, NUMPY, "<=", 1.1),
             )
+        ),
+        *(  # issue #13: fit's per-step overhead on NumPy, with Adam and with plain SGD
+            target(f"{who} within 1.3x of hand-written NumPy ({opt}, #13)", f"t({who})/t({hand})", who, hand, "<=", 1.3)
+            for who, hand, opt in ((PNN, NUMPY, "Adam"), (PNN_SGD, NUMPY_SGD, "SGD"))
+        ),
+        *(
+            target(f"{who} >= 1.7x faster than {skl} (#13)", f"t({skl})/t({who})", skl, who, ">=", 1.7)
+            for who, skl in ((PNN, SKLEARN), (PNN_SGD, SKLEARN_SGD))
         ),
         *(  # the GPU goal, one per --device-backend: 'not run' where it or torch's CUDA did not run
             target(goal, name, TORCH_CUDA, on, ">=", 2.0) for on, goal, name in device_speedup_goals(config)

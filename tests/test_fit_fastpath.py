@@ -1,0 +1,121 @@
+"""fit's fast portable loop (issue #13): it reads only the loss each step, checks the params at the
+end of each epoch and on Ctrl-C, and replays the epoch checking every step when either finds a
+NaN/inf; the errors name the same step and carry the same params as a per-step check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+MSE = pnn.losses.mean_squared_error
+
+
+class Unused(pnn.Layer):
+    """``Y = X``; its param ``a`` gets a zero gradient and never reaches the loss, so a NaN in it stays hidden."""
+
+    def init_params(self, rng: np.random.Generator, be: pnn.Backend, dtype: str) -> Any:
+        return {"a": be.asarray(np.ones(1, dtype=dtype))}
+
+    def apply(self, params: Any, X: Any, *, train: bool = False, rng: Any = None) -> Any:
+        a = params["a"]
+
+        def backprop(dY: Any, *, need_dX: bool = True) -> Any:
+            return dY, {"a": pnn.namespace(a).zeros_like(a)}
+
+        return X, backprop
+
+
+def _leaves(params: Any) -> list[np.ndarray]:
+    return [np.array(pnn.to_numpy(a), copy=True) for a in pnn.tree_leaves(params)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_nan_params_that_never_reach_the_loss_name_the_step_that_made_them(tb: Any, epochs: int) -> None:
+    """Adam(eps=0) turns the unused param into 0/0 = NaN at step 0 while every loss stays finite:
+    the end-of-epoch check finds it and the replay names step 0 with the initial params."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1), Unused())
+    params = tb.init(model)
+    with pytest.raises(pnn.NonFiniteError, match="epoch 0, step 0") as info:
+        pnn.fit(model, params, X, Y, loss=MSE, optimizer=pnn.optim.Adam(eps=0.0), epochs=epochs, batch_size=4,
+                shuffle=False, progress=False, compile=False)
+    assert (info.value.epoch, info.value.step) == (0, 0)
+    assert _same(info.value.params, params)
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")
+def test_the_fast_loop_stops_where_a_per_step_check_stops(tb: Any) -> None:
+    """The same divergent run with a checkpoint (every step checked in full) and without (loss only)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 3))
+    Y = X @ rng.standard_normal((3, 1)) * 1e3
+    model = pnn.Sequential(pnn.Linear(3, 8), pnn.ReLU(), pnn.Linear(8, 1))
+    params = tb.init(model)
+    errors = []
+    for checkpoint in (None, "every"):
+        kw: dict[str, Any] = {}
+        if checkpoint:
+            import tempfile
+
+            kw = {"checkpoint": tempfile.mktemp(suffix=".safetensors"), "checkpoint_every": 1000}
+        with pytest.raises(pnn.NonFiniteError) as info:
+            pnn.fit(model, params, X, Y, loss=pnn.losses.sum_squared_error, optimizer=pnn.optim.SGD(lr=1.0),
+                    epochs=50, batch_size=8, progress=False, compile=False, **kw)
+        errors.append(info.value)
+    fast, full = errors
+    assert (fast.epoch, fast.step) == (full.epoch, full.step)
+    assert _same(fast.params, full.params)
+    assert all(np.isfinite(a).all() for a in _leaves(fast.params))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_ctrl_c_after_a_step_that_made_hidden_nan_params_reports_that_step(tb: Any) -> None:
+    """A per-step check would have stopped at step 0 before Ctrl-C was seen; so does the fast loop."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1), Unused())
+    params = tb.init(model)
+    calls = []
+
+    def interrupting_loss(Yp: Any, T: Any) -> Any:
+        if Yp.shape[0] > 1:  # not fit's one-row entry check
+            calls.append(1)
+            if len(calls) == 2:  # Ctrl-C during the 2nd step: step 0 completed (and made NaN params)
+                raise KeyboardInterrupt
+        return MSE(Yp, T)
+
+    with pytest.raises(pnn.NonFiniteError, match="epoch 0, step 0") as info:
+        pnn.fit(model, params, X, Y, loss=interrupting_loss, optimizer=pnn.optim.Adam(eps=0.0), epochs=2,
+                batch_size=4, shuffle=False, progress=False, compile=False)
+    assert _same(info.value.params, params)
+
+
+def test_ctrl_c_with_finite_params_still_returns_the_last_completed_step(tb: Any) -> None:
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1), Unused())
+    params = tb.init(model)
+    kw: dict[str, Any] = dict(optimizer=pnn.optim.Adam(), batch_size=4, shuffle=False, progress=False, compile=False)
+    one, _ = pnn.fit(model, params, X[:4], Y[:4], loss=MSE, epochs=1, **kw)
+    calls = []
+
+    def interrupting_loss(Yp: Any, T: Any) -> Any:
+        if Yp.shape[0] > 1:
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return MSE(Yp, T)
+
+    with pytest.raises(pnn.FitInterrupted) as info:
+        pnn.fit(model, params, X, Y, loss=interrupting_loss, epochs=2, **kw)
+    assert _same(info.value.params, one)
