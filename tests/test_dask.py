@@ -6,6 +6,7 @@ cluster tests use one module-scoped 2-worker LocalCluster on loopback, float64 N
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -286,6 +287,24 @@ def test_worker_backend_keeps_the_library_and_device_and_maps_a_gpu_to_the_worke
     monkeypatch.setattr(type(ad), "is_gpu", lambda self, device: True)
     monkeypatch.setattr(type(ad), "device_label", lambda self, device: "cuda:3")
     assert _dask_parallel.worker_backend(leaf) == "array_api_strict:cuda:0"
+
+
+def test_dask_gpu_check_script_on_numpy_reports_parity_and_what_the_workers_hold(tmp_path, request):
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("the script's CPU run is on NumPy (scripts/gpu_check.sh runs it on cupy)")
+    out = tmp_path / "dask_gpu.json"
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "dask_gpu_check.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(pnn.__file__)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, script, "--backend", "numpy", "--cluster", "local", "--rows", "1024",
+                           "--hidden", "32", "--batch", "256", "--epochs", "1", "--timeout", "100",
+                           "--json", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads(out.read_text())
+    assert got["parity_ok"] is True and got["max_rel_diff"] <= 1e-12 and got["error"] is None
+    assert got["workers_hold_backend_arrays"] is True and got["n_workers"] == 2
+    assert got["cluster_fit"]["rows_per_s"] > 0 and got["exchange_s_per_step"] >= 0
+    assert "parity (float64)" in proc.stdout and "numpy.ndarray on cpu" in proc.stdout
 
 
 def test_killed_worker_mid_fit_does_not_change_the_result(client, deadline, monkeypatch):
