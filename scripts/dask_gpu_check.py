@@ -89,9 +89,15 @@ def start_cluster(kind: str, workers: int) -> tuple[Any, str]:
                 raise
             print(f"dask_cuda is not importable ({e}); using distributed.LocalCluster({workers} workers)")
         else:
-            cluster = LocalCUDACluster(protocol="tcp", host="127.0.0.1", threads_per_worker=1,
-                                       dashboard_address=None)
-            return cluster, "dask_cuda.LocalCUDACluster"
+            try:
+                cluster = LocalCUDACluster(protocol="tcp", host="127.0.0.1", threads_per_worker=1,
+                                           dashboard_address=None)
+                return cluster, "dask_cuda.LocalCUDACluster"
+            except Exception as e:  # noqa: BLE001 - e.g. no pynvml: the plain cluster still checks the recipe
+                if kind == "cuda":
+                    raise
+                print(f"LocalCUDACluster failed ({type(e).__name__}: {e}); using distributed.LocalCluster"
+                      f"({workers} workers)")
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
