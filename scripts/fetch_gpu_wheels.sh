@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Download the wheels scripts/gpu_check.sh installs on an offline CUDA machine.
 #
-#   scripts/fetch_gpu_wheels.sh DIR [--with-sklearn]
+#   scripts/fetch_gpu_wheels.sh DIR [--with-sklearn] [--with-dask]
 #
 # The GPU image is assumed to have python 3.12 with numpy, cupy, torch and jax,
 # but maybe not the pure-Python packages the library and its test suite need
@@ -10,6 +10,14 @@
 # --with-sklearn also fetches scikit-learn, scipy and their dependencies
 # (about 50 MB) for the digits problem and test_fit's digits test; without
 # them those are skipped or reported as failed on the GPU machine.
+# --with-dask also fetches dask, distributed and their dependencies (about
+# 5 MB; pure-Python wheels, and binary ones for $PLATFORM: pyyaml, msgpack,
+# markupsafe, psutil, tornado) for gpu_check.sh's dask_gpu step
+# (scripts/dask_gpu_check.py: fit(client=) on CuPy workers); without them the
+# step is skipped with a note. dask-cuda is not fetched (its dependencies,
+# numba, pandas and rapids-dask-dependency's pins, are large and tied to one
+# dask): where the image has it the check uses LocalCUDACluster, else a
+# LocalCluster whose workers share the GPU.
 #
 # Versions are pinned to the ones the suite was tested with here. Override the
 # interpreter with PYTHON=..., the target with PY_VERSION=3.12 and
@@ -17,17 +25,22 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 DIR [--with-sklearn]" >&2
+    echo "usage: $0 DIR [--with-sklearn] [--with-dask]" >&2
     exit 2
 }
 
-[[ $# -ge 1 && $# -le 2 ]] || usage
+[[ $# -ge 1 && $# -le 3 ]] || usage
 dir=$1
+shift
 with_sklearn=0
-if [[ $# -eq 2 ]]; then
-    [[ $2 == --with-sklearn ]] || usage
-    with_sklearn=1
-fi
+with_dask=0
+for opt in "$@"; do
+    case $opt in
+        --with-sklearn) with_sklearn=1 ;;
+        --with-dask) with_dask=1 ;;
+        *) usage ;;
+    esac
+done
 
 python=${PYTHON:-python3}
 py_version=${PY_VERSION:-3.12}
@@ -51,6 +64,14 @@ wanted=(
 )
 if [[ $with_sklearn -eq 1 ]]; then
     wanted+=(scikit-learn==1.9.1 scipy==1.17.1 joblib==1.6.0 threadpoolctl==3.8.0 narwhals==2.29.0)
+fi
+if [[ $with_dask -eq 1 ]]; then
+    # dask[array] needs numpy (the image's); tornado 6.6 and psutil 7.2 have no manylinux_2_17 wheels
+    wanted+=(
+        dask==2026.8.0 distributed==2026.8.0 click==8.5.1 cloudpickle==3.1.3 fsspec==2026.9.0 partd==1.4.2
+        locket==1.0.0 toolz==1.2.0 tblib==3.2.2 zict==3.0.0 jinja2==3.1.6
+        pyyaml==6.0.4 msgpack==1.2.4 markupsafe==3.0.4 psutil==7.1.1 tornado==6.5.4
+    )
 fi
 
 mkdir -p "$dir"

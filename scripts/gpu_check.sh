@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check on an offline CUDA machine: `python -m portable_nn compare` on seed,
 # digits and mlp, `python -m portable_nn bench` (cases a, b, c, then g) on cupy,
-# torch:cuda and jax:gpu, then the test suite on each of them.
+# torch:cuda and jax:gpu, data-parallel fit(client=) on a loopback Dask cluster
+# of CuPy workers (scripts/dask_gpu_check.py), then the test suite on each backend.
 #
 #   scripts/gpu_check.sh WHEELDIR OUTDIR
 #
@@ -9,7 +10,7 @@
 # with pip --no-index --no-deps into a temporary folder put first on PYTHONPATH
 # (the image's python3 must already have numpy, cupy, torch and jax).
 # OUTDIR receives one log per step, compare_*.json (and .png when matplotlib
-# is there), bench_gpu.json, bench_gpu_cnn.json, env.txt and summary.txt with every step's exit
+# is there), bench_gpu.json, bench_gpu_cnn.json, dask_gpu.json, env.txt and summary.txt with every step's exit
 # status (124 = hit its timeout), the comparisons' numbers and the bench's
 # targets (e.g. portable_nn on cupy within 1.05x of PyTorch eager CUDA).
 # A failing step never stops the others.
@@ -17,7 +18,12 @@
 # The whole script ends within GPU_CHECK_BUDGET seconds (default 550, or 280
 # without the bench): the timed comparisons and then the bench (at most 150 s
 # for cases a, b, c, then 120 s for the CNN case g, in its own process and JSON)
-# run first, one after another on an otherwise idle machine; then the test
+# run first, one after another on an otherwise idle machine; then the dask_gpu
+# step (at most 90 s, typically about 30: dask_cuda.LocalCUDACluster when the
+# image has dask-cuda, else a 2-worker LocalCluster sharing the GPU; float64
+# parity with one process <= 1e-12, the workers' array types, rows/s, exchange
+# per step; skipped with a note when distributed is not importable: fetch the
+# wheels with --with-dask); then the test
 # suites run in parallel (they check numbers, not speed) in the time left,
 # test_parity.py and test_notebook.py first in each.
 #
@@ -25,10 +31,12 @@
 # GPU_CHECK_TEST_BACKENDS (default "cupy torch:cuda jax:gpu"),
 # GPU_CHECK_COMPARE_BACKENDS (default numpy,cupy,torch:cuda,jax:gpu),
 # GPU_CHECK_BENCH_BACKENDS (the bench's --device-backend, default
-# cupy,torch:cuda,jax:gpu; empty skips the bench).
+# cupy,torch:cuda,jax:gpu; empty skips the bench), GPU_CHECK_DASK_BACKEND (the
+# params' backend of the dask_gpu step, default cupy; empty skips it).
 # Dry run on a machine without a GPU:
 #   GPU_CHECK_TEST_BACKENDS="numpy array_api_strict" GPU_CHECK_BENCH_BACKENDS=torch,array_api_strict \
-#   GPU_CHECK_COMPARE_BACKENDS=numpy,array_api_strict,torch,jax scripts/gpu_check.sh WHEELDIR OUTDIR
+#   GPU_CHECK_COMPARE_BACKENDS=numpy,array_api_strict,torch,jax GPU_CHECK_DASK_BACKEND=numpy \
+#   scripts/gpu_check.sh WHEELDIR OUTDIR
 set -uo pipefail # no -e: every step runs and records its status
 
 if [[ $# -ne 2 ]]; then
@@ -48,8 +56,10 @@ python=${PYTHON:-python3}
 read -r -a test_backends <<<"${GPU_CHECK_TEST_BACKENDS:-cupy torch:cuda jax:gpu}"
 compare_backends=${GPU_CHECK_COMPARE_BACKENDS:-numpy,cupy,torch:cuda,jax:gpu}
 bench_backends=${GPU_CHECK_BENCH_BACKENDS-cupy,torch:cuda,jax:gpu} # set but empty: no bench
+dask_backend=${GPU_CHECK_DASK_BACKEND-cupy} # set but empty: no dask_gpu step
 bench_s=150
 bench_cnn_s=120
+dask_s=90
 budget=${GPU_CHECK_BUDGET:-$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s : 0)))}
 problems=(seed digits mlp)
 summary=$outdir/summary.txt
@@ -74,9 +84,9 @@ limit() {
     if (($1 < left)); then echo "$1"; else echo "$left"; fi
 }
 
-# record NAME RC SECONDS: one line of summary.txt
+# record NAME RC SECONDS [NOTE]: one line of summary.txt
 record() {
-    local note=""
+    local note=${4:+  ($4)}
     [[ $2 == 124 ]] && note="  (timed out)"
     printf '%-32s rc=%-3s %4ss%s\n' "$1" "$2" "$3" "$note" >>"$summary"
 }
@@ -112,12 +122,12 @@ fi
     nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
 } >"$outdir/env.txt"
-specs="${test_backends[*]} ${compare_backends//,/ } ${bench_backends//,/ }"
+specs="${test_backends[*]} ${compare_backends//,/ } ${bench_backends//,/ } $dask_backend"
 step environment 60 "$python" - "$specs" <<'EOF'
 import importlib, sys
 print("python", sys.version.split()[0], sys.executable)
 for name in ("numpy", "array_api_compat", "array_api_strict", "cupy", "torch", "jax", "safetensors",
-             "tqdm", "pytest", "hypothesis", "sklearn", "matplotlib"):
+             "tqdm", "pytest", "hypothesis", "sklearn", "matplotlib", "dask", "distributed", "dask_cuda"):
     try:
         module = importlib.import_module(name)
         print(f"{name:17s} {getattr(module, '__version__', '?'):12s} {getattr(module, '__file__', '')}")
@@ -157,6 +167,20 @@ if [[ -n $bench_backends ]]; then
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
 fi
 
+# data-parallel fit(client=) on a loopback Dask cluster whose workers hold the params' backend (CuPy)
+if [[ -n $dask_backend ]]; then
+    if "$python" -c "import distributed" 2>/dev/null; then
+        t_dask=$(limit "$dask_s")
+        # the script's own bound ends it (JSON written, cluster closed) before the step's timeout
+        step dask_gpu "$t_dask" "$python" scripts/dask_gpu_check.py --backend "$dask_backend" \
+            --timeout $((t_dask > 20 ? t_dask - 10 : t_dask)) --json "$outdir/dask_gpu.json"
+    else
+        echo "== dask_gpu skipped: distributed is not importable (scripts/fetch_gpu_wheels.sh WHEELDIR --with-dask)" |
+            tee "$outdir/dask_gpu.log"
+        record dask_gpu skip 0 "distributed not importable; fetch the wheels with --with-dask"
+    fi
+fi
+
 # --- 4. the test suite on each backend, in parallel, parity tests first, in the time left -----
 t_tests=$(limit 170)
 declare -A pids starts
@@ -184,9 +208,9 @@ done
         printf '  %-22s %s\n' "$b" "$(tail -n 1 "$outdir/tests_${b//:/_}.log" 2>/dev/null || true)"
     done
     echo
-    timeout 10 "$python" - "$outdir" "$bench_backends" "${problems[@]}" <<'EOF'
+    timeout 10 "$python" - "$outdir" "$bench_backends" "$dask_backend" "${problems[@]}" <<'EOF'
 import json, os, sys
-outdir, bench_backends, problems = sys.argv[1], sys.argv[2], sys.argv[3:]
+outdir, bench_backends, dask_backend, problems = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 for p in problems:
     path = os.path.join(outdir, f"compare_{p}.json")
     if not os.path.exists(path):
@@ -220,6 +244,21 @@ for name in ("bench_gpu", "bench_gpu_cnn"):
         for label, why in {**case["skipped"], **case["failed"]}.items():
             if " on " in label or "(cuda)" in label or label == "case":
                 print(f"  {key}. NOT RUN {label}: {why[:150]}")
+path = os.path.join(outdir, "dask_gpu.json")
+if dask_backend and os.path.exists(path):
+    d = json.load(open(path))
+    if d.get("error"):
+        print(f"dask_gpu ({dask_backend}): FAILED: {d['error'][:200]} (see dask_gpu.log)")
+    else:
+        exchange = d["exchange_s_per_step"] * 1e3
+        print(f"dask_gpu ({d['backend']} on {d['device']}; {d['cluster']}, {d['n_workers']} worker(s)): "
+              f"parity {'ok' if d['parity_ok'] else 'FAILED'} (max rel diff {d['max_rel_diff']:.1e}, "
+              f"float64, <= {d['tolerance']:g}); workers hold {d['expected_worker_backend']} arrays: "
+              f"{'yes' if d['workers_hold_backend_arrays'] else 'NO'}; {d['one_process']['rows_per_s']:.0f} "
+              f"rows/s one process, {d['cluster_fit']['rows_per_s']:.0f} on the cluster; exchange "
+              f"{exchange:.2f} ms/step")
+elif dask_backend:
+    print("dask_gpu: no JSON (see dask_gpu.log)")
 EOF
 } >>"$summary" 2>&1
 

@@ -6,6 +6,7 @@ cluster tests use one module-scoped 2-worker LocalCluster on loopback, float64 N
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -250,6 +251,60 @@ def test_cluster_ctrl_c_and_lost_client_keep_the_last_completed_step(client, dea
     with pytest.raises(pnn.ClusterError, match="client is closed") as err:
         pnn.fit(model, params, X, Y, client=other, epochs=3, **kw)
     assert _same(one, err.value.params) and (err.value.epoch, err.value.step) == (1, 0)
+
+
+def test_cluster_replicas_work_on_the_params_device_not_the_library_default(client, deadline, monkeypatch):
+    # a CPU stand-in for torch:cuda / jax:gpu params: params on array_api_strict's "device1" must give
+    # replicas on device1 (the library's default device is CPU_DEVICE, as torch's and JAX's is the CPU)
+    strict = pytest.importorskip("array_api_strict")
+    be = pnn.get_backend("array_api_strict:device1")
+    X, Y = _data()
+    model = _model(dropout=0.2)
+    params = model.init(seed=1, backend=be, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=1, batch_size=64, seed=2)
+    want, _ = pnn.fit(model, params, be.asarray(X), be.asarray(Y), **kw)
+    seen: dict[str, Any] = {}
+
+    def describe(dask_worker: Any = None) -> list[Any]:
+        return [a.describe() for k, a in list(dask_worker.state.actors.items()) if hasattr(a, "describe")]
+
+    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 1 and seen.update(client.run(describe)))
+    got, _ = pnn.fit(model, params, X, Y, client=client, **kw)
+    assert _max_rel(want, got) <= 1e-12
+    assert all(isinstance(a, type(strict.asarray(0.0))) and a.device == be.device for a in pnn.tree_leaves(got))
+    shards = [s for replicas in seen.values() for r in replicas if r["device"] == "device1"
+              for s in r["shards"].values()]
+    assert len(shards) == 2 and all(s["owned"] and s["device"] == "device1" for s in shards), seen
+
+
+def test_worker_backend_keeps_the_library_and_device_and_maps_a_gpu_to_the_workers_first(monkeypatch):
+    pytest.importorskip("array_api_strict")
+    assert _dask_parallel.worker_backend(np.zeros(2)) == "numpy:cpu"
+    leaf = pnn.get_backend("array_api_strict:device1").asarray([1.0])
+    assert _dask_parallel.worker_backend(leaf) == "array_api_strict:device1"
+    ad = pnn.backends.adapter("array_api_strict")
+    # a GPU of the client (here a pretend cuda:3) is each worker's own first GPU (CUDA_VISIBLE_DEVICES)
+    monkeypatch.setattr(type(ad), "is_gpu", lambda self, device: True)
+    monkeypatch.setattr(type(ad), "device_label", lambda self, device: "cuda:3")
+    assert _dask_parallel.worker_backend(leaf) == "array_api_strict:cuda:0"
+
+
+def test_dask_gpu_check_script_on_numpy_reports_parity_and_what_the_workers_hold(tmp_path, request):
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("the script's CPU run is on NumPy (scripts/gpu_check.sh runs it on cupy)")
+    out = tmp_path / "dask_gpu.json"
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "dask_gpu_check.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(pnn.__file__)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, script, "--backend", "numpy", "--cluster", "local", "--rows", "1024",
+                           "--hidden", "32", "--batch", "256", "--epochs", "1", "--timeout", "100",
+                           "--json", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads(out.read_text())
+    assert got["parity_ok"] is True and got["max_rel_diff"] <= 1e-12 and got["error"] is None
+    assert got["workers_hold_backend_arrays"] is True and got["n_workers"] == 2
+    assert got["cluster_fit"]["rows_per_s"] > 0 and got["exchange_s_per_step"] >= 0
+    assert "parity (float64)" in proc.stdout and "numpy.ndarray on cpu" in proc.stdout
 
 
 def test_killed_worker_mid_fit_does_not_change_the_result(client, deadline, monkeypatch):

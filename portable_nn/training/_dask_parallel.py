@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .._check import dtype_name
@@ -81,9 +82,7 @@ class ClusterEpochs:
         self.uses_rng = uses_host_rng(model)
         self.xp, self.device, dtype = params_backend(params, "fit")
         self.dtype = dtype
-        leaf = tree_leaves(params)[0]
-        ad = adapter_of(leaf)
-        backend = "numpy" if ad is None else ad.name
+        backend = worker_backend(tree_leaves(params)[0])
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise ValueError("fit: the client's cluster has no workers; start some (e.g. LocalCluster(n_workers=2)).")
@@ -267,6 +266,25 @@ class ClusterEpochs:
             except Exception:  # a lost worker or a closed client: nothing left to free
                 pass
         self.futures.clear()
+
+
+def worker_backend(leaf: Any) -> str:
+    """The backend spec (``"name:device"``) of the workers' replicas for params like ``leaf``.
+
+    The params' library and device, except that a GPU is each worker's first
+    visible GPU (``"cuda:0"``, ``"gpu:0"``): dask-cuda's ``LocalCUDACluster``
+    gives every worker its own GPU as device 0 (``CUDA_VISIBLE_DEVICES``), so
+    the client's GPU index means nothing on a worker. Without this a worker
+    would use the library's default device (torch and JAX: the CPU).
+    """
+    ad = adapter_of(leaf)
+    if ad is None:
+        return "numpy"
+    device = array_api_compat.device(leaf)
+    label = ad.device_label(device)
+    if ad.is_gpu(device):
+        label = label.rpartition(":")[0] + ":0"
+    return f"{ad.name}:{label}"
 
 
 def _unflatten(like: Params, leaves: list[Any]) -> Params:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .._tree import tree_leaves, tree_map
@@ -54,7 +55,8 @@ class Replica:
         self.shards: dict[int, tuple[Array, Array]] = {}
 
     def add_shard(self, sid: int, X: Any, Y: Any) -> int:
-        """Keep rows ``X, Y`` (host arrays, or Dask arrays read here) on this worker's backend; returns rows."""
+        """Keep rows ``X, Y`` (host arrays, or Dask arrays read here) on this worker's backend and device
+        (see ``_dask_parallel.worker_backend``); returns rows."""
         if not isinstance(X, np.ndarray):  # a Dask slice: read it here, from its source (e.g. a Zarr store)
             import dask
 
@@ -71,6 +73,19 @@ class Replica:
 
     def shard_ids(self) -> list[int]:
         return sorted(self.shards)
+
+    def describe(self) -> dict[str, Any]:
+        """Where this replica works: its backend and device, and per shard the array type, device and whether
+        it is an array of the replica's library (e.g. ``cupy.ndarray`` on ``cuda:0``); for checks such as
+        ``scripts/dask_gpu_check.py``."""
+        ad = self.be.adapter
+        shards = {
+            sid: {"type": f"{type(X).__module__}.{type(X).__name__}", "owned": bool(ad.owns(X) and ad.owns(Y)),
+                  "device": ad.device_label(array_api_compat.device(X)), "rows": int(X.shape[0])}
+            for sid, (X, Y) in sorted(self.shards.items())
+        }
+        return {"backend": self.be.name, "device": self.be.device_label, "hardware": self.be.describe_device(),
+                "shards": shards}
 
     def step(
         self, params: Any, tasks: dict[int, tuple[np.ndarray, np.ndarray]], rng_state: dict[str, Any] | None,
