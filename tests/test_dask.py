@@ -82,10 +82,11 @@ def test_import_portable_nn_does_not_import_dask():
 @pytest.mark.parametrize("stateful", [False, True], ids=["mlp", "batchnorm"])
 def test_streamed_fit_without_shuffle_equals_in_memory_fit_bit_for_bit(tb, stateful):
     X, Y = _data()
+    X = X.astype(tb.float)  # float32 where the device has no float64
     model = pnn.Sequential(pnn.Linear(6, 8), pnn.BatchNorm(8), pnn.ReLU(), pnn.Linear(8, 3)) if stateful else _model()
     params = tb.init(model, seed=1)
     kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=2, batch_size=64, shuffle=False)
-    want, hist = pnn.fit(model, params, tb.asarray(X), tb.asarray(Y), validation_data=(X, Y), **kw)
+    want, hist = pnn.fit(model, params, tb.asarray(X, tb.float), tb.asarray(Y), validation_data=(X, Y), **kw)
     Xd, Yd = da.from_array(X, chunks=(110, 6)), da.from_array(Y, chunks=110)  # blocks don't align with batches
     got, hist_d = pnn.fit(model, params, Xd, Yd, validation_data=(Xd, Yd), **kw)
     assert _same(want, got)
