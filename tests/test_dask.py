@@ -80,17 +80,24 @@ def test_import_portable_nn_does_not_import_dask():
 
 
 @pytest.mark.parametrize("stateful", [False, True], ids=["mlp", "batchnorm"])
-def test_streamed_fit_without_shuffle_equals_in_memory_fit_bit_for_bit(tb, stateful):
+def test_streamed_fit_without_shuffle_equals_in_memory_fit(tb, stateful):
+    """Bit for bit where both run the same portable steps; to rounding where JAX compiles them differently."""
     X, Y = _data()
     X = X.astype(tb.float)  # float32 where the device has no float64
-    model = pnn.Sequential(pnn.Linear(6, 8), pnn.BatchNorm(8), pnn.ReLU(), pnn.Linear(8, 3)) if stateful else _model()
+    bn = pnn.Sequential(pnn.Linear(6, 8, bias=False), pnn.BatchNorm(8), pnn.ReLU(), pnn.Linear(8, 3))  # no bias: BN removes it
+    model = bn if stateful else _model()
     params = tb.init(model, seed=1)
     kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=2, batch_size=64, shuffle=False)
     want, hist = pnn.fit(model, params, tb.asarray(X, tb.float), tb.asarray(Y), validation_data=(X, Y), **kw)
     Xd, Yd = da.from_array(X, chunks=(110, 6)), da.from_array(Y, chunks=110)  # blocks don't align with batches
     got, hist_d = pnn.fit(model, params, Xd, Yd, validation_data=(Xd, Yd), **kw)
-    assert _same(want, got)
-    assert hist_d["loss"] == hist["loss"] and hist_d["accuracy"] == hist["accuracy"]
+    if not tb.be.adapter.jit_by_default:
+        assert _same(want, got)
+        assert hist_d["loss"] == hist["loss"] and hist_d["accuracy"] == hist["accuracy"]
+    else:  # JAX: in memory, whole epochs compile into one scan; streamed, each step is jitted: XLA rounds apart
+        tol = 1e-12 if tb.float == "float64" else 1e-5
+        assert _max_rel(want, got) <= tol
+        assert np.allclose(hist_d["loss"], hist["loss"], rtol=tol) and hist_d["accuracy"] == hist["accuracy"]
     assert np.allclose(hist_d["val_loss"], hist["val_loss"], rtol=1e-6)
     assert np.allclose(pnn.to_numpy(pnn.predict(model, got, Xd, batch_size=50)),
                        pnn.to_numpy(pnn.predict(model, got, X)), rtol=1e-6, atol=1e-6)
