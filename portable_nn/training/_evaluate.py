@@ -20,6 +20,7 @@ def evaluate(
     """The loss and accuracy of ``model`` over a data set, in inference mode.
 
     Args:
+        params: the model's params, or its ``Variables`` (a model with BatchNorm: running statistics used).
         X: ``(n, ...)`` float inputs. Y: targets ``(n, ...)``, or integer labels ``(n,)``.
         loss: as in :func:`fit`. A ``"mean"`` loss (see ``pnn.losses``) gives the
             mean over all rows, a ``"sum"`` loss the sum over all rows: the same
@@ -57,6 +58,7 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     """Run ``model`` in inference mode over ``X`` in batches.
 
     Args:
+        params: the model's params, or its ``Variables`` (a model with BatchNorm: running statistics used).
         X: ``(n, ...)`` float inputs; host data is copied to the params' device; a Dask
             array is read block by block (the outputs are concatenated in memory).
         batch_size: rows per forward pass (>= 1).

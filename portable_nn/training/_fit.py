@@ -63,7 +63,10 @@ def fit(
 
     Args:
         model: a Layer (usually :class:`Sequential`).
-        params: its params; they fix the backend, device and dtype.
+        params: its params; they fix the backend, device and dtype. For a model
+            with a model state (BatchNorm) its ``Variables(params, state)``: the
+            optimizer trains ``params``, the state is updated by the forward
+            passes, and the Variables come back.
         X: inputs, ``(n, ...)`` float. Host data (NumPy, lists) is copied to
             the params' device and floats are cast to their dtype; arrays of
             another library or device raise.
