@@ -9,12 +9,19 @@ torch:cuda, jax, jax:gpu, cupy.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 # scikit-learn's array_api_dispatch (tests/test_sklearn.py) needs SciPy's array API mode, which SciPy
 # reads once, when it is first imported: set it before any test module imports scipy or sklearn.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+# The Ctrl-C tests send SIGINT to this process and expect Python's own handler. A shell that starts a
+# command in the background without job control (`cmd &` in a script, `nohup`) makes it ignore SIGINT,
+# and Python keeps that: restore the handler an interactive run has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import numpy as np
 import pytest
