@@ -1,7 +1,9 @@
 """Conv2D: 2-D convolution (cross-correlation, as in PyTorch) over NCHW images.
 
 The forward pass is im2col: one strided slice of the padded input per kernel
-offset, stacked and contracted with ``W`` in one ``tensordot``. ``dW`` is the
+offset, stacked (channels and offsets first, ``(C, kh*kw, N, OH, OW)``, so
+NumPy's ``tensordot`` needs no transposed copy of it) and contracted with
+``W`` in one ``tensordot``. ``dW`` is the
 same contraction with ``dY``; ``dX`` sums each offset's share of ``dY @ W``
 back into place (``_windows.overlap_add``). Array API operations only.
 """
@@ -108,20 +110,24 @@ class Conv2D(Layer):
         xp = check_images(self, X, like=W, channels=C)
         out = output_size(self, X.shape, self.kernel_size, self.stride, self.pads)
         Xp = pad2d(xp, X, self.pads)
-        cols = xp.stack(windows(Xp, self.kernel_size, self.stride, out), axis=2)  # (N, C, kh*kw, OH, OW)
-        W3 = xp.reshape(W, (F, C, kh * kw))
-        Y = xp.permute_dims(xp.tensordot(W3, cols, axes=([1, 2], [1, 2])), (1, 0, 2, 3))  # (N, F, OH, OW)
+        K = kh * kw
+        # im2col as (C, K, N, OH, OW): the contracted axes first, so tensordot reshapes it without a copy
+        slices = windows(Xp, self.kernel_size, self.stride, out)
+        cols = xp.stack([xp.permute_dims(s, (1, 0, 2, 3)) for s in slices], axis=1)
+        W3 = xp.reshape(W, (F, C, K))
+        Y = xp.permute_dims(xp.tensordot(W3, cols, axes=([1, 2], [0, 1])), (1, 0, 2, 3))  # (N, F, OH, OW)
         if b is not None:
             Y = Y + xp.reshape(b, (F, 1, 1))
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
-            grads = {"W": xp.reshape(xp.tensordot(dY, cols, axes=([0, 2, 3], [0, 3, 4])), (F, C, kh, kw))}
+            dW = xp.tensordot(cols, dY, axes=([2, 3, 4], [0, 2, 3]))  # (C, K, F)
+            grads = {"W": xp.reshape(xp.permute_dims(dW, (2, 0, 1)), (F, C, kh, kw))}
             if b is not None:
                 grads["b"] = xp.sum(dY, axis=(0, 2, 3))
             if not need_dX:  # the first layer's dX is rarely wanted
                 return None, grads
-            dcols = xp.permute_dims(xp.tensordot(dY, W3, axes=([1], [0])), (0, 3, 4, 1, 2))  # (N, C, K, OH, OW)
-            parts = [dcols[:, :, k, ...] for k in range(kh * kw)]
+            dcols = xp.tensordot(W3, dY, axes=([0], [1]))  # (C, K, N, OH, OW)
+            parts = [xp.permute_dims(dcols[:, k, ...], (1, 0, 2, 3)) for k in range(K)]
             dXp = overlap_add(xp, parts, self.kernel_size, self.stride, tuple(Xp.shape[2:]))
             return crop2d(dXp, self.pads), grads
 
