@@ -119,3 +119,46 @@ def test_ctrl_c_with_finite_params_still_returns_the_last_completed_step(tb: Any
     with pytest.raises(pnn.FitInterrupted) as info:
         pnn.fit(model, params, X, Y, loss=interrupting_loss, epochs=2, **kw)
     assert _same(info.value.params, one)
+
+
+def test_an_unhashable_user_loss_trains(tb: Any) -> None:
+    """fit swaps a built-in loss for its unchecked twin; a user's loss that is an unhashable object (a dataclass
+    instance) is left as it is, not looked up as a dict key (that raised TypeError: unhashable type)."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Scaled:
+        w: float = 1.0
+
+        def __call__(self, Yp: Any, T: Any) -> Any:
+            value, dY = pnn.losses.softmax_cross_entropy(Yp, T)
+            return value * self.w, dY * self.w
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    model = pnn.Sequential(pnn.Linear(3, 3))
+    params = tb.init(model)
+    kw: dict[str, Any] = dict(optimizer=pnn.optim.SGD(0.1), epochs=2, batch_size=4, progress=False, compile=False)
+    mine, h1 = pnn.fit(model, params, X, Y, loss=Scaled(), **kw)
+    ref, h2 = pnn.fit(model, params, X, Y, loss=pnn.losses.softmax_cross_entropy, **kw)
+    assert h1 == h2 and _same(mine, ref)
+
+
+def test_a_user_loss_is_called_as_it_is(tb: Any) -> None:
+    """Only the built-in losses run unchecked: a partial of one, or a user's loss, is called unchanged."""
+    import functools
+
+    seen = []
+
+    def mine(Yp: Any, T: Any) -> Any:
+        seen.append(Yp.shape[0])
+        return pnn.losses.softmax_cross_entropy(Yp, T)
+
+    for loss in (functools.partial(pnn.losses.softmax_cross_entropy), mine):
+        assert pnn.losses.unchecked(loss, np) is loss
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    model = pnn.Sequential(pnn.Linear(3, 3))
+    pnn.fit(model, tb.init(model), X, Y, loss=mine, optimizer=pnn.optim.SGD(), epochs=1, batch_size=4,
+            progress=False, compile=False)
+    assert seen.count(4) == 3
