@@ -162,3 +162,59 @@ def test_a_user_loss_is_called_as_it_is(tb: Any) -> None:
     pnn.fit(model, tb.init(model), X, Y, loss=mine, optimizer=pnn.optim.SGD(), epochs=1, batch_size=4,
             progress=False, compile=False)
     assert seen.count(4) == 3
+
+
+class Leak(pnn.Layer):
+    """``Y = X + 0 * a``; the grad of ``a`` is NaN for a batch with a value above 1e3, so a NaN ``a`` reaches
+    the next step's predictions (not its loss: a strict loss raises on them first)."""
+
+    def init_params(self, rng: np.random.Generator, be: pnn.Backend, dtype: str) -> Any:
+        return {"a": be.asarray(np.zeros(1, dtype=dtype))}
+
+    def apply(self, params: Any, X: Any, *, train: bool = False, rng: Any = None) -> Any:
+        a = params["a"]
+        xp = pnn.namespace(a)
+
+        def backprop(dY: Any, *, need_dX: bool = True) -> Any:
+            nan, zero = xp.asarray(float("nan"), dtype=a.dtype), xp.asarray(0.0, dtype=a.dtype)
+            return dY, {"a": xp.reshape(xp.where(xp.any(X > 1e3), nan, zero), (1,))}
+
+        return X + 0.0 * a, backprop
+
+
+def _strict_loss(Yp: Any, T: Any) -> Any:
+    xp = pnn.namespace(Yp)
+    if not bool(xp.all(xp.isfinite(Yp))):
+        raise ValueError("strict_loss: NaN predictions")
+    return pnn.losses.softmax_cross_entropy(Yp, T)
+
+
+@pytest.mark.parametrize("on_nonfinite", ["raise", "stop"])
+@pytest.mark.filterwarnings("ignore:fit. the loss")
+def test_a_step_that_raises_on_hidden_nan_params_is_reported_as_the_nan(tb: Any, on_nonfinite: str) -> None:
+    """Step 1 makes NaN params with a finite loss; step 2's strict loss raises on the NaN predictions. A per-step
+    check stops at step 1 (NonFiniteError, or "stop" returns the params before it); the loss-only loop used to
+    let the loss's ValueError out instead."""
+    rng = np.random.default_rng(0)
+    X, Y = np.zeros((40, 3)), rng.integers(0, 3, 40)
+    X[12, 1] = 1e4  # in batch 1
+    model = pnn.Sequential(pnn.Linear(3, 3), Leak())
+    params = tb.init(model)
+    results = []
+    for checkpoint in (None, "every step checked"):
+        kw: dict[str, Any] = {}
+        if checkpoint:
+            import tempfile
+
+            kw = {"checkpoint": tempfile.mktemp(suffix=".safetensors"), "checkpoint_every": 1000}
+        try:
+            out, _ = pnn.fit(model, params, X, Y, loss=_strict_loss, optimizer=pnn.optim.SGD(1e-9), epochs=2,
+                             batch_size=8, shuffle=False, progress=False, compile=False, on_nonfinite=on_nonfinite,
+                             **kw)
+            results.append(("returned", None, out))
+        except pnn.NonFiniteError as e:
+            results.append(("raised", (e.epoch, e.step), e.params))
+    (kind, where, fast), (kind_full, where_full, full) = results
+    assert kind == kind_full == ("raised" if on_nonfinite == "raise" else "returned")
+    assert where == where_full == ((0, 1) if on_nonfinite == "raise" else None)
+    assert _same(fast, full)
