@@ -153,7 +153,7 @@ def _steps(
                 continue
             loop.interrupts.raise_if_pending()
             Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full)
+            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full and checks)
             if checks and not math.isfinite(float(ok)):
                 if not full:
                     raise _SeenNonFinite(step, value)
