@@ -211,7 +211,8 @@ def unchecked(loss: Any, xp: Any) -> Any:
     range is a host read) then cost nothing per step. Any other loss is
     returned as it is.
     """
-    fast = _UNCHECKED.get(loss)
+    # by identity, not a dict lookup: a user's loss may be unhashable (a dataclass instance) or compare equal
+    fast = next((f for checked, f in _UNCHECKED.items() if checked is loss), None)
     if fast is None:
         return loss
 

@@ -119,3 +119,132 @@ def test_ctrl_c_with_finite_params_still_returns_the_last_completed_step(tb: Any
     with pytest.raises(pnn.FitInterrupted) as info:
         pnn.fit(model, params, X, Y, loss=interrupting_loss, epochs=2, **kw)
     assert _same(info.value.params, one)
+
+
+def test_an_unhashable_user_loss_trains(tb: Any) -> None:
+    """fit swaps a built-in loss for its unchecked twin; a user's loss that is an unhashable object (a dataclass
+    instance) is left as it is, not looked up as a dict key (that raised TypeError: unhashable type)."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Scaled:
+        w: float = 1.0
+
+        def __call__(self, Yp: Any, T: Any) -> Any:
+            value, dY = pnn.losses.softmax_cross_entropy(Yp, T)
+            return value * self.w, dY * self.w
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    model = pnn.Sequential(pnn.Linear(3, 3))
+    params = tb.init(model)
+    kw: dict[str, Any] = dict(optimizer=pnn.optim.SGD(0.1), epochs=2, batch_size=4, progress=False, compile=False)
+    mine, h1 = pnn.fit(model, params, X, Y, loss=Scaled(), **kw)
+    ref, h2 = pnn.fit(model, params, X, Y, loss=pnn.losses.softmax_cross_entropy, **kw)
+    assert h1 == h2 and _same(mine, ref)
+
+
+def test_a_user_loss_is_called_as_it_is(tb: Any) -> None:
+    """Only the built-in losses run unchecked: a partial of one, or a user's loss, is called unchanged."""
+    import functools
+
+    seen = []
+
+    def mine(Yp: Any, T: Any) -> Any:
+        seen.append(Yp.shape[0])
+        return pnn.losses.softmax_cross_entropy(Yp, T)
+
+    for loss in (functools.partial(pnn.losses.softmax_cross_entropy), mine):
+        assert pnn.losses.unchecked(loss, np) is loss
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    model = pnn.Sequential(pnn.Linear(3, 3))
+    pnn.fit(model, tb.init(model), X, Y, loss=mine, optimizer=pnn.optim.SGD(), epochs=1, batch_size=4,
+            progress=False, compile=False)
+    assert seen.count(4) == 3
+
+
+class Leak(pnn.Layer):
+    """``Y = X + 0 * a``; the grad of ``a`` is NaN for a batch with a value above 1e3, so a NaN ``a`` reaches
+    the next step's predictions (not its loss: a strict loss raises on them first)."""
+
+    def init_params(self, rng: np.random.Generator, be: pnn.Backend, dtype: str) -> Any:
+        return {"a": be.asarray(np.zeros(1, dtype=dtype))}
+
+    def apply(self, params: Any, X: Any, *, train: bool = False, rng: Any = None) -> Any:
+        a = params["a"]
+        xp = pnn.namespace(a)
+
+        def backprop(dY: Any, *, need_dX: bool = True) -> Any:
+            nan, zero = xp.asarray(float("nan"), dtype=a.dtype), xp.asarray(0.0, dtype=a.dtype)
+            return dY, {"a": xp.reshape(xp.where(xp.any(X > 1e3), nan, zero), (1,))}
+
+        return X + 0.0 * a, backprop
+
+
+def _strict_loss(Yp: Any, T: Any) -> Any:
+    xp = pnn.namespace(Yp)
+    if not bool(xp.all(xp.isfinite(Yp))):
+        raise ValueError("strict_loss: NaN predictions")
+    return pnn.losses.softmax_cross_entropy(Yp, T)
+
+
+@pytest.mark.parametrize("on_nonfinite", ["raise", "stop"])
+@pytest.mark.filterwarnings("ignore:fit. the loss")
+def test_a_step_that_raises_on_hidden_nan_params_is_reported_as_the_nan(tb: Any, on_nonfinite: str) -> None:
+    """Step 1 makes NaN params with a finite loss; step 2's strict loss raises on the NaN predictions. A per-step
+    check stops at step 1 (NonFiniteError, or "stop" returns the params before it); the loss-only loop used to
+    let the loss's ValueError out instead."""
+    rng = np.random.default_rng(0)
+    X, Y = np.zeros((40, 3)), rng.integers(0, 3, 40)
+    X[12, 1] = 1e4  # in batch 1
+    model = pnn.Sequential(pnn.Linear(3, 3), Leak())
+    params = tb.init(model)
+    results = []
+    for checkpoint in (None, "every step checked"):
+        kw: dict[str, Any] = {}
+        if checkpoint:
+            import tempfile
+
+            kw = {"checkpoint": tempfile.mktemp(suffix=".safetensors"), "checkpoint_every": 1000}
+        try:
+            out, _ = pnn.fit(model, params, X, Y, loss=_strict_loss, optimizer=pnn.optim.SGD(1e-9), epochs=2,
+                             batch_size=8, shuffle=False, progress=False, compile=False, on_nonfinite=on_nonfinite,
+                             **kw)
+            results.append(("returned", None, out))
+        except pnn.NonFiniteError as e:
+            results.append(("raised", (e.epoch, e.step), e.params))
+    (kind, where, fast), (kind_full, where_full, full) = results
+    assert kind == kind_full == ("raised" if on_nonfinite == "raise" else "returned")
+    assert where == where_full == ((0, 1) if on_nonfinite == "raise" else None)
+    assert _same(fast, full)
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")
+def test_ignore_asks_for_no_params_check(tb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """on_nonfinite="ignore" reads no check, so its portable steps skip the sum over the params (it cost about 25%
+    of a small MLP's step); the history, NaNs included, is that of the checked run."""
+    from portable_nn.training._step import TrainStep
+
+    asked = []
+    original = TrainStep.fit_step
+
+    def recording(self: Any, *args: Any) -> Any:
+        asked.append(args[-1])
+        return original(self, *args)
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((24, 3))
+    Y = X @ rng.standard_normal((3, 1)) * 1e3
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.ReLU(), pnn.Linear(4, 1))
+    params = tb.init(model)
+    kw: dict[str, Any] = dict(loss=pnn.losses.sum_squared_error, optimizer=pnn.optim.SGD(1.0), epochs=3, batch_size=8,
+                              progress=False, compile=False, on_nonfinite="ignore")
+    import tempfile
+
+    _, full = pnn.fit(model, params, X, Y, checkpoint=tempfile.mktemp(suffix=".safetensors"), **kw)
+    monkeypatch.setattr(TrainStep, "fit_step", recording)
+    _, fast = pnn.fit(model, params, X, Y, **kw)
+    assert asked == [False] * 9
+    assert np.isnan(fast["loss"][-1])
+    np.testing.assert_array_equal(fast["loss"], full["loss"])

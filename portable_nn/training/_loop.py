@@ -104,8 +104,9 @@ def run_epoch(
     NaN/inf: a compiled step, and any step when checkpointing (``on_step``),
     checks its loss and its new params in one host read. The portable step
     without ``on_step`` reads only its loss, and the params are checked at the
-    end of the epoch and on Ctrl-C (NaN params show in the next step's loss
-    anyway); when either check fails, the epoch is replayed from its start
+    end of the epoch, on Ctrl-C and when a step raises (a user's loss that
+    rejects NaN predictions; NaN params show in the next step's loss anyway);
+    when any check fails, the epoch is replayed from its start
     (the step is deterministic: params, optimizer state and the dropout RNG's
     state are kept) checking every step, so the error names the same step and
     carries the same params as a per-step check would.
@@ -144,6 +145,7 @@ def _steps(
     checks = loop.on_nonfinite != "ignore"
     full = check == "every"
     step, value = start, None
+    lazy = checks and not full  # the params of the steps so far are not checked yet
     outputs: list[tuple[Array, Array]] | None = [] if loop.counts_correct and loop.on_step is None else None
     try:
         for step, idx in enumerate(batches(X.shape[0], loop.batch_size, order)):
@@ -151,7 +153,7 @@ def _steps(
                 continue
             loop.interrupts.raise_if_pending()
             Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full)
+            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full and checks)
             if checks and not math.isfinite(float(ok)):
                 if not full:
                     raise _SeenNonFinite(step, value)
@@ -170,15 +172,28 @@ def _steps(
                 loop.bar.update(1)
             if loop.on_step is not None:
                 loop.on_step(params, state, epoch, step + 1, total, correct)
+    except _SeenNonFinite:
+        raise
     except KeyboardInterrupt as e:
-        if checks and not full and value is not None and not math.isfinite(float(finite_check(value, params))):
+        if lazy and _nonfinite_since(value, params):
             raise _SeenNonFinite(step, value) from None
         raise FitInterrupted(params, loop.history) from e
-    if checks and not full and value is not None and not math.isfinite(float(finite_check(value, params))):
+    except Exception:
+        # a later step failed on the hidden NaN params (a user's loss or layer that rejects NaN inputs):
+        # a per-step check would have stopped at the step that made them, before this error
+        if lazy and _nonfinite_since(value, params):
+            raise _SeenNonFinite(step, value) from None
+        raise
+    if lazy and _nonfinite_since(value, params):
         raise _SeenNonFinite(step, value)
     if outputs:
         correct = _count(xp, outputs, correct)
     return params, state, float(total), correct
+
+
+def _nonfinite_since(value: Any, params: Params) -> bool:
+    """The last step's loss ``value`` or its ``params`` are NaN/inf (False before the first step: ``value`` None)."""
+    return value is not None and not math.isfinite(float(finite_check(value, params)))
 
 
 _COUNT_EVERY = 32
