@@ -22,6 +22,7 @@ from ..layers.base import Layer, Params, trainable
 from ._checkpoint import RunState
 from ._dask_data import DaskData, as_dask_pair, check_dask_data, evaluate_blocks, is_dask, stream_batches
 from ._data import Plan, prepare
+from ._epoch_end import after_epoch
 from ._evaluate import evaluate
 from ._fit import _epoch_lrs, _progress_bar, _record
 from ._interrupt import Interrupts, interrupts_between_steps
@@ -188,19 +189,8 @@ def fit_dask(
                     monitored = vl
                 if bar is not None:
                     bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
-                if patience is not None:
-                    if monitored < best[0] - min_delta:
-                        best, run.since_best = (monitored, params), 0
-                    else:
-                        run.since_best += 1
-                        run.stopped = run.since_best >= patience
-                if reduce_lr is not None:
-                    run.plateau_best, run.plateau_wait, scale = reduce_lr.update(
-                        run.plateau_best, run.plateau_wait, float(state.lr_scale), monitored
-                    )
-                    if scale != float(state.lr_scale):
-                        state = run.opt_state = state._replace(lr_scale=scale)
-                run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in callbacks)
+                best, state = after_epoch(run, best, monitored, params, state, epoch, history, patience=patience,
+                                          min_delta=min_delta, reduce_lr=reduce_lr, callbacks=callbacks)
                 if epoch < epochs and not run.stopped:
                     interrupts.raise_if_pending()
         except StopTraining as stop:

@@ -24,6 +24,7 @@ from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._dask_data import is_dask
 from ._data import Plan, prepare
+from ._epoch_end import after_epoch
 from ._evaluate import evaluate
 from ._interrupt import Interrupts, interrupts_between_steps
 from ._loop import History, Loop, StepRunner
@@ -230,19 +231,8 @@ def fit(
                     run.correct, run.steps_done = stats[-1][1], epoch * steps_per_epoch
                     run.dropout_state = dropout_rng.bit_generator.state
                 monitored = _end_of_epoch(model, params, history, plan, loss, interrupts, bar)
-                if patience is not None:
-                    if monitored < best[0] - min_delta:
-                        best, run.since_best = (monitored, params), 0  # params are never updated in place
-                    else:
-                        run.since_best += 1
-                        run.stopped = run.since_best >= patience
-                if reduce_lr is not None:
-                    run.plateau_best, run.plateau_wait, scale = reduce_lr.update(
-                        run.plateau_best, run.plateau_wait, float(state.lr_scale), monitored
-                    )
-                    if scale != float(state.lr_scale):
-                        state = run.opt_state = state._replace(lr_scale=scale)
-                run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in callbacks)
+                best, state = after_epoch(run, best, monitored, params, state, epoch, history, patience=patience,
+                                          min_delta=min_delta, reduce_lr=reduce_lr, callbacks=callbacks)
                 run.epoch, run.step, run.total, run.correct = epoch, 0, 0.0, None
                 run.best_loss, run.best_params = best[0], None if patience is None else best[1]
                 run.shuffle_state = shuffle_rng.bit_generator.state
