@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -176,7 +177,8 @@ class Leak(pnn.Layer):
         xp = pnn.namespace(a)
 
         def backprop(dY: Any, *, need_dX: bool = True) -> Any:
-            nan, zero = xp.asarray(float("nan"), dtype=a.dtype), xp.asarray(0.0, dtype=a.dtype)
+            dev = array_api_compat.device(a)
+            nan, zero = xp.asarray(float("nan"), dtype=a.dtype, device=dev), xp.asarray(0.0, dtype=a.dtype, device=dev)
             return dY, {"a": xp.reshape(xp.where(xp.any(X > 1e3), nan, zero), (1,))}
 
         return X + 0.0 * a, backprop
