@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..layers.base import Layer, Params, trainable
 from ._checkpoint import RunState
 from ._dask_data import DaskData, as_dask_pair, check_dask_data, evaluate_blocks, is_dask, stream_batches
 from ._data import Plan, prepare
-from ._epoch_end import after_epoch
+from ._epoch_end import after_epoch, validate_epoch
 from ._evaluate import evaluate
 from ._fit import _epoch_lrs, _progress_bar, _record
 from ._interrupt import Interrupts, interrupts_between_steps
@@ -176,19 +177,8 @@ def fit_dask(
                 _record(history, total / n if reduction != "sum" else total, correct, n, lr)
                 epoch += 1
                 run.epoch = epoch
-                monitored = history["loss"][-1]
-                if validation is not None:
-                    with interrupts.at_once():
-                        if isinstance(validation[0], DaskData):
-                            vl, va = evaluate_blocks(model, params, validation[0], loss, reduction, 1024, validation[1])
-                        else:
-                            vl, va = evaluate(model, params, *validation[0], loss=loss)
-                    history.setdefault("val_loss", []).append(vl)
-                    if va is not None:
-                        history.setdefault("val_accuracy", []).append(va)
-                    monitored = vl
-                if bar is not None:
-                    bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
+                monitored = validate_epoch(history, None if validation is None else partial(
+                    _validate, model, params, validation, loss, reduction), interrupts, bar)
                 best, state = after_epoch(run, best, monitored, params, state, epoch, history, patience=patience,
                                           min_delta=min_delta, reduce_lr=reduce_lr, callbacks=callbacks)
                 if epoch < epochs and not run.stopped:
@@ -206,3 +196,10 @@ def fit_dask(
     if patience is not None and run.since_best >= patience:
         return best[1], history
     return params, history
+
+
+def _validate(model: Layer, params: Params, validation: Any, loss: Any, reduction: str) -> tuple[float, float | None]:
+    """The validation loss and accuracy, streamed by block when the validation data are Dask arrays."""
+    if isinstance(validation[0], DaskData):
+        return evaluate_blocks(model, params, validation[0], loss, reduction, 1024, validation[1])
+    return evaluate(model, params, *validation[0], loss=loss)

@@ -1,16 +1,40 @@
-"""What fit does after each epoch's validation, the same on the in-memory and the Dask paths:
-early stopping (``patience``), ``ReduceOnPlateau`` and the callbacks."""
+"""What fit does at the end of each epoch, the same on the in-memory and the Dask paths: validation
+and progress (:func:`validate_epoch`), then early stopping (``patience``), ``ReduceOnPlateau`` and the
+callbacks (:func:`after_epoch`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..layers.base import Params
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import RunState
+from ._interrupt import Interrupts
 
-__all__ = ["after_epoch"]
+__all__ = ["after_epoch", "validate_epoch"]
+
+
+def validate_epoch(
+    history: dict[str, list[float]], validate: Callable[[], tuple[float, float | None]] | None,
+    interrupts: Interrupts, bar: Any,
+) -> float:
+    """Run ``validate()`` (Ctrl-C stops it at once), record it, show progress; return the monitored loss.
+
+    ``validate`` returns ``(val_loss, val_accuracy or None)``; None: no validation data, the
+    training loss is monitored.
+    """
+    monitored = history["loss"][-1]
+    if validate is not None:
+        with interrupts.at_once():
+            vl, va = validate()
+        history.setdefault("val_loss", []).append(vl)
+        if va is not None:
+            history.setdefault("val_accuracy", []).append(va)
+        monitored = vl
+    if bar is not None:
+        bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
+    return monitored
 
 
 def after_epoch(

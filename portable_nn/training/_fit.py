@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from .._check import check_int, real_number
@@ -23,10 +24,10 @@ from ..losses import reduction_of, unchecked
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._dask_data import is_dask
-from ._data import Plan, prepare
-from ._epoch_end import after_epoch
+from ._data import prepare
+from ._epoch_end import after_epoch, validate_epoch
 from ._evaluate import evaluate
-from ._interrupt import Interrupts, interrupts_between_steps
+from ._interrupt import interrupts_between_steps
 from ._loop import History, Loop, StepRunner
 from ._scan import ScanRunner
 from ._step import TrainStep
@@ -230,7 +231,9 @@ def fit(
                     run.total = stats[-1][0] * (1 if reduction == "sum" else n)
                     run.correct, run.steps_done = stats[-1][1], epoch * steps_per_epoch
                     run.dropout_state = dropout_rng.bit_generator.state
-                monitored = _end_of_epoch(model, params, history, plan, loss, interrupts, bar)
+                validate = None if plan.validation is None else partial(evaluate, model, params, *plan.validation,
+                                                                        loss=loss)
+                monitored = validate_epoch(history, validate, interrupts, bar)
                 best, state = after_epoch(run, best, monitored, params, state, epoch, history, patience=patience,
                                           min_delta=min_delta, reduce_lr=reduce_lr, callbacks=callbacks)
                 run.epoch, run.step, run.total, run.correct = epoch, 0, 0.0, None
@@ -275,23 +278,6 @@ def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
                 f"fit: callbacks[{i}] ({type(cb).__name__}) has no on_epoch_end(epoch, history, params) method."
             )
     return tuple(callbacks)
-
-def _end_of_epoch(
-    model: Layer, params: Params, history: History, plan: Plan, loss: Any, interrupts: Interrupts, bar: Any
-) -> float:
-    """Validate (Ctrl-C stops it at once) and show progress. Returns the monitored loss."""
-    monitored = history["loss"][-1]
-    if plan.validation is not None:
-        with interrupts.at_once():
-            vl, va = evaluate(model, params, *plan.validation, loss=loss)
-        history.setdefault("val_loss", []).append(vl)
-        if va is not None:
-            history.setdefault("val_accuracy", []).append(va)
-        monitored = vl
-    if bar is not None:
-        bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.items()}, refresh=False)
-    return monitored
-
 
 def _record(history: History, epoch_loss: float, n_correct: Any, n: int, lr: float | None) -> None:
     """Append one epoch's training loss (accuracy, for integer labels; lr, where known) to the history."""
