@@ -24,7 +24,7 @@ from .backends import (
 from .io import load, save
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .layers.base import Layer, Variables
+from .layers.base import Layer, Seed, Variables
 from .layers.batchnorm import BatchNorm
 from .layers.conv import Conv2D
 from .layers.dropout import Dropout
@@ -57,6 +57,7 @@ __all__ = [
     "MaxPool2D",
     "NonFiniteError",
     "ReLU",
+    "Seed",
     "Sequential",
     "Sigmoid",
     "Softmax",

@@ -111,8 +111,9 @@ def check_array(
     xp: Any = None,
     like_name: str = "the params",
     axes: str | None = None,
+    kind: str = "float",
 ) -> Any:
-    """Check one float input of a layer or loss and return its namespace.
+    """Check one input of a layer or loss and return its namespace.
 
     Args:
         where: the layer (its repr is used, only when raising) or a function name.
@@ -124,13 +125,18 @@ def check_array(
         like_name: how the message calls ``like`` (e.g. ``"Y"`` in a loss).
         axes: the expected axes for the message, e.g. ``"(batch, in_features)"``
             or ``"(batch, channels, height, width)"``.
+        kind: ``"float"`` (default): X must have ``like``'s real floating dtype;
+            ``"index"``: X must be integer (token or category indices, e.g.
+            for an embedding); ``like`` then fixes only its namespace and device.
 
     Raises:
-        TypeError: not an array, not floating, another namespace or dtype than ``like``.
+        TypeError: not an array, the wrong kind of dtype (float for ``"index"``,
+            integer for ``"float"``), another namespace or dtype than ``like``.
         ValueError: wrong ndim or feature count, another device than ``like``.
     """
     if (
-        type(X) is np.ndarray
+        kind == "float"
+        and type(X) is np.ndarray
         and (xp is None or xp is _NUMPY_NS)
         and X.dtype.kind == "f"
         and (like is None or (type(like) is np.ndarray and like.dtype == X.dtype))
@@ -138,6 +144,8 @@ def check_array(
         and (features is None or (X.ndim > 0 and X.shape[-1] == features))
     ):
         return _NUMPY_NS  # the common case, checked with attribute reads only
+    if kind not in ("float", "index"):
+        raise ValueError(f"check_array: kind must be 'float' or 'index', got {kind!r}.")
     if not isinstance(where, str):
         where = repr(where)
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
@@ -155,7 +163,14 @@ def check_array(
             other = "the layer's params" if like_name == "the params" else like_name
             raise TypeError(f"{where}: {name} and {other}: {e}") from None
         xp = ns if xp is None else xp
-    if not is_float(xp, X.dtype):
+    if kind == "index":
+        if not xp.isdtype(X.dtype, "integral"):
+            raise TypeError(
+                f"{where}: {name} has dtype {X.dtype}, but this layer takes integer indices "
+                f"(e.g. token ids). Pass them as integers, e.g. be.asarray(ids, dtype='int64'); "
+                "do not cast them to float."
+            )
+    elif not is_float(xp, X.dtype):
         raise TypeError(
             f"{where}: {name} has dtype {X.dtype}, a real floating dtype is needed. "
             f"Convert it, e.g. be.asarray(data, dtype='float64') or xp.astype({name}, xp.float32)."
@@ -172,7 +187,7 @@ def check_array(
             f"{tuple(X.shape)}. Check the layer's in_features against the data's columns."
         )
     if like is not None:
-        if X.dtype != like.dtype:
+        if kind == "float" and X.dtype != like.dtype:
             raise TypeError(
                 f"{where}: {name} has dtype {X.dtype} but {like_name} {_are(like_name)} {like.dtype}. "
                 f"Cast the data to {dtype_name(like.dtype)} or init the model with that dtype."

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._check import dtype_name, real_number
 from ._errors import GradientCheckError
-from ._tree import tree_paths
+from ._tree import tree_leaves, tree_paths
 from .backends import namespace, to_numpy
 from .layers.base import Array, Layer, Params, Variables, apply_model, trainable
 
@@ -63,6 +63,9 @@ def gradcheck(
     be a stateful model's :class:`Variables` (its state is not differentiated). Up to
     ``max_checks`` randomly chosen elements of each param, and of X, are checked.
 
+    Integer X (token indices for a model whose :attr:`~portable_nn.Layer.takes_indices`)
+    has no gradient: only the params are checked then, in their dtype.
+
     Use float64 (defaults eps=1e-6, rtol=1e-5, atol=1e-8). float32 is accepted
     for devices without float64, with looser defaults (eps=1e-2, rtol=5e-2, atol=5e-3).
     ``None`` picks the default; a number given is used as is (``rtol=0.0``
@@ -73,15 +76,20 @@ def gradcheck(
         TypeError: params are not floating point.
         ValueError: ``eps`` not > 0, or ``rtol``/``atol`` negative (or not finite numbers).
     """
-    dtype = dtype_name(X.dtype)
+    xp = namespace(X)
+    index_X = bool(xp.isdtype(X.dtype, "integral"))
+    float_leaf = X if not index_X else next(iter(tree_leaves(trainable(params))), None)
+    if float_leaf is None:
+        raise TypeError("gradcheck: X holds integer indices and the model has no params: nothing to check.")
+    dtype = dtype_name(float_leaf.dtype)
     if dtype not in _DEFAULTS:
-        raise TypeError(f"gradcheck: X has dtype {X.dtype}; use float64 (or float32 without float64).")
+        what = "X" if not index_X else "the params"
+        raise TypeError(f"gradcheck: {what} have dtype {float_leaf.dtype}; use float64 (or float32 without float64).")
     d_eps, d_rtol, d_atol = _DEFAULTS[dtype]
     # None means the default; any number given, 0.0 included, is used as given.
     eps = d_eps if eps is None else real_number("gradcheck", "eps", eps, lo=0.0, lo_open=True)
     rtol = d_rtol if rtol is None else real_number("gradcheck", "rtol", rtol, lo=0.0)
     atol = d_atol if atol is None else real_number("gradcheck", "atol", atol, lo=0.0)
-    xp = namespace(X)
     from array_api_compat import device as device_of
 
     state = params.state if type(params) is Variables else None  # a model state is held fixed
@@ -98,7 +106,7 @@ def gradcheck(
     dX, grads = backprop(loss(Y, T)[1])
     rng = np.random.default_rng(seed)
     grad_paths = dict(tree_paths(grads))
-    targets = [(p, leaf, grad_paths[p]) for p, leaf in tree_paths(params)] + [("X", X, dX)]
+    targets = [(p, leaf, grad_paths[p]) for p, leaf in tree_paths(params)] + ([] if index_X else [("X", X, dX)])
     for path, leaf, grad in targets:
         host = to_numpy(leaf).astype(np.float64)
         analytic = to_numpy(grad).reshape(-1)

@@ -10,7 +10,10 @@ the layer object, so a layer can be applied any number of times.
 What the training code needs to know, the layer declares: its sub-layers
 (:meth:`Layer.children`), whether it draws host random numbers
 (:attr:`Layer.draws_host_rng`), whether it keeps a model state
-(:attr:`Layer.stateful`), and its configuration (:func:`config_key`).
+(:attr:`Layer.stateful`), whether it takes integer indices rather than
+floats (:attr:`Layer.takes_indices`: an embedding; ``fit``, ``predict`` and
+``evaluate`` then pass integer X through uncast), and its configuration
+(:func:`config_key`).
 
 Model state (Haiku's ``transform_with_state`` split): values a layer updates
 while training but the optimizer never touches, such as BatchNorm's running
@@ -43,6 +46,7 @@ __all__ = [
     "Backprop",
     "Layer",
     "Params",
+    "Seed",
     "State",
     "Variables",
     "apply_model",
@@ -55,6 +59,7 @@ __all__ = [
     "no_grads",
     "real_number",
     "run_backprop",
+    "takes_indices",
     "trainable",
     "uses_host_rng",
 ]
@@ -158,6 +163,18 @@ class Layer:
     # --- what training code needs to know, declared by the layer itself -----------------------
 
     @property
+    def takes_indices(self) -> bool:
+        """True when this layer's X holds integer indices (token ids), not floats: an embedding.
+
+        ``fit``, ``predict`` and ``evaluate`` keep integer X as it is for such a
+        model (it is never cast to the params' float dtype), and ``gradcheck``
+        checks no dX. Check such input with ``check_array(self, X, like=W,
+        kind="index")``. A composite takes what its first layer takes (see
+        :class:`Sequential`); override it in a composite of another shape.
+        """
+        return False
+
+    @property
     def draws_host_rng(self) -> bool:
         """True when ``apply(train=True)`` draws host random numbers (e.g. a dropout mask).
 
@@ -256,6 +273,11 @@ def run_backprop(backprop: Backprop, dY: Array, need_dX: bool) -> tuple[Array, P
 def uses_host_rng(layer: Layer) -> bool:
     """True when ``layer`` or any layer inside it draws host random numbers while training."""
     return layer.draws_host_rng or any(uses_host_rng(child) for child in layer.children())
+
+
+def takes_indices(layer: Layer) -> bool:
+    """True when ``layer``'s input X holds integer indices (see :attr:`Layer.takes_indices`)."""
+    return bool(layer.takes_indices)
 
 
 def has_state(layer: Layer) -> bool:

@@ -34,6 +34,11 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
 
+    @property
+    def takes_indices(self) -> bool:
+        """What the first layer takes: integer indices for a model that starts with an embedding."""
+        return bool(self.layers) and self.layers[0].takes_indices
+
     def __len__(self) -> int:
         return len(self.layers)
 

@@ -13,7 +13,7 @@ from .._check import dtype_name, is_float
 from .._rng import host_rng
 from .._tree import tree_leaves
 from ..backends import namespace, to_numpy
-from ..layers.base import Array, Layer, Params, apply_model, has_state
+from ..layers.base import Array, Layer, Params, apply_model, has_state, takes_indices
 
 __all__ = [
     "Plan",
@@ -24,6 +24,7 @@ __all__ = [
     "check_one_row_batch",
     "check_labels",
     "check_targets",
+    "label_count",
     "params_backend",
 ]
 
@@ -47,13 +48,16 @@ def params_backend(params: Any, where: str) -> tuple[Any, Any, Any]:
     return xp, device, leaves[0].dtype
 
 
-def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, labels_ok: bool) -> Any:
+def as_data(
+    where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, labels_ok: bool, indices: bool = False
+) -> Any:
     """Return ``A`` as an array of ``xp`` on ``device``.
 
     Host data (NumPy arrays, lists) is copied over; floating data is cast to
     the params' ``dtype``. Integer data is kept only where labels are allowed
-    (``labels_ok``). Arrays of another library or device raise: they are
-    never converted silently.
+    (``labels_ok``), and is required where the model takes integer indices
+    (``indices``: token ids for an embedding, never cast to float). Arrays of
+    another library or device raise: they are never converted silently.
     """
     if A is None:
         raise TypeError(f"{where}: {name} is None; pass an array.")
@@ -83,6 +87,11 @@ def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, 
                 f"{where}: {name} is not a rectangular array ({e}). Pad or fix the rows so all have one length."
             ) from None
         kind_float, kind_int = A.dtype.kind == "f", A.dtype.kind in "iu"
+    if indices and not kind_int:
+        raise TypeError(
+            f"{where}: {name} has dtype {A.dtype}, but the model takes integer indices (it starts with an "
+            f"embedding). Pass integer ids, e.g. be.asarray({name}, dtype='int64'), not floats."
+        )
     if kind_float:
         source = A
         with warnings.catch_warnings():  # an overflow is reported below, naming the row
@@ -93,7 +102,7 @@ def as_data(where: str, name: str, A: Any, xp: Any, device: Any, dtype: Any, *, 
                 A = xp.astype(A, dtype)
         if A is not source and _narrower(source.dtype, dtype):
             _check_no_overflow(where, name, source, A, np if is_host else xp, dtype)
-    elif not (labels_ok and kind_int):
+    elif not ((labels_ok or indices) and kind_int):
         want = "float or integer labels" if labels_ok else "floating"
         raise TypeError(
             f"{where}: {name} has dtype {A.dtype}; {want} data is needed. "
@@ -153,11 +162,20 @@ def check_finite(where: str, name: str, A: Any, xp: Any) -> None:
 
 
 def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:
-    """Integer labels ``Y`` of a ``(batch, classes)`` output: check their range. True when they are such labels."""
-    if not xp.isdtype(Y.dtype, "integral") or Y_pred.ndim != 2:
+    """Integer labels ``Y`` of a ``(batch, classes)`` output (or ``(batch, ..., classes)`` with labels
+    ``(batch, ...)``): check their range. True when they are such labels."""
+    if not xp.isdtype(Y.dtype, "integral") or Y_pred.ndim != Y.ndim + 1:
         return False
-    check_labels(where, name, Y, int(Y_pred.shape[1]), xp)
+    check_labels(where, name, Y, int(Y_pred.shape[-1]), xp)
     return True
+
+
+def label_count(Y: Array) -> int:
+    """How many labels ``Y`` holds (rows times the labels in a row): accuracy's denominator."""
+    count = 1
+    for s in Y.shape:
+        count *= int(s)
+    return count
 
 
 def check_one_row_batch(where: str, model: Layer, params: Params, X1: Array, n: int, batch_size: int | None) -> None:
@@ -210,7 +228,8 @@ def prepare(
     ``batch_size``) fail here, with fit's names, before any training."""
     where = "fit"
     xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    indices = takes_indices(model)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=indices)
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
     n = X.shape[0]
     if Y.shape[0] != n:
@@ -230,7 +249,7 @@ def prepare(
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
-        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False)
+        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False, indices=indices)
         Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
         if Xv.shape[0] != Yv.shape[0]:
             raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")

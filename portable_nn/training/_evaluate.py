@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._check import check_int
-from ..layers.base import Array, Layer, Params
+from ..layers.base import Array, Layer, Params, takes_indices
 from ..losses import reduction_of
 from ._dask_data import evaluate_dask, is_dask, predict_dask
-from ._data import as_data, batches, check_targets, params_backend
+from ._data import as_data, batches, check_targets, label_count, params_backend
 from ._step import n_correct
 
 __all__ = ["evaluate", "predict"]
@@ -35,7 +35,7 @@ def evaluate(
     if is_dask(X, Y):  # streamed block by block
         return evaluate_dask(where, model, params, X, Y, loss, reduction, batch_size)
     xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
     total, correct, n, has_acc = 0.0, 0, X.shape[0], False
     if Y.shape[0] != n:
@@ -51,7 +51,7 @@ def evaluate(
         c = n_correct(xp, Yp, Y[idx, ...])
         correct = correct + (0 if c is None else int(c))
         has_acc = c is not None
-    return (total if reduction == "sum" else total / n), (correct / n if has_acc else None)
+    return (total if reduction == "sum" else total / n), (correct / label_count(Y) if has_acc else None)
 
 
 def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
@@ -71,7 +71,7 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
     if is_dask(X):  # streamed block by block
         return predict_dask(model, params, X, batch_size)
     xp, device, dtype = params_backend(params, where)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
     outs = [model(params, X[idx, ...]) for idx in batches(X.shape[0], batch_size, None)]
     if not outs:
         raise ValueError("predict: X is empty (0 rows).")

@@ -24,7 +24,7 @@ from ..losses import reduction_of, unchecked
 from ..schedules import ReduceOnPlateau
 from ._checkpoint import Checkpointer, RunState, fingerprint
 from ._dask_data import is_dask
-from ._data import prepare
+from ._data import label_count, prepare
 from ._epoch_end import after_epoch, validate_epoch
 from ._evaluate import evaluate
 from ._interrupt import interrupts_between_steps
@@ -173,6 +173,7 @@ def fit(
                         accumulate=accumulate, checkpoint=checkpoint)
     plan = prepare(model, params, X, Y, loss, validation_data, batch_size)
     n = plan.X.shape[0]
+    n_labels = label_count(plan.Y)
     steps_per_epoch = -(-n // batch_size)
     trainer = TrainStep(model, loss, optimizer, compile)
     if trainer.compiler(plan.X) is None:  # the portable step: the data were checked above, once
@@ -223,7 +224,7 @@ def fit(
                 before = run.steps_done
                 for (epoch_loss, correct), lr in zip(stats, _epoch_lrs(optimizer, state, len(stats), steps_per_epoch),
                                                      strict=True):
-                    _record(history, epoch_loss, correct, n, lr)
+                    _record(history, epoch_loss, correct, n_labels, lr)
                 epoch += len(stats)
                 if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # no on_step ran (no checkpoint, or a
                     # compiled chunk): the last epoch's steps are done, its validation not yet (a resume point)
@@ -279,11 +280,11 @@ def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
             )
     return tuple(callbacks)
 
-def _record(history: History, epoch_loss: float, n_correct: Any, n: int, lr: float | None) -> None:
+def _record(history: History, epoch_loss: float, n_correct: Any, n_labels: int, lr: float | None) -> None:
     """Append one epoch's training loss (accuracy, for integer labels; lr, where known) to the history."""
     history["loss"].append(epoch_loss)
     if n_correct is not None:
-        history.setdefault("accuracy", []).append(int(n_correct) / n)
+        history.setdefault("accuracy", []).append(int(n_correct) / n_labels)
     if lr is not None:
         history.setdefault("lr", []).append(lr)
 

@@ -89,10 +89,14 @@ def finite_check(value: Array, params: Params) -> Array:
 
 
 def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
-    """Correct predictions (argmax of Y (N, C)) for integer labels T (N,); None for other targets."""
-    if not xp.isdtype(T.dtype, "integral") or Y.ndim != 2:
+    """Correct predictions (argmax over Y's last axis) for integer labels T; None for other targets.
+
+    Y ``(N, C)`` with T ``(N,)``, or Y ``(N, ..., C)`` with T ``(N, ...)``
+    (a sequence model's logits: every token counts).
+    """
+    if not xp.isdtype(T.dtype, "integral") or Y.ndim != T.ndim + 1:
         return None
-    return xp.sum(xp.astype(xp.argmax(Y, axis=1) == T, xp.int32))
+    return xp.sum(xp.astype(xp.argmax(Y, axis=-1) == T, xp.int32))
 
 
 class TrainStep:
