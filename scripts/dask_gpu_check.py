@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import portable_nn as pnn
-from portable_nn.training import _dask_parallel
+from portable_nn.training import _cluster as cluster_runner
 
 TOLERANCE = 1e-12
 
@@ -150,13 +150,13 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
                 if not seen:
                     seen.update(client.run(describe_worker, nccl=be.name == "cupy", exclude=earlier))
 
-            _dask_parallel._after_step = after_step
+            cluster_runner._after_step = after_step
             try:
                 start = time.perf_counter()
                 par, hist_par = pnn.fit(model, params, X, Y, client=client, **kw)
                 t_par = time.perf_counter() - start
             finally:
-                _dask_parallel._after_step = None
+                cluster_runner._after_step = None
 
             k = 8  # exchange: steps of 2-row batches, where the compute is about 0
             small = dict(epochs=1, batch_size=2)
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
     dev = max_rel(one, par)
     parity_ok = bool(dev <= TOLERANCE)
     # the replicas' backend and device: the params' library; a GPU is each worker's first visible one
-    want = _dask_parallel.worker_backend(pnn.tree_leaves(params)[0])
+    want = cluster_runner.worker_backend(pnn.tree_leaves(params)[0])
     want_name, _, want_device = want.partition(":")
     workers: dict[str, Any] = {}
     held_ok = bool(seen)

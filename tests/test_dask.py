@@ -23,8 +23,8 @@ import portable_nn as pnn
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from portable_nn.training import _dask_parallel  # noqa: E402
-from portable_nn.training._dask_data import check_dask_data, stream_batches  # noqa: E402
+from portable_nn.training import _cluster as cluster_runner  # noqa: E402
+from portable_nn.training._dask_data import DaskData, DaskSource, check_dask_data  # noqa: E402
 
 CE = pnn.losses.softmax_cross_entropy
 
@@ -104,26 +104,64 @@ def test_streamed_fit_without_shuffle_equals_in_memory_fit(tb, stateful):
     assert np.allclose(pnn.evaluate(model, got, Xd, Yd, loss=CE)[0], pnn.evaluate(model, got, X, Y, loss=CE)[0])
 
 
-def test_stream_batches_shuffle_blocks_and_rows_and_carry_over_block_edges():
+def test_dask_source_gives_the_in_memory_batches_of_any_order_from_any_step():
     X, Y = _data(n=503)
     Xd = da.from_array(np.column_stack([np.arange(503.0), X[:, 1:]]), chunks=(97, 6))
     params = _model().init(seed=0, dtype="float64")
     data, counts = check_dask_data("fit", _model(), params, Xd, Y, CE)
     assert counts and data.n_blocks == 6
-    orders = []
-    for seed in (0, 0, 1):
-        rng = np.random.default_rng(seed)
-        sizes, rows = [], []
-        for Xb, Yb in stream_batches(data, 64, rng):
-            sizes.append(Xb.shape[0])
-            rows.append(Xb[:, 0].astype(int))
-            assert np.array_equal(Yb, Y[rows[-1]])
-        assert sizes == [64] * 7 + [503 - 7 * 64]  # only the last batch is short
-        order = np.concatenate(rows)
+    source = DaskSource(data, counts)
+    order = np.random.default_rng(0).permutation(503)
+    for start in (0, 3):
+        got = list(source.batches(order, 64, start))
+        assert [step for step, _ in got] == list(range(start, 8))
+        for step, (Xb, Yb, Wb) in got:
+            rows = order[step * 64 : (step + 1) * 64]
+            assert Wb is None and np.array_equal(Xb[:, 0], rows) and np.array_equal(Yb, Y[rows])
+    assert np.array_equal(np.concatenate([Xb[:, 0] for _, (Xb, _, _) in source.batches(None, 64)]), np.arange(503))
+
+
+def test_shuffle_blocks_reads_each_block_once_per_epoch_and_keeps_blocks_together(monkeypatch):
+    X, Y = _data(n=503)
+    Xd = da.from_array(np.column_stack([np.arange(503.0), X[:, 1:]]), chunks=(97, 6))
+    loads: list[int] = []
+    real = DaskData.load
+    monkeypatch.setattr(DaskData, "load", lambda self, i: (loads.append(i), real(self, i))[1])
+    seen: list[np.ndarray] = []
+    real_batches = DaskSource.batches
+
+    def record(self, order, batch_size, start=0):
+        seen.append(np.arange(503) if order is None else np.asarray(order))
+        yield from real_batches(self, order, batch_size, start)
+
+    monkeypatch.setattr(DaskSource, "batches", record)
+    model = _model()
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.01), epochs=2, batch_size=64, seed=5,
+                              progress=False, shuffle="blocks")
+    pnn.fit(model, model.init(seed=0, dtype="float64"), Xd, Y, **kw)
+    assert sorted(loads) == sorted(list(range(6)) * 2)  # each block once per epoch
+    for order in seen:
         assert sorted(order.tolist()) == list(range(503))
-        orders.append(order)
-    assert np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], orders[2])
-    assert not np.array_equal(orders[0], np.arange(503))
+        blocks = order // 97
+        assert (np.diff(blocks) != 0).sum() == 5  # a block's rows come together
+    assert not np.array_equal(seen[0], seen[1])
+    with pytest.raises(ValueError, match="shuffle='blocks' needs Dask data"):
+        pnn.fit(model, model.init(seed=0, dtype="float64"), X, Y, **kw)
+
+
+def test_in_memory_streamed_and_cluster_runs_give_the_same_params(client, deadline):
+    """One batch order: for a given (n, batch_size, seed, shuffle) the same batches wherever the data live."""
+    X, Y = _data(n=301)
+    model = _model(dropout=0.1)
+    params = model.init(seed=2, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.Adam(0.01), epochs=3, batch_size=32, seed=7, progress=False)
+    mem, h_mem = pnn.fit(model, params, X, Y, **kw)
+    Xd, Yd = da.from_array(X, chunks=(70, 6)), da.from_array(Y, chunks=70)
+    streamed, h_str = pnn.fit(model, params, Xd, Yd, **kw)
+    cluster, h_cl = pnn.fit(model, params, Xd, Yd, client=client, **kw)
+    assert _same(mem, streamed) and h_mem == h_str  # the same portable steps: bit for bit
+    assert _max_rel(mem, cluster) <= 1e-12
+    assert np.allclose(h_cl["loss"], h_mem["loss"], rtol=1e-12)
 
 
 def test_streamed_fit_is_seeded_and_learns():
@@ -154,8 +192,6 @@ def test_dask_data_errors_before_any_work():
         pnn.fit(model, params, Xd[Xd[:, 0] > 0], Yd[Xd[:, 0] > 0], **kw)
     with pytest.raises(ValueError, match="X_val has shape"):
         pnn.fit(model, params, Xd, Yd, validation_data=(Xd[:, :5], Yd), **kw)
-    with pytest.raises(ValueError, match="checkpoint= is not supported"):
-        pnn.fit(model, params, Xd, Yd, checkpoint="run.safetensors", **kw)
     with pytest.raises(ValueError, match="accumulate=k needs client="):
         pnn.fit(model, params, X, Y, accumulate=2, **kw)
     bad = X.copy()
@@ -249,13 +285,13 @@ def test_cluster_ctrl_c_and_lost_client_keep_the_last_completed_step(client, dea
     params = model.init(seed=1, dtype="float64")
     kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), batch_size=100)
     one, _ = pnn.fit(model, params, X, Y, client=client, epochs=1, **kw)
-    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 6 and os.kill(os.getpid(), signal.SIGINT))
+    monkeypatch.setattr(cluster_runner, "_after_step", lambda k: k == 6 and os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(pnn.FitInterrupted) as stop:
         pnn.fit(model, params, X, Y, client=client, epochs=3, **kw)
     assert _same(one, stop.value.params)
 
     other = distributed.Client(client.scheduler.address)
-    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 6 and other.close())
+    monkeypatch.setattr(cluster_runner, "_after_step", lambda k: k == 6 and other.close())
     with pytest.raises(pnn.ClusterError, match="client is closed") as err:
         pnn.fit(model, params, X, Y, client=other, epochs=3, **kw)
     assert _same(one, err.value.params) and (err.value.epoch, err.value.step) == (1, 0)
@@ -276,7 +312,7 @@ def test_cluster_replicas_work_on_the_params_device_not_the_library_default(clie
     def describe(dask_worker: Any = None) -> list[Any]:
         return [a.describe() for k, a in list(dask_worker.state.actors.items()) if hasattr(a, "describe")]
 
-    monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 1 and seen.update(client.run(describe)))
+    monkeypatch.setattr(cluster_runner, "_after_step", lambda k: k == 1 and seen.update(client.run(describe)))
     got, _ = pnn.fit(model, params, X, Y, client=client, **kw)
     assert _max_rel(want, got) <= 1e-12
     assert all(isinstance(a, type(strict.asarray(0.0))) and a.device == be.device for a in pnn.tree_leaves(got))
@@ -287,14 +323,14 @@ def test_cluster_replicas_work_on_the_params_device_not_the_library_default(clie
 
 def test_worker_backend_keeps_the_library_and_device_and_maps_a_gpu_to_the_workers_first(monkeypatch):
     pytest.importorskip("array_api_strict")
-    assert _dask_parallel.worker_backend(np.zeros(2)) == "numpy:cpu"
+    assert cluster_runner.worker_backend(np.zeros(2)) == "numpy:cpu"
     leaf = pnn.get_backend("array_api_strict:device1").asarray([1.0])
-    assert _dask_parallel.worker_backend(leaf) == "array_api_strict:device1"
+    assert cluster_runner.worker_backend(leaf) == "array_api_strict:device1"
     ad = pnn.backends.adapter("array_api_strict")
     # a GPU of the client (here a pretend cuda:3) is each worker's own first GPU (CUDA_VISIBLE_DEVICES)
     monkeypatch.setattr(type(ad), "is_gpu", lambda self, device: True)
     monkeypatch.setattr(type(ad), "device_label", lambda self, device: "cuda:3")
-    assert _dask_parallel.worker_backend(leaf) == "array_api_strict:cuda:0"
+    assert cluster_runner.worker_backend(leaf) == "array_api_strict:cuda:0"
 
 
 def test_dask_gpu_check_script_on_numpy_reports_parity_and_what_the_workers_hold(tmp_path, request):
@@ -329,7 +365,7 @@ def test_killed_worker_mid_fit_does_not_change_the_result(client, deadline, monk
             os.kill(victim, signal.SIGKILL)
             time.sleep(0.2)
 
-    monkeypatch.setattr(_dask_parallel, "_after_step", kill)
+    monkeypatch.setattr(cluster_runner, "_after_step", kill)
     with pytest.warns(RuntimeWarning, match=r"lost worker.*moving shard\(s\) \[1\]"):
         got, _ = pnn.fit(model, params, X, Y, client=client, **kw)
     assert _max_rel(want, got) <= 1e-12
@@ -346,10 +382,90 @@ def test_every_worker_lost_raises_cluster_error_with_the_last_step(deadline, mon
     with _cluster(1) as cluster, distributed.Client(cluster) as c:
         three, _ = pnn.fit(model, params, X[:300], Y[:300], epochs=1, **kw)
         (pid,) = c.run(os.getpid).values()
-        monkeypatch.setattr(_dask_parallel, "_after_step", lambda k: k == 3 and os.kill(pid, signal.SIGKILL))
+        monkeypatch.setattr(cluster_runner, "_after_step", lambda k: k == 3 and os.kill(pid, signal.SIGKILL))
         with pytest.raises(pnn.ClusterError, match="every worker of the cluster was lost") as err:
             pnn.fit(model, params, X, Y, client=c, epochs=1, **kw)
     assert _max_rel(three, err.value.params) <= 1e-12 and err.value.step == 3
+
+
+# --- checkpoints on the streamed and cluster paths: SIGKILL, then resume ---------------------------------------
+
+_KILL_CHILD = r"""
+import os, sys, time
+import numpy as np
+import dask.array as da
+import portable_nn as pnn
+import portable_nn.io as io
+
+real_replace = os.replace
+def slow_replace(src, dst):  # a slow disk: most of a save's time is before the rename
+    time.sleep(0.01)
+    real_replace(src, dst)
+io.os.replace = slow_replace
+
+mode, address, path, out = sys.argv[1:5]
+rng = np.random.default_rng(0)
+X = rng.standard_normal((320, 6))
+Y = rng.integers(0, 3, size=320)
+Xd, Yd = da.from_array(X, chunks=(70, 6)), da.from_array(Y, chunks=70)
+model = pnn.Sequential(pnn.Linear(6, 16), pnn.Tanh(), pnn.Dropout(0.1), pnn.Linear(16, 3))
+params = model.init(seed=1, dtype="float64")
+kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.Adam(1e-2), epochs=8, batch_size=16,
+          seed=4, validation_data=(Xd[:64], Yd[:64]), progress=False)
+if path != "-":
+    kw.update(checkpoint=path, checkpoint_every=3, resume=True)
+client = None
+if mode == "client":
+    from distributed import Client
+    client = Client(address, timeout=30)
+
+class Progress:
+    def on_epoch_end(self, epoch, history, params):
+        print(f"epoch {epoch}", flush=True)
+
+print("ready", flush=True)
+params, history = pnn.fit(model, params, Xd, Yd, client=client, callbacks=[Progress()], **kw)
+pnn.save(out, {"params": params, "history": {k: np.asarray(v) for k, v in history.items()}})
+"""
+
+
+@pytest.mark.parametrize("mode", ["streamed", "client"])
+def test_sigkill_then_resume_gives_the_uninterrupted_params_on_dask_paths(mode, client, tmp_path, deadline):
+    """Streamed Dask data: bit for bit; client=: within 1e-12 (float64) of the uninterrupted run."""
+    script = tmp_path / "child.py"
+    script.write_text(_KILL_CHILD)
+    address = client.scheduler.address
+    ckpt, out, ref = tmp_path / "run.safetensors", tmp_path / "out.safetensors", tmp_path / "ref.safetensors"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(pnn.__file__)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+
+    def start(path: Any, dest: Any) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, str(script), mode, address, str(path), str(dest)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    assert start("-", ref).wait(timeout=100) == 0
+    killed = 0
+    for after_epoch, delay in zip((0, 2, 5), np.random.default_rng(7).uniform(0.0, 0.05, size=3), strict=True):
+        proc = start(ckpt, out)
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != f"epoch {after_epoch}":
+            pass
+        time.sleep(float(delay))  # mid-epoch, often mid-save (checkpoint_every=3 steps)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+        proc.wait(timeout=60)
+    assert killed == 3, "the kills must land while the run trains"
+    assert ckpt.exists() and not out.exists()
+    assert start(ckpt, out).wait(timeout=100) == 0
+    want, got = pnn.load(str(ref)), pnn.load(str(out))
+    if mode == "streamed":
+        assert _same(want, got)
+    else:
+        assert _max_rel(want["params"], got["params"]) <= 1e-12
+        assert np.allclose(pnn.to_numpy(got["history"]["loss"]), pnn.to_numpy(want["history"]["loss"]), rtol=1e-12)
 
 
 # --- out of core: a Zarr store 4x larger than the memory the fit may add -------------------------------------
@@ -369,7 +485,8 @@ path = sys.argv[1]
 X, Y = da.from_zarr(path, component="X"), da.from_zarr(path, component="Y")
 model = pnn.Sequential(pnn.Linear(X.shape[1], 32), pnn.ReLU(), pnn.Linear(32, 10))
 params = model.init(seed=0, dtype="float32")
-kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.SGD(0.01), batch_size=256, progress=False)
+kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.SGD(0.01), batch_size=256, progress=False,
+          shuffle="blocks")  # each block read once per epoch: the mode for data larger than memory
 pnn.fit(model, params, X[:4096], Y[:4096], epochs=1, **kw)  # warm up: lazy imports, thread pools
 try:
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS

@@ -1,8 +1,12 @@
 """Training: fit, predict, evaluate and one compiled or portable step.
 
-``fit`` validates everything at entry, then runs chunks of epochs with one
-runner per mode (the portable code step by step, or whole epochs compiled by
-``jax.lax.scan`` on JAX), then does the per-epoch bookkeeping.
+One engine: ``fit`` checks its arguments into one settings object
+(``_settings``), picks a data source (``_source``: in memory; ``_dask_data``:
+Dask blocks) and the epoch driver (``_driver``) runs epochs through one small
+runner interface (``_epoch``: the portable steps; ``_scan``: JAX's compiled
+epochs; ``_cluster``: a Dask cluster's workers), owning the history,
+validation, early stopping, callbacks, checkpoints (``_checkpoint``), Ctrl-C
+and the NaN policy once. One step (``_step``) serves every path.
 """
 
 from __future__ import annotations

@@ -67,23 +67,31 @@ class RunState:
 
 
 def fingerprint(
-    model: Layer, loss: Any, optimizer: Any, X: Any, Y: Any, settings: dict[str, Any]
+    model: Layer, loss: Any, optimizer: Any, data: tuple[Any, Any, Any], validation: tuple[Any, Any] | None,
+    settings: dict[str, Any],
 ) -> dict[str, str]:
     """What a checkpoint must match to be resumed, part by part (so a refusal can name the part).
 
-    The model is described by every layer attribute (stable across processes),
-    the loss by its qualified name, the optimizer by its repr (its
-    hyperparameters), the data by shape, dtype and a hash of up to 256 rows
-    spread over it, and ``settings`` (batch size, shuffling, seed).
+    Everything the saved bookkeeping depends on: the model (every layer
+    attribute, stable across processes), the loss (its qualified name), the
+    optimizer (its repr: its hyperparameters), the training data ``(X, Y,
+    sample weights)`` and the validation data ``(X_val, Y_val)`` (each by
+    shape, dtype and a hash of up to 256 rows spread over it: the saved best
+    loss and history were measured on them), and ``settings`` (batch size,
+    shuffling, seed, patience, min_delta, reduce_lr).
     """
-    return {
+    X, Y, W = data
+    prints = {
         "model": _stable(config_key(model)),
         "loss": f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', repr(loss))}",
         "optimizer": repr(optimizer),
         "X": _data_hash(X),
         "Y": _data_hash(Y),
+        "sample_weight": "none" if W is None else _data_hash(W),
+        "validation_data": "none" if validation is None else f"{_data_hash(validation[0])}; {_data_hash(validation[1])}",
         "settings": json.dumps(settings, sort_keys=True),
     }
+    return prints
 
 
 def _stable(key: Any) -> str:
@@ -98,11 +106,16 @@ def _stable(key: Any) -> str:
 
 
 def _data_hash(A: Any) -> str:
-    host = to_numpy(A)
-    n = host.shape[0]
+    """Shape, dtype and a hash of up to 256 rows spread over ``A`` (any backend's array, or a Dask array)."""
+    n = int(A.shape[0])
     rows = np.unique(np.linspace(0, n - 1, num=min(n, 256)).astype(np.int64)) if n else np.zeros(0, np.int64)
-    digest = hashlib.sha256(np.ascontiguousarray(host[rows]).tobytes()).hexdigest()[:16]
-    return f"{host.dtype.name}{list(host.shape)} sha256:{digest}"
+    if hasattr(A, "compute") and hasattr(A, "chunks"):  # a Dask array: read the sampled rows only
+        sample, dtype = np.asarray(A[rows].compute()), np.dtype(A.dtype).name
+    else:
+        host = to_numpy(A)
+        sample, dtype = host[rows], host.dtype.name
+    digest = hashlib.sha256(np.ascontiguousarray(sample).tobytes()).hexdigest()[:16]
+    return f"{dtype}{[int(s) for s in A.shape]} sha256:{digest}"
 
 
 def _rng_to_tree(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,8 +202,8 @@ class Checkpointer:
             if saved.get(part) != self.prints[part]:
                 raise CheckpointError(
                     f"fit: {self.path!r} was written for another {part}: it has {saved.get(part)!r}, this run "
-                    f"has {self.prints[part]!r}. Resume with the same model, loss, optimizer, settings and "
-                    "data, or pass another checkpoint path (the file is left as it is)."
+                    f"has {self.prints[part]!r}. Resume with the same model, loss, optimizer, data, validation "
+                    "data and settings, or pass another checkpoint path (the file is left as it is)."
                 )
         position, partial, early = tree["position"], tree["partial"], tree["early"]
         return RunState(

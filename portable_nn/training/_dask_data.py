@@ -3,8 +3,19 @@
 A Dask array (e.g. ``dask.array.from_zarr``) chunked along rows is read one
 block at a time and moved to the params' backend and device with
 :func:`as_data`; the next block is read in a background thread while the
-current one trains, so memory holds about two blocks. Nothing here imports
-dask at module import: ``import portable_nn`` never does.
+current one is used. Nothing here imports dask at module import:
+``import portable_nn`` never does.
+
+Training (:class:`DaskSource`) reads the rows of each epoch's order (the same
+order as for data in memory) a window at a time: a window is whole batches,
+about a block's rows; its rows are taken from the blocks that hold them. With
+the stored order, or ``fit(shuffle="blocks")`` (blocks in a new order, rows
+shuffled within each), a window touches one or two blocks, so each block is
+read about once per epoch and memory holds about two blocks. With
+``shuffle=True`` (a permutation of all rows, the default: the batches equal
+the in-memory run's) a window touches most blocks, so each block is read
+about once per window: right for data that fits in memory, slow for data
+far larger than memory, which should use ``shuffle="blocks"``.
 """
 
 from __future__ import annotations
@@ -16,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..layers.base import Array, Layer, Params
-from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend
+from ..layers.base import Array, Layer, Params, takes_indices
+from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend, probe
+from ._source import Batch, take_rows
 
-__all__ = ["DaskData", "as_dask_pair", "check_dask_data", "evaluate_blocks", "evaluate_dask", "is_dask", "predict_dask", "stream_batches"]
+__all__ = ["DaskData", "DaskSource", "as_dask_pair", "check_dask_data", "evaluate_blocks", "evaluate_dask", "is_dask",
+           "predict_dask"]
 
 
 def is_dask(*objs: Any) -> bool:
@@ -90,8 +103,8 @@ class DaskData:
     """A checked Dask ``(X, Y)`` pair (Y may be None for predict) and where its blocks go."""
 
     def __init__(self, where: str, X: Any, Y: Any, xp: Any, device: Any, dtype: Any,
-                 names: tuple[str, str] = ("X", "Y")) -> None:
-        self.where, self.names = where, names
+                 names: tuple[str, str] = ("X", "Y"), indices: bool = False) -> None:
+        self.where, self.names, self.indices = where, names, indices
         self.X, self.Y = X, Y
         self.xp, self.device, self.dtype = xp, device, dtype
         self.sizes = [int(c) for c in X.chunks[0]]
@@ -99,6 +112,7 @@ class DaskData:
         self.n = int(X.shape[0])
         self.counts = False  # integer labels of a (batch, classes) output (set by check_dask_data)
         self.n_classes: int | None = None
+        self.X1: Array | None = None  # X's first row on the params' device (set by check_dask_data)
 
     @property
     def n_blocks(self) -> int:
@@ -113,7 +127,8 @@ class DaskData:
         host = dask.compute(*parts)
         out: list[Any] = []
         for name, A, labels_ok in zip(self.names, host, (False, True), strict=False):
-            B = as_data(self.where, name, A, self.xp, self.device, self.dtype, labels_ok=labels_ok)
+            B = as_data(self.where, name, A, self.xp, self.device, self.dtype, labels_ok=labels_ok,
+                        indices=self.indices and not labels_ok)
             try:
                 check_finite(self.where, name, B, self.xp)
             except ValueError as e:
@@ -142,13 +157,19 @@ def check_dask_data(
     where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, names: tuple[str, str] = ("X", "Y"),
     n_classes: int | None = None, batch_size: int | None = None,
 ) -> tuple[DaskData, bool]:
-    """Check a Dask ``(X, Y)`` before any work: kinds, dtypes, lengths, chunks, the model and loss on
-    one row, integer labels' range (one pass over Y only) and, given fit's ``batch_size``, a 1-row batch
+    """Check a Dask ``(X, Y)`` before any work: kinds, dtypes, lengths, chunks, the model and loss on its
+    first rows, integer labels' range (one pass over Y only) and, given fit's ``batch_size``, a 1-row batch
     (see :func:`check_one_row_batch`). Returns the data and whether accuracy counts."""
     xp, device, dtype = params_backend(params, where)
     X, Y = as_dask_pair(where, names, X, Y)
     nx, ny = names
-    if np.dtype(X.dtype).kind != "f":
+    indices = takes_indices(model)
+    if indices and np.dtype(X.dtype).kind not in "iu":
+        raise TypeError(
+            f"{where}: {nx} has dtype {X.dtype}, but the model takes integer indices (it starts with an "
+            f"embedding). Pass integer ids, e.g. {nx}.astype('int64'), not floats."
+        )
+    if not indices and np.dtype(X.dtype).kind != "f":
         raise TypeError(
             f"{where}: {nx} has dtype {X.dtype}; floating data is needed. "
             f"Convert it explicitly, e.g. {nx}.astype('float32')."
@@ -157,20 +178,17 @@ def check_dask_data(
         raise TypeError(f"{where}: {ny} has dtype {Y.dtype}; float targets or integer labels are needed.")
     if X.shape[0] == 0:
         raise ValueError(f"{where}: {nx} is empty (0 rows).")
-    data = DaskData(where, X, Y, xp, device, dtype, names)
-    X1 = as_data(where, nx, np.asarray(X[:1].compute()), xp, device, dtype, labels_ok=False)
-    Y1 = as_data(where, ny, np.asarray(Y[:1].compute()), xp, device, dtype, labels_ok=True)
-    Yp = model(params, X1)
-    try:
-        loss(Yp, Y1)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{where}: {ny} does not fit the model's output and the loss: {e}") from None
-    counts = check_targets(where, ny, Y1, Yp, xp)
-    check_one_row_batch(where, model, params, X1, data.n, batch_size)
+    data = DaskData(where, X, Y, xp, device, dtype, names, indices)
+    Xk = as_data(where, nx, np.asarray(X[:1].compute()), xp, device, dtype, labels_ok=False, indices=indices)
+    Yk = as_data(where, ny, np.asarray(Y[:1].compute()), xp, device, dtype, labels_ok=True)
+    data.X1 = Xk
+    Yp = probe(where, model, params, _Shaped(Xk, X.shape), _Shaped(Yk, Y.shape), loss, data.n, names)
+    counts = check_targets(where, ny, Yk, Yp, xp)
+    check_one_row_batch(where, model, params, Xk[:1, ...], data.n, batch_size)
     if counts:
         import dask
 
-        classes = int(Yp.shape[1]) if n_classes is None else n_classes
+        classes = int(Yp.shape[-1]) if n_classes is None else n_classes
         data.counts, data.n_classes = True, classes
         lo, hi = (int(v) for v in dask.compute(Y.min(), Y.max()))
         if lo < 0 or hi >= classes:
@@ -181,47 +199,120 @@ def check_dask_data(
     return data, counts
 
 
-def stream_batches(
-    data: DaskData, batch_size: int, rng: np.random.Generator | None
-) -> Iterator[tuple[Array, Array]]:
-    """One epoch's batches: blocks in a shuffled order, rows shuffled within each block (``rng``; None:
-    in order), a partial batch carried over block edges so that only the last batch is short."""
-    xp = data.xp
-    order = rng.permutation(data.n_blocks) if rng is not None else np.arange(data.n_blocks)
-    carry: tuple[Array, Array] | None = None
-    for _, Xb, Yb in data.stream(order):
-        assert Yb is not None
-        m = Xb.shape[0]
-        perm = rng.permutation(m) if rng is not None else None
-        pos = 0
-        if carry is not None:
-            need = min(batch_size - carry[0].shape[0], m)
-            Xn, Yn = _rows(xp, Xb, perm, 0, need, data.device), _rows(xp, Yb, perm, 0, need, data.device)
-            carry = (xp.concat([carry[0], Xn], axis=0), xp.concat([carry[1], Yn], axis=0))
-            pos = need
-            if carry[0].shape[0] < batch_size:
-                continue
-            yield carry
-            carry = None
-        while pos + batch_size <= m:
-            yield _rows(xp, Xb, perm, pos, pos + batch_size, data.device), _rows(
-                xp, Yb, perm, pos, pos + batch_size, data.device)
-            pos += batch_size
-        if pos < m:  # a copy (take), so the carry does not keep the block alive
-            idx = perm[pos:] if perm is not None else np.arange(pos, m)
-            carry = (_take(xp, Xb, idx, data.device), _take(xp, Yb, idx, data.device))
-    if carry is not None:
-        yield carry
+class _Shaped:
+    """The first row of a Dask array (for :func:`probe`), reporting the whole array's shape."""
+
+    def __init__(self, head: Array, shape: tuple[int, ...]) -> None:
+        self.head, self.shape, self.dtype = head, shape, head.dtype
+
+    def __getitem__(self, key: Any) -> Array:
+        return self.head[key]
 
 
-def _take(xp: Any, A: Array, idx: np.ndarray, device: Any) -> Array:
-    if xp is np:
-        return A[idx, ...]
-    return xp.take(A, xp.asarray(idx, device=device), axis=0)
+class DaskSource:
+    """A checked Dask ``(X, Y)`` as a fit's :class:`~._source.Source`: each epoch's order read a window at a
+    time (see the module docstring); blocks are read in a background thread one ahead of use."""
+
+    weighted = False
+
+    def __init__(self, data: DaskData, counts: bool) -> None:
+        self.data, self.counts_correct = data, counts
+        self.n = data.n
+        self.total_weight = float(data.n)
+        self.n_labels = int(np.prod(data.Y.shape)) if counts else data.n
+        self.like = data.X1
+        self.block_sizes = list(data.sizes)
+        self._block_of = np.repeat(np.arange(data.n_blocks), data.sizes)
+
+    def batches(self, order: np.ndarray | None, batch_size: int, start: int = 0) -> Iterator[tuple[int, Batch]]:
+        data, xp, device = self.data, self.data.xp, self.data.device
+        order = np.arange(self.n) if order is None else np.asarray(order)
+        per_window = max(1, -(-max(data.sizes) // batch_size))  # whole batches, about a block's rows
+        windows = range(start // per_window * per_window, -(-self.n // batch_size), per_window)
+        plan = []  # per window: its rows, and the blocks they come from
+        for w in windows:
+            rows = order[w * batch_size : (w + per_window) * batch_size]
+            ids, first = np.unique(self._block_of[rows], return_index=True)
+            plan.append((w, rows, ids[np.argsort(first)]))  # as they come: a window's first block is
+            # the one the window before ended with
+        blocks = self._read([int(b) for _, _, need in plan for b in need])
+        for w, rows, need in plan:
+            where = self._block_of[rows]
+            parts: list[tuple[Array, Array]] = []
+            pos = np.empty(rows.shape[0], dtype=np.int64)
+            done = 0
+            for b in need:
+                Xb, Yb = next(blocks)
+                sel = np.flatnonzero(where == b)
+                local = rows[sel] - int(data.offsets[b])
+                parts.append((take_rows(xp, Xb, local, device), take_rows(xp, Yb, local, device)))
+                pos[sel] = np.arange(done, done + sel.shape[0])
+                done += sel.shape[0]
+            Xw = parts[0][0] if len(parts) == 1 else xp.concat([p[0] for p in parts], axis=0)
+            Yw = parts[0][1] if len(parts) == 1 else xp.concat([p[1] for p in parts], axis=0)
+            del parts
+            for k in range(0, rows.shape[0], batch_size):
+                step = w + k // batch_size
+                if step >= start:
+                    idx = pos[k : k + batch_size]
+                    yield step, (take_rows(xp, Xw, idx, device), take_rows(xp, Yw, idx, device), None)
+
+    def _read(self, sequence: list[int]) -> Iterator[tuple[Array, Array]]:
+        """The blocks of ``sequence`` in turn. A block used again later stays in memory while the blocks so
+        kept fit in :data:`CACHE_BYTES` (with ``shuffle=True`` on data that fit, each block is then read once
+        per epoch); any other block is read anew when it comes again."""
+        loads, keep = _plan_reads(sequence, [self._bytes(b) for b in range(self.data.n_blocks)], CACHE_BYTES)
+        stream = self.data.stream(loads)
+        cache: dict[int, tuple[Array, Array]] = {}
+        held: tuple[int, tuple[Array, Array]] | None = None
+        for i, b in enumerate(sequence):
+            if held is not None and held[0] == b:
+                arrays = held[1]
+            elif b in cache:
+                arrays = cache[b]
+            else:
+                _, Xb, Yb = next(stream)
+                arrays = (Xb, Yb)  # type: ignore[assignment]
+            if keep[i]:
+                cache[b] = arrays
+            elif b in cache and keep[i] is None:
+                del cache[b]
+            held = (b, arrays)
+            yield arrays
+
+    def _bytes(self, b: int) -> int:
+        """At most how many bytes block ``b`` takes on the device (8 bytes an element)."""
+        X, Y = self.data.X, self.data.Y
+        return int(self.data.sizes[b]) * 8 * (int(np.prod(X.shape[1:])) + int(np.prod(Y.shape[1:])))
 
 
-def _rows(xp: Any, A: Array, perm: np.ndarray | None, lo: int, hi: int, device: Any) -> Array:
-    return A[lo:hi, ...] if perm is None else _take(xp, A, perm[lo:hi], device)
+CACHE_BYTES = 256 * 2**20
+"""Blocks a training epoch will read again are kept in memory up to this many bytes."""
+
+
+def _plan_reads(sequence: list[int], sizes: list[int], budget: int) -> tuple[list[int], list[bool | None]]:
+    """Which blocks to read, in order, for the block ``sequence``, and per position whether to keep the block
+    after it (True), drop it from the kept ones (None: not used again), or neither (False)."""
+    last_use = {b: i for i, b in enumerate(sequence)}
+    kept: set[int] = set()
+    used = 0
+    loads: list[int] = []
+    keep: list[bool | None] = []
+    for i, b in enumerate(sequence):
+        if b not in kept and not (i > 0 and sequence[i - 1] == b):
+            loads.append(b)
+        again = last_use[b] > i
+        if again and b not in kept and not (i + 1 < len(sequence) and sequence[i + 1] == b) and used + sizes[b] <= budget:
+            kept.add(b)
+            used += sizes[b]
+            keep.append(True)
+        elif not again and b in kept:
+            kept.discard(b)
+            used -= sizes[b]
+            keep.append(None)
+        else:
+            keep.append(False)
+    return loads, keep
 
 
 def _inference_batches(data: DaskData, batch_size: int) -> Iterator[tuple[Array, Array | None]]:

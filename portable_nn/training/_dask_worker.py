@@ -17,9 +17,9 @@ import numpy as np
 
 from .._tree import tree_leaves, tree_map
 from ..backends import get_backend, to_numpy
-from ..layers.base import Array, Layer, run_backprop
-from ._data import as_data, check_finite, check_labels
-from ._step import n_correct
+from ..layers.base import Array
+from ._data import as_data, check_finite
+from ._step import StepSpec, forward_backward, n_correct
 
 __all__ = ["Replica", "RowsRng"]
 
@@ -48,26 +48,24 @@ class RowsRng(np.random.Generator):
 class Replica:
     """One worker's shards and model; created by ``client.submit(Replica, ..., actor=True)``."""
 
-    def __init__(self, model: Layer, loss: Any, backend: str, dtype: str, reduction: str, n_classes: int | None) -> None:
-        self.model, self.loss, self.reduction, self.n_classes = model, loss, reduction, n_classes
+    def __init__(self, spec: StepSpec, backend: str, dtype: str, reduction: str, indices: bool) -> None:
+        self.spec, self.reduction, self.indices = spec, reduction, indices
         self.be = get_backend(backend)
         self.dtype = self.be.dtype(dtype)
         self.shards: dict[int, tuple[Array, Array]] = {}
 
     def add_shard(self, sid: int, X: Any, Y: Any) -> int:
         """Keep rows ``X, Y`` (host arrays, or Dask arrays read here) on this worker's backend and device
-        (see ``_dask_parallel.worker_backend``); returns rows."""
+        (see ``_cluster.worker_backend``); returns rows."""
         if not isinstance(X, np.ndarray):  # a Dask slice: read it here, from its source (e.g. a Zarr store)
             import dask
 
             X, Y = dask.compute(X, Y, scheduler="sync")
         xp, device = self.be.xp, self.be.device
-        Xd = as_data("fit", "X", np.asarray(X), xp, device, self.dtype, labels_ok=False)
+        Xd = as_data("fit", "X", np.asarray(X), xp, device, self.dtype, labels_ok=False, indices=self.indices)
         Yd = as_data("fit", "Y", np.asarray(Y), xp, device, self.dtype, labels_ok=True)
-        check_finite("fit", "X", Xd, xp)
+        check_finite("fit", "X", Xd, xp)  # Dask data are read here first (labels were checked at fit's entry)
         check_finite("fit", "Y", Yd, xp)
-        if self.n_classes is not None:
-            check_labels("fit", "Y", Yd, self.n_classes, xp)
         self.shards[sid] = (Xd, Yd)
         return int(Xd.shape[0])
 
@@ -109,11 +107,9 @@ class Replica:
                 Xb = X[r, ...] if xp is np else xp.take(X, xp.asarray(r, device=device), axis=0)
                 Tb = Y[r, ...] if xp is np else xp.take(Y, xp.asarray(r, device=device), axis=0)
                 rng = None if rng_state is None else RowsRng(rng_state, batch_rows, pos[part])
-                Yp, backprop = self.model.apply(p, Xb, train=True, rng=rng)
-                value, dY = self.loss(Yp, Tb)
+                Yp, value, g, _ = forward_backward(self.spec, p, Xb, Tb, rng)
                 scale = float(r.shape[0]) if self.reduction != "sum" else 1.0
-                _, g = run_backprop(backprop, dY * scale if scale != 1.0 else dY, need_dX=False)
-                leaves = tree_leaves(g)
+                leaves = [a * scale for a in tree_leaves(g)] if scale != 1.0 else tree_leaves(g)
                 grads = leaves if grads is None else [a + b for a, b in zip(grads, leaves, strict=True)]
                 loss_sum = loss_sum + value * scale
                 c = n_correct(xp, Yp, Tb)

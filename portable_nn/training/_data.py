@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
@@ -14,12 +13,14 @@ from .._rng import host_rng
 from .._tree import tree_leaves
 from ..backends import namespace, to_numpy
 from ..layers.base import Array, Layer, Params, apply_model, has_state, takes_indices
+from ._source import MemorySource
 
 __all__ = [
-    "Plan",
     "prepare",
+    "prepare_validation",
+    "probe",
     "as_data",
-    "batches",
+    "as_weights",
     "check_finite",
     "check_one_row_batch",
     "check_labels",
@@ -202,34 +203,76 @@ def check_one_row_batch(where: str, model: Layer, params: Params, X1: Array, n: 
         ) from None
 
 
-def batches(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]:
-    """Index slices (or host index arrays when shuffled) covering 0..n-1."""
-    starts = range(0, n, batch_size)
-    if order is None:
-        return [slice(i, min(i + batch_size, n)) for i in starts]
-    return [order[i : i + batch_size] for i in starts]
+def probe(where: str, model: Layer, params: Params, X: Array, Y: Array, loss: Any, n: int,
+          names: tuple[str, str] = ("X", "Y")) -> Array:
+    """Run the model on the first row of ``X`` and the loss on its output against ``Y``'s, so that data the
+    model or the loss cannot take fails before any training; returns the model's output for that row.
+
+    Errors name the caller's arguments and the data's full shapes (``n`` rows): the model's output as the
+    model's output and ``X``, ``Y`` as the user's arguments, then the layer's or the loss's own message,
+    where the one-row shapes are written as the data's.
+    """
+    nx, ny = names
+    X1, Y1 = X[:1, ...], Y[:1, ...]
+    try:
+        out = model(params, X1)
+    except (TypeError, ValueError) as e:
+        said = _as_data_shapes(str(e), [(X1, _shape(n, X))])
+        raise type(e)(f"{where}: the model cannot take {nx} (shape {_shape(n, X)}, dtype {X.dtype}): {said}") from None
+    try:
+        loss(out, Y1)
+    except (TypeError, ValueError) as e:
+        name = getattr(loss, "__name__", type(loss).__name__)
+        said = _as_data_shapes(str(e), [(out, _shape(n, out)), (Y1, _shape(n, Y))])
+        raise type(e)(
+            f"{where}: {ny} (shape {_shape(n, Y)}, dtype {Y.dtype}) does not fit the model's output (shape "
+            f"{_shape(n, out)}, dtype {out.dtype}) under the loss {name}. Check the model's output units "
+            f"against the targets (integer class labels (n,) for softmax_cross_entropy, floats shaped like "
+            f"the output for the others). The loss's own words, where its first argument is the model's "
+            f"output and its second is {ny}: {said}"
+        ) from None
+    return out
 
 
-@dataclass
-class Plan:
-    """The data :func:`fit` checked and moved at entry."""
+def _as_data_shapes(message: str, rows: list[tuple[Any, tuple[int, ...]]]) -> str:
+    """``message`` about one-row arrays with each one's shape written as its whole data's (``(1, 4)`` -> ``(10, 4)``)."""
+    for A, full in rows:
+        one = str(tuple(int(s) for s in A.shape))
+        if one != str(full):
+            message = message.replace(one, str(full))
+    return message
 
-    X: Array
-    Y: Array
-    validation: tuple[Array, Array] | None
-    counts_correct: bool
+
+def _shape(n: int, A: Any) -> tuple[int, ...]:
+    return (n, *(int(s) for s in A.shape[1:]))
+
+
+def as_weights(where: str, W: Any, n: int, xp: Any, device: Any, dtype: Any) -> Array:
+    """Sample weights ``W``: ``n`` finite numbers >= 0, not all 0, as a ``(n,)`` array of the params' dtype."""
+    W = as_data(where, "sample_weight", W, xp, device, dtype, labels_ok=True)
+    if W.ndim != 1 or W.shape[0] != n:
+        raise ValueError(f"{where}: sample_weight must have shape ({n},), one weight per row, got {tuple(W.shape)}.")
+    if not is_float(xp, W.dtype):
+        W = xp.astype(W, dtype)
+    check_finite(where, "sample_weight", W, xp)
+    if bool(xp.any(W < 0)) or not bool(xp.any(W > 0)):
+        raise ValueError(
+            f"{where}: sample_weight must be >= 0 with at least one weight > 0, got values in "
+            f"[{float(xp.min(W))}, {float(xp.max(W))}]."
+        )
+    return W
 
 
 def prepare(
-    model: Layer, params: Params, X: Any, Y: Any, loss: Any, validation_data: Any, batch_size: int | None = None
-) -> Plan:
-    """Move and check the data, and run the model and the loss on one row, so that bad data,
-    labels or validation data (or a 1-row batch a stateful model cannot train on, given
-    ``batch_size``) fail here, with fit's names, before any training."""
+    model: Layer, params: Params, X: Any, Y: Any, loss: Any, batch_size: int | None = None,
+    sample_weight: Any = None,
+) -> MemorySource:
+    """Move and check the training data, and run the model and the loss on its first rows (:func:`probe`), so
+    that bad data or labels (or a 1-row batch a stateful model cannot train on, given ``batch_size``)
+    fail here, with fit's names, before any training."""
     where = "fit"
     xp, device, dtype = params_backend(params, where)
-    indices = takes_indices(model)
-    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=indices)
+    X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
     n = X.shape[0]
     if Y.shape[0] != n:
@@ -238,33 +281,34 @@ def prepare(
         raise ValueError("fit: X is empty (0 rows).")
     check_finite(where, "X", X, xp)
     check_finite(where, "Y", Y, xp)
-    Yp = model(params, X[:1, ...])
-    try:
-        loss(Yp, Y[:1, ...])
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"fit: Y does not fit the model's output and the loss: {e}") from None
+    W = None if sample_weight is None else as_weights(where, sample_weight, n, xp, device, dtype)
+    Yp = probe(where, model, params, X, Y, loss, n)
     counts_correct = check_targets(where, "Y", Y, Yp, xp)
     check_one_row_batch(where, model, params, X[:1, ...], n, batch_size)
-    validation = None
-    if validation_data is not None:
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
-        Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False, indices=indices)
-        Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
-        if Xv.shape[0] != Yv.shape[0]:
-            raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
-        if Xv.shape[0] == 0:
-            raise ValueError("fit: X_val is empty (0 rows); pass validation data with rows, or none.")
-        for name, A, ref in (("X_val", Xv, X), ("Y_val", Yv, Y)):
-            if tuple(A.shape[1:]) != tuple(ref.shape[1:]) or A.dtype != ref.dtype:
-                what = name.partition("_")[0]
-                raise ValueError(
-                    f"fit: {name} has shape {tuple(A.shape)} and dtype {A.dtype} but {what} has "
-                    f"{tuple(ref.shape)} and {ref.dtype}; each row must look like a row of {what}."
-                )
-        check_finite(where, "X_val", Xv, xp)
-        check_finite(where, "Y_val", Yv, xp)
-        if counts_correct:
-            check_labels(where, "Y_val", Yv, int(Yp.shape[1]), xp)
-        validation = (Xv, Yv)
-    return Plan(X, Y, validation, counts_correct)
+    return MemorySource(X, Y, W, counts_correct, label_count(Y))
+
+
+def prepare_validation(model: Layer, params: Params, validation_data: Any, like: MemorySource) -> tuple[Array, Array]:
+    """Move and check ``validation_data`` (a pair ``(X_val, Y_val)``) like the training data ``like``."""
+    where = "fit"
+    xp, device, dtype = params_backend(params, where)
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
+    Xv = as_data(where, "X_val", validation_data[0], xp, device, dtype, labels_ok=False, indices=takes_indices(model))
+    Yv = as_data(where, "Y_val", validation_data[1], xp, device, dtype, labels_ok=True)
+    if Xv.shape[0] != Yv.shape[0]:
+        raise ValueError(f"fit: X_val has {Xv.shape[0]} rows but Y_val has {Yv.shape[0]}.")
+    if Xv.shape[0] == 0:
+        raise ValueError("fit: X_val is empty (0 rows); pass validation data with rows, or none.")
+    for name, A, ref in (("X_val", Xv, like.X), ("Y_val", Yv, like.Y)):
+        if tuple(A.shape[1:]) != tuple(ref.shape[1:]) or A.dtype != ref.dtype:
+            what = name.partition("_")[0]
+            raise ValueError(
+                f"fit: {name} has shape {tuple(A.shape)} and dtype {A.dtype} but {what} has "
+                f"{tuple(ref.shape)} and {ref.dtype}; each row must look like a row of {what}."
+            )
+    check_finite(where, "X_val", Xv, xp)
+    check_finite(where, "Y_val", Yv, xp)
+    if like.counts_correct:
+        check_labels(where, "Y_val", Yv, int(model(params, like.X[:1, ...]).shape[-1]), xp)
+    return Xv, Yv

@@ -8,7 +8,8 @@ from .._check import check_int
 from ..layers.base import Array, Layer, Params, takes_indices
 from ..losses import reduction_of
 from ._dask_data import evaluate_dask, is_dask, predict_dask
-from ._data import as_data, batches, check_targets, label_count, params_backend
+from ._data import as_data, check_targets, label_count, params_backend
+from ._source import batch_slices
 from ._step import n_correct
 
 __all__ = ["evaluate", "predict"]
@@ -42,7 +43,7 @@ def evaluate(
         raise ValueError(f"evaluate: X has {n} rows but Y has {Y.shape[0]}; they must have the same length.")
     if n == 0:
         raise ValueError("evaluate: X is empty (0 rows).")
-    for i, idx in enumerate(batches(n, batch_size, None)):
+    for i, idx in enumerate(batch_slices(n, batch_size, None)):
         Yp = model(params, X[idx, ...])
         if i == 0:
             check_targets(where, "Y", Y, Yp, xp)
@@ -72,7 +73,7 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
         return predict_dask(model, params, X, batch_size)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
-    outs = [model(params, X[idx, ...]) for idx in batches(X.shape[0], batch_size, None)]
+    outs = [model(params, X[idx, ...]) for idx in batch_slices(X.shape[0], batch_size, None)]
     if not outs:
         raise ValueError("predict: X is empty (0 rows).")
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

@@ -12,8 +12,8 @@ Ctrl-C, which Python can only honour between compiled calls, stops fit within
 about a chunk. A chunk's epoch count is a traced argument over a buffer padded
 to a power of two, so one fit compiles at most two loops.
 
-The model (with :func:`~portable_nn._layer.config_key`, so a layer setting
-changed in place recompiles), loss and optimizer are static arguments of one
+The step's :class:`~._step.StepSpec` (with its configuration key, so a layer
+setting changed in place recompiles) is a static argument of one
 module-level function, so JAX's own compilation cache serves later ``fit``
 calls with the same model, loss, optimizer settings and shapes.
 """
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ..layers.base import Array, Layer, Params, config_key
-from ._step import TrainStep, fit_step, n_correct
+from ..layers.base import Array, Params
+from ._source import MemorySource
+from ._step import StepSpec, fit_step, n_correct
 
-__all__ = ["ChunkSizer", "run_scanned"]
+__all__ = ["ChunkSizer", "ScanRunner", "run_scanned"]
 
 
 class ChunkSizer:
@@ -68,53 +69,55 @@ def _pow2_ceil(k: int) -> int:
 
 
 def run_scanned(
-    trainer: TrainStep, params: Params, state: Any, X: Array, Y: Array, orders: np.ndarray,
+    spec: StepSpec, params: Params, state: Any, data: MemorySource, orders: np.ndarray,
     batch_size: int, padded: int, sizer: ChunkSizer | None = None,
-) -> tuple[Params, Any, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Params, Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train ``len(orders)`` epochs in one compiled call.
 
     Args:
+        data: the in-memory training data (inputs, targets, sample weights) on a JAX device.
         orders: ``(epochs, n)`` host row orders, one per epoch (``n >= batch_size``).
         padded: the compiled buffer's epochs (>= ``len(orders)``); see :class:`ChunkSizer`.
         sizer: told the call's wall time.
 
     Returns:
-        ``(params, state, losses, checks, correct)``: host arrays of shape
-        ``(epochs, steps_per_epoch)``: each step's loss, finiteness check value
-        (loss + sum of the updated params) and correct predictions.
+        ``(params, state, losses, checks, correct, weights)``: host arrays of
+        shape ``(epochs, steps_per_epoch)``: each step's loss, finiteness check
+        value (loss + sum of the updated params), correct predictions and
+        weight (its rows, or the sum of its sample weights).
     """
     import jax
     import jax.numpy as jnp
 
     k = orders.shape[0]
-    fn = jax.jit(_epochs, static_argnums=(0, 1, 2, 3, 4))
+    fn = jax.jit(_epochs, static_argnums=(0, 1, 2))
+    X, Y, W = data.X, data.Y, data.W
     device = list(X.devices())[0]
     full = np.concatenate([orders, np.repeat(orders[-1:], padded - k, axis=0)]) if padded > k else orders
     orders_dev = jax.device_put(full, device)
     state = jax.device_put(state, device)  # Python counts and scales as arrays: the first call compiles once
     active = jax.device_put(jnp.asarray(k, dtype=jnp.int32), device)
-    model = trainer.model
     start = time.perf_counter()
-    (params, state), (losses, checks, correct) = fn(
-        model, config_key(model), trainer.loss, trainer.optimizer, batch_size, params, state, X, Y,
-        orders_dev, active,
+    (params, state), (losses, checks, correct, weights) = fn(
+        spec, spec.key(), batch_size, params, state, X, Y, W, orders_dev, active,
     )
     checks = np.asarray(checks)[:k]  # waits for the call
     if sizer is not None:
         sizer.observe(k, padded, time.perf_counter() - start)
-    return params, state, np.asarray(losses, dtype=np.float64)[:k], checks, np.asarray(correct)[:k]
+    return (params, state, np.asarray(losses, dtype=np.float64)[:k], checks, np.asarray(correct)[:k],
+            np.asarray(weights, dtype=np.float64)[:k])
 
 
 def _epochs(
-    model: Layer, model_key: Any, loss: Any, optimizer: Any, batch_size: int, params: Params, state: Any,
-    X_all: Array, Y_all: Array, orders: Array, active: Array,
+    spec: StepSpec, spec_key: Any, batch_size: int, params: Params, state: Any,
+    X_all: Array, Y_all: Array, W_all: Array | None, orders: Array, active: Array,
 ) -> Any:
     """Traced by ``jax.jit``: scan over the first ``active`` epochs of ``orders``; each scans its
     full batches, then the rest. The padded epochs after ``active`` are skipped by ``lax.cond``.
 
-    ``model_key`` (:func:`config_key` of the model) is unused in the body: as a static argument it
-    is part of the compilation cache's key, so a layer setting changed in place recompiles."""
-    del model_key
+    ``spec_key`` (:meth:`StepSpec.key`) is unused in the body: as a static argument it is part of
+    the compilation cache's key, so a layer setting changed in place recompiles."""
+    del spec_key
     import jax
     import jax.numpy as jnp
 
@@ -122,21 +125,21 @@ def _epochs(
 
     def one_step(carry: Any, batch: Any) -> tuple[Any, Any]:
         p, s = carry
-        Xb, Tb = batch
-        value, Yp, p, s, check = fit_step(model, loss, optimizer, p, s, Xb, Tb)
+        Xb, Tb, Wb = batch
+        value, Yp, p, s, check = fit_step(spec, p, s, Xb, Tb, None, True, Wb)
         correct = n_correct(jnp, Yp, Tb)
-        return (p, s), (value, check, jnp.asarray(0) if correct is None else correct)
+        weight = jnp.asarray(Xb.shape[0], dtype=value.dtype) if Wb is None else jnp.sum(Wb)
+        return (p, s), (value, check, jnp.asarray(0) if correct is None else correct, weight)
 
-    def rows(A: Array, idx: Array, shape: tuple[int, ...]) -> Array:
-        return jnp.take(A, idx, axis=0).reshape(shape + tuple(A.shape[1:]))
+    def rows(A: Array | None, idx: Array, shape: tuple[int, ...]) -> Array | None:
+        return None if A is None else jnp.take(A, idx, axis=0).reshape(shape + tuple(A.shape[1:]))
 
     def epoch(carry: Any, order: Any) -> tuple[Any, Any]:
         head = order[:full]
-        batches = (rows(X_all, head, (-1, batch_size)), rows(Y_all, head, (-1, batch_size)))
-        carry, out = jax.lax.scan(one_step, carry, batches)
+        carry, out = jax.lax.scan(one_step, carry, tuple(rows(A, head, (-1, batch_size)) for A in (X_all, Y_all, W_all)))
         if full < order.shape[0]:  # the smaller last batch
             tail = order[full:]
-            carry, last = one_step(carry, (jnp.take(X_all, tail, axis=0), jnp.take(Y_all, tail, axis=0)))
+            carry, last = one_step(carry, tuple(rows(A, tail, (-1,)) for A in (X_all, Y_all, W_all)))
             out = tuple(jnp.concatenate([o, jnp.reshape(v, (1,))]) for o, v in zip(out, last, strict=True))
         return carry, out
 
@@ -153,8 +156,9 @@ def _epochs(
 
 
 class ScanRunner:
-    """fit's compiled mode on JAX: chunks of epochs per call; a chunk with a NaN/inf is replayed step by step
-    by ``replay`` (a :class:`~portable_nn._loop.StepRunner`), which stops at the bad step with the params before it."""
+    """The compiled runner on JAX: chunks of epochs per call; a chunk with a NaN/inf is replayed step by step
+    by ``replay`` (the portable :class:`~._epoch.StepRunner`), which stops at the bad step with the params
+    before it."""
 
     def __init__(self, replay: Any, *, one_epoch: bool = False, seconds: float = 1.0) -> None:
         self.replay = replay
@@ -182,17 +186,20 @@ class ScanRunner:
         loop = self.replay.loop
         if start > 0:
             return self.replay.run(params, state, orders, epoch, start, total, correct)  # type: ignore[no-any-return]
-        n = loop.X.shape[0]
-        full = np.stack([np.arange(n) if o is None else o for o in orders])
-        new_params, new_state, losses, checks, correct = run_scanned(
-            loop.trainer, params, state, loop.X, loop.Y, full, loop.batch_size, self._padded, self.sizer
+        data = loop.source
+        full = np.stack([np.arange(data.n) if o is None else o for o in orders])
+        new_params, new_state, losses, checks, correct, weights = run_scanned(
+            loop.trainer.spec, params, state, data, full, loop.batch_size, self._padded, self.sizer
         )
         if loop.on_nonfinite != "ignore" and not np.isfinite(checks).all():
             return self.replay.run(params, state, orders, epoch)  # type: ignore[no-any-return]
         if loop.bar is not None:
             loop.bar.update(losses.size)
-        sizes = np.diff(np.minimum(np.arange(losses.shape[1] + 1) * loop.batch_size, n)).astype(np.float64)
-        totals = losses.sum(axis=1) if loop.reduction == "sum" else (losses * sizes).sum(axis=1) / n
+        totals = losses.sum(axis=1) if loop.reduction == "sum" else (losses * weights).sum(axis=1)
         return new_params, new_state, [
-            (float(totals[e]), correct[e].sum() if loop.counts_correct else None) for e in range(len(orders))
+            (loop.epoch_loss(totals[e]), correct[e].sum() if data.counts_correct else None)
+            for e in range(len(orders))
         ]
+
+    def close(self) -> None:
+        """Nothing to release."""

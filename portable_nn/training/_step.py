@@ -1,16 +1,28 @@
-"""One training step, shared by fit, compare and bench, with an optional compiled fast path.
+"""One training step, written once: forward, loss, backprop, then the optimizer.
+
+Every training path runs these functions: ``fit``'s portable loop and JAX's
+compiled ``lax.scan`` epochs (:func:`fit_step`), ``compile_step``'s callable
+(:class:`TrainStep`), the scikit-learn estimators (through ``fit``'s engine)
+and the Dask workers of ``fit(..., client=)`` (:func:`forward_backward`, the
+first half, whose gradients the cluster sums before :func:`update`).
+
+What varies between callers is data, not code: a :class:`StepSpec` holds the
+model, the loss, the optimizer and an optional ``penalty`` (a regularizer's
+loss term and gradient, e.g. scikit-learn's L2 ``alpha``); rows may carry
+sample weights ``W`` (the loss then takes ``weights=W``).
 
 ``compile_step(model, loss, optimizer)`` returns a callable
-``step(params, state, X, T) -> (params, state, loss)``. The portable version
-runs the layers' forward and backprop closures as written. The same Python
-code can instead be traced once and compiled: by ``jax.jit`` (the default on
-JAX) or, with ``compile=True``, by ``torch.compile``; results agree with the
-portable path to rounding.
+``step(params, state, X, T) -> (params, state, loss)``. The same Python code
+can be traced once and compiled: by ``jax.jit`` (the default on JAX) or, with
+``compile=True``, by ``torch.compile``. Compiled functions live in one cache
+(:func:`compiled`), keyed by the step's configuration, so equal models,
+losses and optimizers (a grid search's clones, successive fits) compile once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,25 +31,80 @@ from .._check import dtype_name
 from .._rng import Seed
 from .._tree import tree_leaves
 from ..backends import adapter_of, namespace
-from ..layers.base import Array, Layer, Params, Variables, apply_model, run_backprop, uses_host_rng
+from ..layers.base import (
+    Array,
+    Layer,
+    Params,
+    Variables,
+    apply_model,
+    config_key,
+    run_backprop,
+    uses_host_rng,
+)
 
-__all__ = ["compile_step", "TrainStep", "grads_and_loss", "finite_check", "fit_step", "n_correct"]
+__all__ = [
+    "StepSpec",
+    "TrainStep",
+    "compile_step",
+    "compiled",
+    "finite_check",
+    "fit_step",
+    "forward_backward",
+    "grads_and_loss",
+    "n_correct",
+    "update",
+]
+
+Penalty = Callable[[Params, Params, Any], tuple[Any, Params]]
+"""``penalty(params, grads, batch_weight) -> (loss term, grads)``: a regularizer added to each step;
+``batch_weight`` is the batch's rows, or the sum of its sample weights."""
 
 
-def _forward_backward(
-    model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed
-) -> tuple[Array, Array, Params, Params]:
-    """``(Y, loss value, grads, params with the new model state)``; grads mirror the trainable params.
+@dataclass(frozen=True)
+class StepSpec:
+    """What a training step computes: ``model`` under ``loss``, trained by ``optimizer`` (plus ``penalty``).
 
-    The input's dX is not computed where the model can skip it.
+    Equal (and hashed) by its parts, so a compiled function keyed by a spec serves the next fit call with
+    the same model, loss and an equal optimizer (optimizers compare by their hyperparameters).
     """
-    Y, params, backprop = apply_model(model, params, X, train=True, rng=rng)
-    value, dY = loss(Y, T)
+
+    model: Layer
+    loss: Callable[..., Any]
+    optimizer: Any
+    penalty: Penalty | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """The configuration, for compile caches: a layer setting changed in place gives another key."""
+        return (config_key(self.model), self.loss, self.optimizer, self.penalty)
+
+
+def forward_backward(
+    spec: StepSpec, params: Params, X: Array, T: Array, rng: Seed = None, W: Array | None = None
+) -> tuple[Array, Array, Params, Params]:
+    """Forward, loss and backprop on one batch: ``(Y, loss value, grads, params with the new model state)``.
+
+    Args:
+        params: the model's params or its :class:`Variables` (the state comes back updated).
+        X: the batch's inputs; T: its targets; W: its sample weights ``(batch,)`` or None.
+        rng: dropout's host RNG.
+
+    The grads mirror the trainable params; the input's dX is not computed
+    where the model can skip it. A ``penalty`` adds its term to the value and
+    its gradient to the grads.
+    """
+    Y, params, backprop = apply_model(spec.model, params, X, train=True, rng=rng)
+    value, dY = spec.loss(Y, T) if W is None else spec.loss(Y, T, weights=W)
     _, grads = run_backprop(backprop, dY, need_dX=False)
+    if spec.penalty is not None:
+        extra, grads = spec.penalty(
+            params.params if type(params) is Variables else params, grads,
+            X.shape[0] if W is None else namespace(W).sum(W),
+        )
+        value = value + extra
     return Y, value, grads, params
 
 
-def _update(optimizer: Any, params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
+def update(optimizer: Any, params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
     """The optimizer's step on the trainable params; a model state (``Variables.state``) rides along."""
     if type(params) is Variables:
         new, state = optimizer.step(params.params, grads, state)
@@ -45,31 +112,29 @@ def _update(optimizer: Any, params: Params, grads: Params, state: Any) -> tuple[
     return optimizer.step(params, grads, state)  # type: ignore[no-any-return]
 
 
+def fit_step(
+    spec: StepSpec, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True,
+    W: Array | None = None,
+) -> tuple[Array, Array, Params, Any, Array]:
+    """One whole step: ``(loss, Y, new_params, new_state, check)``; traced whole into JAX's scanned epochs.
+
+    ``check`` is :func:`finite_check` of the loss and the new params (their
+    model state included); with ``check=False`` it is the loss alone. The
+    inputs are untouched, so a caller that finds the check not finite still
+    holds the last finite params.
+    """
+    Y, value, grads, params = forward_backward(spec, params, X, T, rng, W)
+    params, state = update(spec.optimizer, params, grads, state)
+    return value, Y, params, state, finite_check(value, params) if check else value
+
+
 def grads_and_loss(
     model: Layer, loss: Callable[..., Any], params: Params, X: Array, T: Array, rng: Seed = None
 ) -> tuple[Array, Array, Params]:
-    """Forward, loss and backprop on one batch.
-
-    Returns:
-        ``(loss_value, Y, grads)``: the 0-d loss, the model output and grads shaped like the
-        trainable params (``variables.params`` for a stateful model).
-    """
-    Y, value, grads, _ = _forward_backward(model, loss, params, X, T, rng)
+    """Forward, loss and backprop on one batch: ``(loss_value, Y, grads)``, grads shaped like the
+    trainable params (``variables.params`` for a stateful model)."""
+    Y, value, grads, _ = forward_backward(StepSpec(model, loss, None), params, X, T, rng)
     return value, Y, grads
-
-
-def fit_step(
-    model: Layer, loss: Callable[..., Any], optimizer: Any, params: Params, state: Any, X: Array, T: Array,
-    rng: Seed = None, check: bool = True,
-) -> tuple[Array, Array, Params, Any, Array]:
-    """fit's step, also traced whole into JAX's scanned epochs: ``(loss, Y, new_params, new_state, check)``.
-
-    ``check`` is :func:`finite_check` of the loss and the new params (their
-    model state included); with ``check=False`` it is the loss alone.
-    """
-    Y, value, grads, params = _forward_backward(model, loss, params, X, T, rng)
-    params, state = _update(optimizer, params, grads, state)
-    return value, Y, params, state, finite_check(value, params) if check else value
 
 
 def finite_check(value: Array, params: Params) -> Array:
@@ -99,17 +164,51 @@ def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
     return xp.sum(xp.astype(xp.argmax(Y, axis=-1) == T, xp.int32))
 
 
+# The one compile cache: (compiler, what, configuration) -> compiled function.
+_COMPILED: dict[Any, Callable[..., Any]] = {}
+
+
+def compiled(X: Array, what: str, key: Any, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """``make()`` compiled by the compiler of ``X``'s library, cached under ``(what, key)``.
+
+    ``key`` is a configuration (see :meth:`StepSpec.key`); an unhashable one
+    (a user's loss or optimizer that defines ``__eq__`` without ``__hash__``)
+    compiles anew each time.
+    """
+    ad = adapter_of(X)
+    assert ad is not None and ad.compiler is not None
+    try:
+        fn = _COMPILED.get((ad.compiler, what, key))
+    except TypeError:
+        return ad.compile(make())
+    if fn is None:
+        fn = _COMPILED[ad.compiler, what, key] = ad.compile(make())
+    return fn
+
+
 class TrainStep:
     """``step(params, state, X, T) -> (params, state, loss)``; see :func:`compile_step`."""
 
-    def __init__(self, model: Layer, loss: Callable[..., Any], optimizer: Any, compile: bool | None) -> None:
+    def __init__(self, spec: StepSpec, compile: bool | None) -> None:
         if compile not in (None, True, False):
             raise TypeError(f"compile must be None, True or False, got {compile!r}.")
-        self.model, self.loss, self.optimizer, self.compile = model, loss, optimizer, compile
-        self._compiled: dict[str, Any] = {}
+        self.spec, self.compile = spec, compile
+
+    @property
+    def model(self) -> Layer:
+        return self.spec.model
+
+    @property
+    def loss(self) -> Callable[..., Any]:
+        return self.spec.loss
+
+    @property
+    def optimizer(self) -> Any:
+        return self.spec.optimizer
 
     def __repr__(self) -> str:
-        return f"TrainStep({self.model!r}, {getattr(self.loss, '__name__', self.loss)!r}, {self.optimizer!r})"
+        s = self.spec
+        return f"TrainStep({s.model!r}, {getattr(s.loss, '__name__', s.loss)!r}, {s.optimizer!r})"
 
     def compiler(self, X: Array) -> str | None:
         """``"jax.jit"``, ``"torch.compile"`` or None (the portable code) for inputs like ``X``.
@@ -129,10 +228,10 @@ class TrainStep:
                     "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
                 )
             return None
-        if uses_host_rng(self.model):
+        if uses_host_rng(self.spec.model):
             if self.compile:
                 raise ValueError(
-                    f"compile_step: {self.model!r} draws host random numbers (e.g. Dropout), which "
+                    f"compile_step: {self.spec.model!r} draws host random numbers (e.g. Dropout), which "
                     f"{name} would freeze at trace time. Use compile=False (or None) for such models."
                 )
             return None
@@ -142,43 +241,21 @@ class TrainStep:
         """True when this step runs through ``jax.jit`` for inputs like ``X``."""
         return self.compiler(X) == "jax.jit"
 
-    def _fn(self, X: Array, compiler: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        key = f"{compiler}:{name}"
-        if key not in self._compiled:
-            self._compiled[key] = adapter_of(X).compile(fn)  # type: ignore[union-attr]
-        return self._compiled[key]  # type: ignore[no-any-return]
-
     def fit_step(
-        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True
+        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True,
+        W: Array | None = None,
     ) -> tuple[Array, Array, Params, Any, Array]:
-        """fit's step: ``(loss, Y, new_params, new_state, check)``, compiled as one call when compiling.
-
-        ``check`` is :func:`finite_check` of the loss and the new params; the
-        inputs are untouched, so when it is not finite the caller still holds the
-        last finite params. ``check=False`` (the portable code only; a compiled
-        step always checks) returns the loss itself as ``check``: the caller
-        checks the params some other way (fit's loop: see ``_loop``).
-        """
-        compiler = self.compiler(X)
-        if compiler:
-            return self._fn(X, compiler, "fit_step", self._fit_step)(params, state, X, T)  # type: ignore[no-any-return]
-        return self._fit_step(params, state, X, T, rng, check)
-
-    def _fit_step(
-        self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None, check: bool = True
-    ) -> tuple[Array, Array, Params, Any, Array]:
-        return fit_step(self.model, self.loss, self.optimizer, params, state, X, T, rng, check)
+        """:func:`fit_step`, compiled as one call when compiling (a compiled step always checks)."""
+        if self.compiler(X):
+            spec = self.spec
+            fn = compiled(X, "fit_step", spec.key(),
+                          lambda: lambda p, s, x, t, w: fit_step(spec, p, s, x, t, None, True, w))
+            return fn(params, state, X, T, W)  # type: ignore[no-any-return]
+        return fit_step(self.spec, params, state, X, T, rng, check, W)
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""
-        compiler = self.compiler(X)
-        if compiler:
-            return self._fn(X, compiler, "step", self._step)(params, state, X, T)  # type: ignore[no-any-return]
-        return self._step(params, state, X, T, rng)
-
-    def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
-        _, value, grads, params = _forward_backward(self.model, self.loss, params, X, T, rng)
-        params, state = _update(self.optimizer, params, grads, state)
+        value, _, params, state, _ = self.fit_step(params, state, X, T, rng, check=False)
         return params, state, value
 
 
@@ -198,14 +275,14 @@ def compile_step(
 
     Returns:
         ``step(params, state, X, T, rng=None) -> (params, state, loss)`` with
-        X ``(batch, features)``, T the targets, loss a 0-d array. For a model
-        with a model state (BatchNorm) ``params`` are its ``Variables`` and
-        ``state = optimizer.init(variables.params)``; the step returns the
-        Variables with the updated running statistics.
+        X ``(batch, ...)``, T the targets, loss a 0-d array (the loss *before*
+        the update). For a model with a model state (BatchNorm) ``params`` are
+        its ``Variables`` and ``state = optimizer.init(variables.params)``; the
+        step returns the Variables with the updated running statistics.
 
     Example:
         >>> step = pnn.compile_step(model, pnn.losses.softmax_cross_entropy, opt)
         >>> for X, T in batches:
         ...     params, state, loss = step(params, state, X, T)
     """
-    return TrainStep(model, loss, optimizer, compile)
+    return TrainStep(StepSpec(model, loss, optimizer), compile)

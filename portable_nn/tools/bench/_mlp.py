@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...backends import Backend, get_backend, to_backend, to_numpy
-from ...training import TrainStep, compile_step
+from ...training import compile_step
 from ..problems import Problem, make_problem
 from ..timing import Candidate
 
@@ -150,7 +150,7 @@ def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None =
 def pnn_fit_step(prob: Problem, name: str = "portable_nn (fit's step)") -> Built:
     """What ``pnn.fit`` runs per step on NumPy: ``TrainStep.fit_step`` (forward, backprop, the
     optimizer's step) and the NaN/inf check of the loss and the new params, read on the host."""
-    trainer = TrainStep(prob.model, prob.loss, prob.optimizer, None)
+    trainer = compile_step(prob.model, prob.loss, prob.optimizer, compile=None)
     batches, n = prob.batches, len(prob.batches)
     cur: dict[str, Any] = {}
 

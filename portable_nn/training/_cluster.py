@@ -1,12 +1,13 @@
-"""Data-parallel fit on a Dask cluster: ``fit(..., client=client)``.
+"""Data-parallel fit on a Dask cluster: ``fit(..., client=client)``, a runner of the epoch driver.
 
 The rows are cut into one contiguous shard per worker at the start. Each
 worker holds an Actor (:class:`~._dask_worker.Replica`) with its shards on its
 own backend and device. Each step the client sends the params and each
 shard's rows of the global batch (the same batches as one process: the
-same seeded permutation); the actors return per-shard sums of the loss and
-gradients; the client adds them in shard order, divides by the batch's rows
-(``"mean"`` losses), and applies the optimizer once. Dropout masks are drawn
+driver's order); the actors return per-shard sums of the loss and gradients
+(:func:`~._step.forward_backward`); the client adds them in shard order,
+divides by the batch's rows (``"mean"`` losses), and applies the optimizer
+once (:func:`~._step.update`). Dropout masks are drawn
 for the whole batch from fit's dropout RNG state (see ``RowsRng``), so
 results match one process to rounding (float64: ~1e-15 per step).
 
@@ -32,12 +33,14 @@ from .._check import dtype_name
 from .._errors import ClusterError, FitInterrupted
 from .._tree import tree_leaves, tree_map
 from ..backends import adapter_of, to_numpy
-from ..layers.base import Layer, Params, has_state, uses_host_rng
-from ._dask_data import DaskData
-from ._data import Plan, batches, params_backend
-from ._step import finite_check
+from ..layers.base import Params, has_state, takes_indices, trainable, uses_host_rng
+from ._dask_data import DaskSource
+from ._data import params_backend
+from ._epoch import Loop, nonfinite
+from ._source import MemorySource, batch_slices
+from ._step import finite_check, update
 
-__all__ = ["ClusterEpochs"]
+__all__ = ["ClusterRunner", "worker_backend"]
 
 # called with the number of steps completed so far after each step (tests use it to kill a worker mid-fit)
 _after_step: Callable[[int], None] | None = None
@@ -53,12 +56,10 @@ def _is_lost(e: BaseException) -> bool:
         type(e).__name__ in ("CancelledError", "FutureCancelledError")
 
 
-class ClusterEpochs:
+class ClusterRunner:
     """The steps of each epoch on the cluster's workers (see the module docstring)."""
 
-    def __init__(self, client: Any, model: Layer, loss: Any, optimizer: Any, params: Params, plan: Plan | None,
-                 data: DaskData | None, batch_size: int, micro: int, shuffle_rng: np.random.Generator | None,
-                 dropout_rng: np.random.Generator, policy: Any, reduction: str) -> None:
+    def __init__(self, client: Any, loop: Loop, micro: int, params: Params) -> None:
         try:
             from distributed import Client
         except ImportError as e:
@@ -70,39 +71,38 @@ class ClusterEpochs:
                 f"fit: the client is {client.status}; pass an open distributed.Client (e.g. inside "
                 "'with Client(cluster) as client:')."
             )
-        if has_state(model):
+        spec = loop.trainer.spec
+        if has_state(spec.model):
             raise ValueError(
-                f"fit: {model!r} has layers with batch statistics (a model state, e.g. BatchNorm), which "
+                f"fit: {spec.model!r} has layers with batch statistics (a model state, e.g. BatchNorm), which "
                 "client= does not support: each worker would see only its rows' statistics. Use LayerNorm, "
                 "or train in one process."
             )
-        self.client, self.model, self.optimizer, self.policy = client, model, optimizer, policy
-        self.batch_size, self.micro, self.reduction = batch_size, micro, reduction
-        self.shuffle_rng, self.dropout_rng = shuffle_rng, dropout_rng
-        self.uses_rng = uses_host_rng(model)
-        self.xp, self.device, dtype = params_backend(params, "fit")
-        self.dtype = dtype
+        data = loop.source
+        if data.weighted:
+            raise ValueError("fit: sample_weight with client= is not supported; train in one process.")
+        self.client, self.loop, self.spec, self.micro = client, loop, spec, micro
+        self.uses_rng = uses_host_rng(spec.model)
+        self.xp, self.device, self.dtype = params_backend(trainable(params), "fit")
         backend = worker_backend(tree_leaves(params)[0])
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise ValueError("fit: the client's cluster has no workers; start some (e.g. LocalCluster(n_workers=2)).")
-        if plan is not None:
-            self.n = int(plan.X.shape[0])
-            Xh, Yh = to_numpy(plan.X), to_numpy(plan.Y)
+        self.n = data.n
+        if isinstance(data, MemorySource):
+            Xh, Yh = to_numpy(data.X), to_numpy(data.Y)
             self._source: Callable[[int, int], tuple[Any, Any]] = lambda lo, hi: (Xh[lo:hi], Yh[lo:hi])
-            n_classes = int(model(params, plan.X[:1, ...]).shape[1]) if plan.counts_correct else None
         else:
-            assert data is not None
-            self.n = data.n
-            Xd, Yd = data.X, data.Y
+            assert isinstance(data, DaskSource)
+            Xd, Yd = data.data.X, data.data.Y
             self._source = lambda lo, hi: (Xd[lo:hi], Yd[lo:hi])
-            n_classes = data.n_classes
         n_shards = min(len(workers), self.n)
         self.bounds = np.array([self.n * i // n_shards for i in range(n_shards + 1)], dtype=np.int64)
         tag = uuid.uuid4().hex[:8]
         self.futures = {
-            w: client.submit(_replica_class(), model, loss, backend, dtype_name(dtype), reduction, n_classes,
-                             actor=True, workers=[w], allow_other_workers=False, pure=False, key=f"pnn-replica-{tag}-{i}")
+            w: client.submit(_replica_class(), spec, backend, dtype_name(self.dtype), loop.reduction,
+                             takes_indices(spec.model), actor=True, workers=[w], allow_other_workers=False,
+                             pure=False, key=f"pnn-replica-{tag}-{i}")
             for i, w in enumerate(workers)
         }
         self.actors: dict[str, Any] = {}
@@ -122,6 +122,10 @@ class ClusterEpochs:
             self.close()  # free the actors and the shards already loaded
             raise
         self.steps_done = 0
+
+    def chunk(self, remaining: int) -> int:
+        """Epochs the next :meth:`run` covers."""
+        return 1
 
     def _place(self, shards: dict[int, str], lost: list[str]) -> None:
         """Load each shard on its worker; shards of workers that fail are moved to the least-loaded others."""
@@ -207,18 +211,34 @@ class ClusterEpochs:
                 self._warn_lost(lost, moved)
             self._place(moved, lost)
 
-    def run(self, params: Params, state: Any, epoch: int) -> tuple[Params, Any, float, Any]:
-        """One epoch; returns params, state, the loss total (rows-weighted for a mean loss) and correct."""
-        xp, policy, B = self.xp, self.policy, self.batch_size
-        order = self.shuffle_rng.permutation(self.n) if self.shuffle_rng is not None else None
-        total, correct = 0.0, None
-        step = 0
+    def run(
+        self, params: Params, state: Any, orders: list[np.ndarray | None], epoch: int,
+        start: int = 0, total: Any = 0.0, correct: Any = None,
+    ) -> tuple[Params, Any, list[tuple[float, Any]]]:
+        """One epoch per order (the first from step ``start``); returns params, state, each epoch's
+        ``(loss, n_correct)``."""
+        stats = []
+        for e, order in enumerate(orders):
+            params, state, total, correct = self._epoch(
+                params, state, order, epoch + e, *((start, total, correct) if e == 0 else ())
+            )
+            stats.append((self.loop.epoch_loss(total), correct))
+        return params, state, stats
+
+    def _epoch(
+        self, params: Params, state: Any, order: np.ndarray | None, epoch: int,
+        start: int = 0, total: Any = 0.0, correct: Any = None,
+    ) -> tuple[Params, Any, float, Any]:
+        xp, loop = self.xp, self.loop
+        step = start
         try:
-            for step, idx in enumerate(batches(self.n, B, order)):
-                policy.interrupts.raise_if_pending()
+            for step, idx in enumerate(batch_slices(self.n, loop.batch_size, order)):
+                if step < start:
+                    continue
+                loop.interrupts.raise_if_pending()
                 rows = np.arange(idx.start, idx.stop) if isinstance(idx, slice) else np.asarray(idx)
-                host = tree_map(to_numpy, params)
-                rng_state = self.dropout_rng.bit_generator.state if self.uses_rng else None
+                host = tree_map(to_numpy, trainable(params))
+                rng_state = loop.rng.bit_generator.state if self.uses_rng else None
                 parts, end = self._exchange(host, rows, rng_state)
                 loss_sum, grads, count, c_sum = 0.0, None, 0, None
                 for sid in sorted(parts):  # the fixed order: by shard, wherever the shard lives
@@ -229,19 +249,22 @@ class ClusterEpochs:
                     if c is not None:
                         c_sum = c if c_sum is None else c_sum + c
                 assert grads is not None and count == rows.shape[0]
-                div = float(count) if self.reduction != "sum" else 1.0
-                g_tree = _unflatten(params, [xp.asarray(g / div, device=self.device) for g in grads])
-                new_params, new_state = self.optimizer.step(params, g_tree, state)
+                div = float(count) if loop.reduction != "sum" else 1.0
+                g_tree = _unflatten(trainable(params), [xp.asarray(g / div, device=self.device) for g in grads])
+                new_params, new_state = update(self.spec.optimizer, params, g_tree, state)
                 value = xp.asarray(loss_sum / div, dtype=self.dtype, device=self.device)
-                if policy.on_nonfinite != "ignore" and not math.isfinite(float(finite_check(value, new_params))):
-                    policy.nonfinite(params, epoch, step, value)
+                if loop.on_nonfinite != "ignore" and not math.isfinite(float(finite_check(value, new_params))):
+                    nonfinite(loop, params, epoch, step, value)
                 if end is not None:
-                    self.dropout_rng.bit_generator.state = end
+                    loop.rng.bit_generator.state = end
                 params, state = new_params, new_state
                 total += loss_sum
                 if c_sum is not None:
                     correct = c_sum if correct is None else correct + c_sum
-                policy.done_step()
+                if loop.bar is not None:
+                    loop.bar.update(1)
+                if loop.on_step is not None:
+                    loop.on_step(params, state, epoch, step + 1, total, correct)
                 self.steps_done += 1
                 if _after_step is not None:
                     _after_step(self.steps_done)
@@ -249,12 +272,12 @@ class ClusterEpochs:
             raise ClusterError(
                 f"fit: {e} at epoch {epoch}, step {step}; the error's .params are those after the last "
                 "completed step. Restart the workers (or the client) and fit again from them.",
-                params=params, epoch=epoch, step=step, history=policy.history,
+                params=params, epoch=epoch, step=step, history=loop.history,
             ) from None
         except KeyboardInterrupt as e:
             if isinstance(e, FitInterrupted):
                 raise
-            raise FitInterrupted(params, policy.history) from e
+            raise FitInterrupted(params, loop.history) from e
         return params, state, total, correct
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""fit's inner loop: one epoch step by step.
+"""The portable runner: one epoch step by step, from any :class:`~._source.Source`.
 
 Each step computes the new params functionally, so the params from before a
 step that made a NaN/inf are still in hand; the portable step reads only its
@@ -15,39 +15,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from .._errors import FitInterrupted, NonFiniteError, StopTraining
 from ..backends import namespace
 from ..layers.base import Array, Params
-from ._data import batches
 from ._interrupt import Interrupts
+from ._source import Source
 from ._step import TrainStep, finite_check, n_correct
 
-__all__ = ["History", "Loop", "StepRunner", "batches", "nonfinite", "run_epoch"]
+__all__ = ["History", "Loop", "StepRunner", "nonfinite", "run_epoch"]
 
 History = dict[str, list[float]]
 
 
 @dataclass
 class Loop:
-    """What every epoch of one fit call shares.
+    """What every epoch of one training run shares.
 
     Attributes:
+        source: the training data.
+        rng: dropout's host RNG.
         reduction: how ``loss`` reduces over a batch, ``"mean"`` or ``"sum"``
             (its ``reduction`` attribute): how batch values add up to the epoch's.
         interrupts: Ctrl-C state (see ``_interrupt``).
-        counts_correct: the targets are integer labels of a ``(batch, classes)``
-            output, so accuracy is counted.
         on_step: called after each completed step with ``(params, state, epoch,
             steps done in the epoch, the epoch's loss total, its correct count)``
-            (fit's checkpointing and Ctrl-C bookkeeping).
+            (checkpointing's bookkeeping); None when nobody needs it.
+        compiled: the step is compiled (it checks its loss and params in one read anyway).
     """
 
     trainer: TrainStep
-    X: Array
-    Y: Array
+    source: Source
     batch_size: int
     rng: Any
     on_nonfinite: str
@@ -55,14 +54,12 @@ class Loop:
     bar: Any
     reduction: str
     interrupts: Interrupts
-    counts_correct: bool
     on_step: Callable[[Params, Any, int, int, Any, Any], None] | None = None
+    compiled: bool = False
 
-
-def _take(xp: Any, A: Array, idx: Any, device: Any) -> Array:
-    if isinstance(idx, slice) or xp is np:
-        return A[idx, ...]
-    return xp.take(A, xp.asarray(idx, device=device), axis=0)
+    def epoch_loss(self, total: Any) -> float:
+        """The epoch's loss from its total: the mean over rows (weights) for a ``"mean"`` loss, else the sum."""
+        return float(total) if self.reduction == "sum" else float(total) / self.source.total_weight
 
 
 def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any, stacklevel: int = 5) -> None:
@@ -91,13 +88,13 @@ class _SeenNonFinite(Exception):
 def run_epoch(
     loop: Loop, params: Params, state: Any, order: np.ndarray | None, epoch: int,
     start: int = 0, total: Any = 0.0, correct: Any = None,
-) -> tuple[Params, Any, float, Any]:
+) -> tuple[Params, Any, Any, Any]:
     """One epoch (from step ``start``, with that far's ``total`` and ``correct``: a resumed run).
 
     Returns params, state, the epoch's loss total, and correct predictions.
 
-    The total is the sum of the batch losses weighted by their rows for a
-    ``"mean"`` loss (divide by n for the mean) and plain for a ``"sum"`` loss.
+    The total is the sum of the batch losses weighted by their rows (their
+    sample weights) for a ``"mean"`` loss, and plain for a ``"sum"`` loss.
     Ctrl-C is checked before each step: a pending one stops before the next
     step begins, so the params are always those after a whole step.
 
@@ -106,17 +103,18 @@ def run_epoch(
     without ``on_step`` reads only its loss, and the params are checked at the
     end of the epoch, on Ctrl-C and when a step raises (a user's loss that
     rejects NaN predictions; NaN params show in the next step's loss anyway);
-    when any check fails, the epoch is replayed from its start
-    (the step is deterministic: params, optimizer state and the dropout RNG's
-    state are kept) checking every step, so the error names the same step and
-    carries the same params as a per-step check would.
+    when any check fails, the epoch is replayed from its start (the step is
+    deterministic: params, optimizer state and the dropout RNG's state are
+    kept, and a source gives the same batches for the same order) checking
+    every step, so the error names the same step and carries the same params
+    as a per-step check would.
 
     Raises:
         NonFiniteError, StopTraining: a NaN/inf loss or updated param (per ``on_nonfinite``),
             carrying the params from before the step that made it.
         FitInterrupted: Ctrl-C, with the params after the last completed step.
     """
-    lazy = loop.on_nonfinite != "ignore" and loop.on_step is None and loop.trainer.compiler(loop.X) is None
+    lazy = loop.on_nonfinite != "ignore" and loop.on_step is None and not loop.compiled
     if not lazy:
         return _steps(loop, params, state, order, epoch, start, total, correct, "every")
     rng_state = None if loop.rng is None else loop.rng.bit_generator.state
@@ -135,38 +133,38 @@ def run_epoch(
 def _steps(
     loop: Loop, params: Params, state: Any, order: np.ndarray | None, epoch: int,
     start: int, total: Any, correct: Any, check: str,
-) -> tuple[Params, Any, float, Any]:
+) -> tuple[Params, Any, Any, Any]:
     """:func:`run_epoch`'s loop; ``check``: ``"every"`` step's params, or only the ``"loss"`` (then it
     raises ``_SeenNonFinite`` for a NaN/inf loss or, at the end or on Ctrl-C, params)."""
-    X, Y, trainer = loop.X, loop.Y, loop.trainer
-    xp = namespace(X)
-    device = array_api_compat.device(X)
+    trainer, source = loop.trainer, loop.source
     weighted = loop.reduction != "sum"
     checks = loop.on_nonfinite != "ignore"
     full = check == "every"
-    step, value = start, None
+    step, value, xp = start, None, None
     lazy = checks and not full  # the params of the steps so far are not checked yet
-    outputs: list[tuple[Array, Array]] | None = [] if loop.counts_correct and loop.on_step is None else None
+    outputs: list[tuple[Array, Array]] | None = [] if source.counts_correct and loop.on_step is None else None
     try:
-        for step, idx in enumerate(batches(X.shape[0], loop.batch_size, order)):
-            if step < start:
-                continue
+        for step, (Xb, Tb, Wb) in source.batches(order, loop.batch_size, start):
             loop.interrupts.raise_if_pending()
-            Xb, Tb = _take(xp, X, idx, device), _take(xp, Y, idx, device)
-            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng, full and checks)
+            value, Yp, new_params, new_state, ok = trainer.fit_step(params, state, Xb, Tb, loop.rng,
+                                                                    full and checks, Wb)
             if checks and not math.isfinite(float(ok)):
                 if not full:
                     raise _SeenNonFinite(step, value)
                 nonfinite(loop, params, epoch, step, value, stacklevel=6)
             params, state = new_params, new_state
-            total = total + (value * Xb.shape[0] if weighted else value)  # on the device until the epoch ends
-            if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step
-                outputs.append((Yp, Tb))
-                if len(outputs) == _COUNT_EVERY:
-                    correct = _count(xp, outputs, correct)
+            if weighted:  # the total stays on the device until the epoch ends
+                total = total + value * (Xb.shape[0] if Wb is None else _sum(Wb))
             else:
-                c = n_correct(xp, Yp, Tb)
-                if c is not None:
+                total = total + value
+            if source.counts_correct:
+                xp = xp or namespace(Yp)
+                if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step
+                    outputs.append((Yp, Tb))
+                    if len(outputs) == _COUNT_EVERY:
+                        correct = _count(xp, outputs, correct)
+                else:
+                    c = n_correct(xp, Yp, Tb)
                     correct = c if correct is None else correct + c
             if loop.bar is not None:
                 loop.bar.update(1)
@@ -177,6 +175,8 @@ def _steps(
     except KeyboardInterrupt as e:
         if lazy and _nonfinite_since(value, params):
             raise _SeenNonFinite(step, value) from None
+        if isinstance(e, FitInterrupted):
+            raise
         raise FitInterrupted(params, loop.history) from e
     except Exception:
         # a later step failed on the hidden NaN params (a user's loss or layer that rejects NaN inputs):
@@ -188,7 +188,11 @@ def _steps(
         raise _SeenNonFinite(step, value)
     if outputs:
         correct = _count(xp, outputs, correct)
-    return params, state, float(total), correct
+    return params, state, total, correct
+
+
+def _sum(W: Array) -> Array:
+    return namespace(W).sum(W)
 
 
 def _nonfinite_since(value: Any, params: Params) -> bool:
@@ -209,7 +213,7 @@ def _count(xp: Any, outputs: list[tuple[Array, Array]], correct: Any) -> Any:
 
 
 class StepRunner:
-    """fit's portable mode: one epoch per call, step by step (see :func:`run_epoch`)."""
+    """The portable runner: one epoch per call, step by step (see :func:`run_epoch`)."""
 
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
@@ -231,6 +235,8 @@ class StepRunner:
             params, state, total, correct = run_epoch(
                 self.loop, params, state, order, epoch + e, *((start, total, correct) if e == 0 else ())
             )
-            n = self.loop.X.shape[0]
-            stats.append((total / n if self.loop.reduction != "sum" else total, correct))
+            stats.append((self.loop.epoch_loss(total), correct))
         return params, state, stats
+
+    def close(self) -> None:
+        """Nothing to release."""
