@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import array_api_compat
 import numpy as np
@@ -246,37 +246,98 @@ class cosine(Schedule):
         return xp.where(t < self.warmup, self.peak * (t / self.warmup), decay)
 
 
+_PLATEAU_RULES = ("keras", "torch")
+
+
 @dataclass(frozen=True)
 class ReduceOnPlateau:
     """Multiply the learning rate by ``factor`` when the monitored loss stops improving; for ``fit(reduce_lr=...)``.
 
     After each epoch ``fit`` compares its monitored loss (the validation loss,
-    or the training loss without validation data) with the best so far; after
-    ``patience`` epochs without an improvement by more than ``min_delta`` it
-    sets the optimizer state's ``lr_scale`` to ``max(lr_scale * factor,
-    min_scale)`` and waits ``patience`` epochs again (Keras's
-    ``ReduceLROnPlateau``, torch's with ``threshold_mode="abs"``, cooldown 0).
+    or the training loss without validation data) with the best so far. An
+    epoch improves when ``loss < best - min_delta`` (a NaN never does); the
+    first epoch improves on ``best = inf`` unless its loss is NaN or inf.
+    Each epoch that does not improve counts as bad; an improvement resets the
+    count to 0. When the count reaches the rule's limit, the optimizer state's
+    ``lr_scale`` becomes ``max(lr_scale * factor, min_scale)`` and the count
+    restarts from 0:
+
+    - ``rule="keras"`` (the default): after ``patience`` bad epochs in a row,
+      as Keras's ``keras.callbacks.ReduceLROnPlateau(mode="min",
+      min_delta=min_delta, cooldown=0)`` does (``wait >= patience``). With
+      ``patience=2`` the lr drops at the end of the 2nd bad epoch.
+    - ``rule="torch"``: after ``patience + 1`` bad epochs in a row, as
+      ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode="min",
+      threshold_mode="abs", threshold=min_delta, cooldown=0)`` does
+      (``num_bad_epochs > patience``); ``patience=0`` drops it after every
+      bad epoch. So ``rule="torch", patience=p`` is ``rule="keras",
+      patience=p + 1``.
+
+    Keras's rule is the default because it is what ``ReduceOnPlateau`` did
+    before it had a ``rule``: a run set up earlier keeps its results.
+
     The scale multiplies a float lr or a schedule alike, lives in the state (so
     a checkpoint keeps it, and JAX's compiled loop does not recompile), and the
     history's ``"lr"`` shows its effect.
+
+    Args:
+        factor: in (0, 1); the scale's multiplier at each reduction (torch's
+            and Keras's ``factor``).
+        patience: bad epochs tolerated, >= 1 for ``"keras"`` (Keras's
+            ``patience=0`` acts as 1), >= 0 for ``"torch"``; see above.
+        min_delta: >= 0; how much lower than the best the loss must be to
+            improve (Keras's ``min_delta``; torch's ``threshold`` with
+            ``threshold_mode="abs"``). Note the libraries' defaults differ
+            (Keras: 1e-4; torch: 1e-4 relative); ours is 0.
+        min_scale: in [0, 1]; the floor of the scale, relative to the
+            optimizer's lr. For a constant ``lr`` it is torch's and Keras's
+            ``min_lr = min_scale * lr``; under a schedule the floor moves with
+            it. Unlike torch, a reduction smaller than torch's ``eps`` (1e-8
+            in lr units) is not skipped, a difference of at most 1e-8 in lr;
+            unlike Keras, the scale is a float64 Python float, not the float32
+            of Keras's learning-rate variable.
+        rule: ``"keras"`` or ``"torch"``, as above.
+
+    Raises:
+        ValueError: a setting out of its range, or an unknown ``rule``.
+        TypeError: ``patience`` not an int, or ``rule`` not a string.
     """
 
     factor: float = 0.1
     patience: int = 10
     min_delta: float = 0.0
     min_scale: float = 0.0
+    rule: Literal["keras", "torch"] = "keras"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rule, str):
+            raise TypeError(f"ReduceOnPlateau: rule must be 'keras' or 'torch', got {type(self.rule).__name__}.")
+        if self.rule not in _PLATEAU_RULES:
+            raise ValueError(
+                f"ReduceOnPlateau: rule must be 'keras' (reduce after `patience` bad epochs) or 'torch' "
+                f"(after `patience + 1`), got {self.rule!r}."
+            )
         _set(self, "factor", real_number("ReduceOnPlateau", "factor", self.factor, lo=0.0, hi=1.0, lo_open=True,
                                          hi_open=True))
-        _set(self, "patience", check_int("ReduceOnPlateau", "patience", self.patience, 1))
+        patience = check_int("ReduceOnPlateau", "patience", self.patience, 0)
+        if patience < 1 and self.rule == "keras":
+            raise ValueError(
+                "ReduceOnPlateau: patience must be >= 1 with rule='keras', got 0. Keras's patience=0 reduces as "
+                "patience=1 does: pass patience=1, or rule='torch' with patience=0."
+            )
+        _set(self, "patience", patience)
         _set(self, "min_delta", real_number("ReduceOnPlateau", "min_delta", self.min_delta, lo=0.0))
         _set(self, "min_scale", real_number("ReduceOnPlateau", "min_scale", self.min_scale, lo=0.0, hi=1.0))
 
     def update(self, best: float, wait: int, scale: float, monitored: float) -> tuple[float, int, float]:
-        """One epoch's bookkeeping: ``(best, wait, scale)`` after seeing ``monitored`` (a NaN never improves)."""
+        """One epoch's bookkeeping: ``(best, wait, scale)`` after seeing ``monitored``.
+
+        ``wait`` counts the bad epochs since the last improvement or reduction
+        (the same meaning under both rules, so a checkpoint stores it as is).
+        """
         if monitored < best - self.min_delta:
             return monitored, 0, scale
-        if wait + 1 >= self.patience:
+        limit = self.patience + 1 if self.rule == "torch" else self.patience
+        if wait + 1 >= limit:
             return best, 0, max(scale * self.factor, self.min_scale)
         return best, wait + 1, scale

@@ -162,8 +162,13 @@ TORCH_CASES: dict[str, tuple[Callable[[], pnn.Layer], Oracle]] = {
 }
 
 
-def compare_with_torch(tb: Any, layer: pnn.Layer, oracle: Oracle, X_host: np.ndarray, dtype: str) -> None:
-    """Y, dX and the grads of ``layer`` on the backend equal torch's (float64 autograd on the same numbers)."""
+def compare_with_torch(
+    tb: Any, layer: pnn.Layer, oracle: Oracle, X_host: np.ndarray, dtype: str, tol: float | None = None
+) -> None:
+    """Y, dX and the grads of ``layer`` on the backend equal torch's (float64 autograd on the same numbers).
+
+    ``tol``: the largest error relative to each array's scale (default 1e-10 in float64, 1e-5 in float32).
+    """
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     params = with_random_bias(tb, tb.init(layer, seed=2, dtype=dtype), rng, dtype)
@@ -176,7 +181,7 @@ def compare_with_torch(tb: Any, layer: pnn.Layer, oracle: Oracle, X_host: np.nda
     Xt = torch.tensor(host(X).astype(np.float64), requires_grad=True)
     Yt = oracle(torch.nn.functional, Xt, leaves)
     Yt.backward(torch.tensor(host(tb.asarray(dY_host, dtype)).astype(np.float64)))
-    tol = 1e-10 if dtype == "float64" else 1e-5
+    tol = tol if tol is not None else 1e-10 if dtype == "float64" else 1e-5
     assert rel_err(Y, pnn.to_numpy(Yt)) <= tol, f"{layer!r}: Y"
     assert rel_err(dX, pnn.to_numpy(Xt.grad)) <= tol, f"{layer!r}: dX"
     assert set(grads) == set(leaves)

@@ -1,7 +1,7 @@
 """Sliding 2-D windows over NCHW images, shared by Conv2D and the pooling layers.
 
-Portable: Array API operations only. Padding is ``concat`` with zeros (the
-standard has no ``pad``); ``windows`` takes one strided slice per kernel
+Portable: Array API operations only. Padding is ``concat`` with a constant
+(zeros; ``-inf`` for max pooling; the standard has no ``pad``); ``windows`` takes one strided slice per kernel
 offset (im2col without ``stride_tricks``); ``overlap_add`` is its adjoint
 (col2im), built by padding each offset's part into place and summing, so no
 array is ever written in place (JAX arrays cannot be, and the caller's must not be).
@@ -71,33 +71,44 @@ def check_images(layer: Any, X: Array, *, like: Array = None, channels: int | No
     return xp
 
 
-def output_size(layer: Any, shape: Sequence[int], kernel: Pair, stride: Pair, pads: Pads) -> Pair:
+def output_size(
+    layer: Any, shape: Sequence[int], kernel: Pair, stride: Pair, pads: Pads, *, max_padding: Pair | None = None
+) -> Pair:
     """``(out_height, out_width)`` of windows over images of ``shape`` padded by ``pads``.
 
+    Args:
+        max_padding: the most padding ``layer`` accepts per side (None: no limit); the
+            error suggests a padding only within it.
+
     Raises:
-        ValueError: the kernel is larger than the padded image.
+        ValueError: the kernel is larger than the padded image; it suggests a smaller
+            kernel_size, larger images, or the padding that would fit.
     """
     height, width = shape[2] + pads[0] + pads[1], shape[3] + pads[2] + pads[3]
     if kernel[0] > height or kernel[1] > width:
         padded = f" (padded by {pads} as (top, bottom, left, right))" if any(pads) else ""
+        need = (max(0, -(-(kernel[0] - shape[2]) // 2)), max(0, -(-(kernel[1] - shape[3]) // 2)))
+        fits = max_padding is None or (need[0] <= max_padding[0] and need[1] <= max_padding[1])
+        advice = f", or padding={short_pair(need)!r} on each side" if fits else ""
         raise ValueError(
             f"{layer!r}: kernel {kernel[0]}x{kernel[1]} is larger than the input {height}x{width}"
-            f"{padded}; X has shape {tuple(shape)} {IMAGES}. Use a smaller kernel, padding or larger images."
+            f"{padded}; X has shape {tuple(shape)} {IMAGES}. Use a smaller kernel_size, larger images{advice}."
         )
     return (height - kernel[0]) // stride[0] + 1, (width - kernel[1]) // stride[1] + 1
 
 
-def _zeros(xp: Any, X: Array, height: int, width: int) -> Array:
-    return xp.zeros((X.shape[0], X.shape[1], height, width), dtype=X.dtype, device=array_api_compat.device(X))
+def _full(xp: Any, X: Array, height: int, width: int, value: float = 0.0) -> Array:
+    shape = (X.shape[0], X.shape[1], height, width)
+    return xp.full(shape, value, dtype=X.dtype, device=array_api_compat.device(X))
 
 
-def pad2d(xp: Any, X: Array, pads: Pads) -> Array:
-    """``X`` (N, C, H, W) with ``pads = (top, bottom, left, right)`` zero rows/columns around each image."""
+def pad2d(xp: Any, X: Array, pads: Pads, value: float = 0.0) -> Array:
+    """``X`` (N, C, H, W) with ``pads = (top, bottom, left, right)`` rows/columns of ``value`` around each image."""
     top, bottom, left, right = pads
     if left or right:
-        X = xp.concat([_zeros(xp, X, X.shape[2], left), X, _zeros(xp, X, X.shape[2], right)], axis=3)
+        X = xp.concat([_full(xp, X, X.shape[2], left, value), X, _full(xp, X, X.shape[2], right, value)], axis=3)
     if top or bottom:
-        X = xp.concat([_zeros(xp, X, top, X.shape[3]), X, _zeros(xp, X, bottom, X.shape[3])], axis=2)
+        X = xp.concat([_full(xp, X, top, X.shape[3], value), X, _full(xp, X, bottom, X.shape[3], value)], axis=2)
     return X
 
 
@@ -155,7 +166,7 @@ def overlap_add(xp: Any, parts: Sequence[Array], kernel: Pair, stride: Pair, siz
         grids[pi, pj] = grids[pi, pj] + placed if (pi, pj) in grids else placed
     if (sh, sw) == (1, 1):
         return grids[0, 0]
-    zero = _zeros(xp, parts[0], gh, gw)
+    zero = _full(xp, parts[0], gh, gw)
     rows = [xp.stack([grids.get((pi, pj), zero) for pj in range(sw)], axis=-1) for pi in range(sh)]
     full = xp.reshape(xp.stack(rows, axis=3), (n, c, gh * sh, gw * sw))  # (n, c, gh, sh, gw, sw) merged
     return full[:, :, :height, :width]

@@ -125,8 +125,13 @@ class _ByValue:
 _State = TypeVar("_State")
 
 
-class _Optimizer(_ByValue, Generic[_State]):
-    """What every optimizer shares: ``lr`` (a float or a schedule), clipping, ``step``, ``update``, ``learning_rate``."""
+class Optimizer(_ByValue, Generic[_State]):
+    """What every optimizer shares: ``lr`` (a float or a schedule), clipping, ``step``, ``update``, ``learning_rate``.
+
+    The base of :class:`SGD` and :class:`Adam` (not in ``__all__``). Its name is
+    public because Python names it in its own argument errors, e.g.
+    ``Optimizer.step() missing 2 required positional arguments``.
+    """
 
     lr: float | Schedule
     clip_norm: float | None
@@ -187,7 +192,7 @@ class SGDState(NamedTuple):
     lr_scale: float = 1.0
 
 
-class SGD(_Optimizer[SGDState]):
+class SGD(Optimizer[SGDState]):
     """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
@@ -249,7 +254,7 @@ class AdamState(NamedTuple):
     lr_scale: float = 1.0
 
 
-class Adam(_Optimizer[AdamState]):
+class Adam(Optimizer[AdamState]):
     """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient.
 
     ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,
