@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
-from ._adapter import Adapter
-from ._backend import Backend, adapter, adapter_of, namespace, to_numpy
+from ._adapter import Adapter, adapter, available_backends
+from ._backend import NUMPY_NS, Backend, adapter_of, namespace, to_numpy
 from ._move import to_backend
-from ._select import available_backends, backend_name, get_backend, set_backend, use_backend
+from ._select import backend_name, get_backend, set_backend, use_backend
 from ._table import ADAPTERS
 
 __all__ = [
     "ADAPTERS",
+    "NUMPY_NS",
     "Adapter",
     "Backend",
     "adapter",

@@ -2,26 +2,28 @@
 
 Each backend module (``numpy.py``, ``torch.py``, ...) defines ``ADAPTER``, an
 instance of a subclass of :class:`Adapter`, and the table in ``_table.py``
-maps the backend's name to that module. Adapter modules import their library
-only when a backend is made, so listing them costs nothing.
+maps the backend's name to that module; :func:`adapter` looks one up.
+Adapter modules import their library only when a backend is made, so listing
+them costs nothing. An adapter answers for a namespace and a device object;
+it never sees a :class:`~portable_nn.backends.Backend` (which is built from
+its answers), so this module imports nothing of the package but the table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .._errors import BackendError
+from ._table import ADAPTERS
 
-if TYPE_CHECKING:
-    from ._backend import Backend
-
-__all__ = ["Adapter", "no_device"]
+__all__ = ["Adapter", "adapter", "available_backends", "no_device"]
 
 
 class Adapter:
@@ -51,15 +53,17 @@ class Adapter:
         try:
             return importlib.import_module(self.module)
         except ImportError as e:
-            from ._select import available_backends
-
             raise BackendError(
                 f"backend {self.name!r} is not installed here ({e}). Install it with: {self.install_hint}. "
                 f"Installed now: {', '.join(available_backends())}."
             ) from e
 
-    def make(self, device: str | None) -> Backend:
-        """A :class:`Backend` on ``device`` (None: the library's default device).
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
+        """``(xp, device)``: the library's Array API namespace and its device object for ``device``.
+
+        ``device``: a device name such as ``"cuda:1"``; None: the library's
+        default device. :func:`~portable_nn.get_backend` makes the
+        :class:`~portable_nn.backends.Backend` from the answer.
 
         Raises:
             BackendError: the library is missing or has no such device (see :func:`no_device`).
@@ -82,8 +86,8 @@ class Adapter:
         """True when ``device`` is a GPU."""
         return False
 
-    def synchronize(self, be: Backend, arrays: tuple[Any, ...]) -> None:
-        """Block until queued device work (or the work producing ``arrays``) has finished."""
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
+        """Block until queued work on ``device`` (or the work producing ``arrays``) has finished."""
 
     def device_label(self, device: Any) -> str:
         """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
@@ -94,13 +98,32 @@ class Adapter:
         return self.device_label(device)
 
     @contextlib.contextmanager
-    def parity_precision(self, be: Backend) -> Iterator[None]:
+    def parity_precision(self, device: Any) -> Iterator[None]:
         """Full float32 matmul precision inside the block (no TF32; JAX ``highest``)."""
         yield
 
     def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` compiled by :attr:`compiler`."""
         raise NotImplementedError(f"backend {self.name!r} has no compiler")
+
+
+@functools.cache
+def _load_adapter(path: str) -> Adapter:
+    return importlib.import_module(path).ADAPTER  # type: ignore[no-any-return]
+
+
+def adapter(name: str) -> Adapter:
+    """The adapter of backend ``name`` (a key of the table in ``_table.py``)."""
+    return _load_adapter(ADAPTERS[name])
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine now, in the table's order.
+
+    CuPy counts only when it imports and sees a CUDA device. The others count
+    when installed (they are not imported, which would be slow).
+    """
+    return [name for name in ADAPTERS if adapter(name).available()]
 
 
 def no_device(name: str, device: str, devices: list[str]) -> NoReturn:

@@ -9,8 +9,6 @@ specific to one library lives in its adapter (``backends/<name>.py``).
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,23 +16,18 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._adapter import Adapter
+from ._adapter import Adapter, adapter
 from ._table import ADAPTERS
-from .numpy import NUMPY_IS_ARRAY_API, NUMPY_NS
 
-__all__ = ["Backend", "adapter", "adapter_of", "namespace", "to_numpy"]
+__all__ = ["NUMPY_NS", "Backend", "adapter_of", "namespace", "to_numpy"]
 
 _DTYPE_NAMES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
 
-
-@functools.cache
-def _load_adapter(path: str) -> Adapter:
-    return importlib.import_module(path).ADAPTER  # type: ignore[no-any-return]
-
-
-def adapter(name: str) -> Adapter:
-    """The adapter of backend ``name`` (a key of the table in ``_table.py``)."""
-    return _load_adapter(ADAPTERS[name])
+# NumPy >= 2 implements the standard itself; calling it directly avoids the
+# ~1-2 us a call that array_api_compat's wrapper costs on tiny arrays.
+_NUMPY_IS_ARRAY_API = hasattr(np, "astype") and hasattr(np, "__array_namespace_info__")
+NUMPY_NS: Any = np if _NUMPY_IS_ARRAY_API else array_api_compat.numpy  # type: ignore[attr-defined]
+"""The namespace of NumPy arrays: ``numpy`` itself on NumPy >= 2, ``array_api_compat.numpy`` before."""
 
 
 def adapter_of(a: Any) -> Adapter | None:
@@ -64,7 +57,7 @@ def namespace(*arrays: Any, xp: Any = None) -> Any:
             f"arrays from different array libraries were mixed: {', '.join(kinds)}. "
             "Move them to one backend first, e.g. pnn.to_backend(params, be) or be.asarray(X)."
         ) from e
-    if NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
+    if _NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
         return np
     return ns
 
@@ -121,7 +114,7 @@ class Backend:
     @contextlib.contextmanager
     def parity_precision(self) -> Iterator[None]:
         """Full float32 matmul precision inside the block: no TF32 on torch CUDA, ``highest`` on JAX."""
-        with self.adapter.parity_precision(self):
+        with self.adapter.parity_precision(self.device):
             yield
 
     def dtype(self, dtype: Any) -> Any:
@@ -179,7 +172,7 @@ class Backend:
         wait: pass the arrays a computation produced (any pytree) and this
         blocks until they are ready; without arrays it is a no-op on JAX.
         """
-        self.adapter.synchronize(self, arrays)
+        self.adapter.synchronize(self.device, arrays)
 
 
 def _supported_dtype_names(be: Backend) -> set[str] | None:

@@ -1,4 +1,4 @@
-"""Choosing a backend: get_backend, set_backend, use_backend, available_backends.
+"""Choosing a backend: get_backend, set_backend, use_backend (the default backend), backend_name.
 
 The default backend is the only global state in the library, in two layers:
 
@@ -23,10 +23,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._errors import BackendError
-from ._backend import Backend, adapter
+from ._adapter import adapter
+from ._backend import Backend
 from ._table import ADAPTERS
 
-__all__ = ["available_backends", "backend_name", "get_backend", "set_backend", "use_backend"]
+__all__ = ["backend_name", "get_backend", "set_backend", "use_backend"]
 
 
 
@@ -34,15 +35,6 @@ __all__ = ["available_backends", "backend_name", "get_backend", "set_backend", "
 _PROCESS_DEFAULT: Backend | str = os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
 # The use_backend override of the current context; None: no block is active here.
 _OVERRIDE: ContextVar[Backend | None] = ContextVar("portable_nn_backend_override", default=None)
-
-
-def available_backends() -> list[str]:
-    """Names of the backends usable on this machine now, in the table's order.
-
-    CuPy counts only when it imports and sees a CUDA device. The others count
-    when installed (they are not imported, which would be slow).
-    """
-    return [name for name in ADAPTERS if adapter(name).available()]
 
 
 def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
@@ -133,4 +125,5 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
 
 @functools.cache
 def _make(name: str, device: str | None) -> Backend:
-    return adapter(name).make(device)
+    xp, dev = adapter(name).resolve(device)
+    return Backend(name, xp, dev)

@@ -23,9 +23,7 @@ class TorchAdapter(Adapter):
     install_hint = "pip install 'portable_nn[torch]' (pins torch==2.13.0)"
     compiler = "torch.compile"
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         lib = self.load()
         import array_api_compat.torch as torch_xp
 
@@ -39,7 +37,7 @@ class TorchAdapter(Adapter):
                 no_device(self.name, str(tdev), ["cpu"] + [f"cuda:{i}" for i in range(count)])
         elif tdev.type != "cpu":
             no_device(self.name, str(tdev), ["cpu", "cuda"])
-        return Backend(self.name, torch_xp, tdev)
+        return torch_xp, tdev
 
     def owns(self, a: Any) -> bool:
         return bool(array_api_compat.is_torch_array(a))
@@ -55,11 +53,11 @@ class TorchAdapter(Adapter):
     def is_gpu(self, device: Any) -> bool:
         return bool(device.type == "cuda")
 
-    def synchronize(self, be: Any, arrays: tuple[Any, ...]) -> None:
-        if be.device.type == "cuda":
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
+        if device.type == "cuda":
             import torch
 
-            torch.cuda.synchronize(be.device)
+            torch.cuda.synchronize(device)
 
     def describe_device(self, device: Any) -> str:
         if device.type == "cuda":
@@ -69,7 +67,7 @@ class TorchAdapter(Adapter):
         return str(device)
 
     @contextlib.contextmanager
-    def parity_precision(self, be: Any) -> Iterator[None]:
+    def parity_precision(self, device: Any) -> Iterator[None]:
         import torch
 
         old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
