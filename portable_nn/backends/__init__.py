@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from ._adapter import Adapter, adapter, available_backends
-from ._backend import NUMPY_NS, Backend, adapter_of, namespace, to_numpy
+from ._backend import NUMPY_NS, Backend, adapter_of, namespace, to_numpy, widest_float_dtype
 from ._move import to_backend
 from ._select import backend_name, get_backend, set_backend, use_backend
 from ._table import ADAPTERS
@@ -33,4 +33,5 @@ __all__ = [
     "to_backend",
     "to_numpy",
     "use_backend",
+    "widest_float_dtype",
 ]

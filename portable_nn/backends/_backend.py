@@ -19,7 +19,7 @@ import numpy as np
 from ._adapter import Adapter, adapter
 from ._table import ADAPTERS
 
-__all__ = ["NUMPY_NS", "Backend", "adapter_of", "namespace", "to_numpy"]
+__all__ = ["NUMPY_NS", "Backend", "adapter_of", "namespace", "to_numpy", "widest_float_dtype"]
 
 _DTYPE_NAMES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
 
@@ -68,6 +68,19 @@ def to_numpy(a: Any) -> np.ndarray:
         return a
     ad = adapter_of(a)
     return np.asarray(a) if ad is None else ad.to_numpy(a)
+
+
+def widest_float_dtype(a: Any, *, xp: Any = None) -> Any:
+    """float64 where array ``a``'s device has it, else that device's default real floating dtype.
+
+    For scalar arithmetic that should be as exact as the device allows (a
+    schedule of a 0-d count, bias corrections) on devices without float64 too.
+    """
+    xp = namespace(a, xp=xp)
+    info = xp.__array_namespace_info__()
+    device = array_api_compat.device(a)
+    found = info.dtypes(device=device, kind="real floating")
+    return found["float64"] if "float64" in found else info.default_dtypes(device=device)["real floating"]
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._check import real_number
 from .._tree import TreeMismatchError, tree_map
-from ..backends import namespace
-from ..schedules import Schedule, _float_dtype
+from ..backends import namespace, widest_float_dtype
+from ..schedules import Schedule
 from ._checks import (
     _check_clip,
     _check_lr,
@@ -300,7 +300,7 @@ class Adam(_Optimizer[AdamState]):
             nonlocal xp, c1, c2
             if xp is None:  # one namespace lookup per step
                 xp = namespace(p)
-                t = count if isinstance(count, int) else xp.astype(count, _float_dtype(xp, count))
+                t = count if isinstance(count, int) else xp.astype(count, widest_float_dtype(count, xp=xp))
                 c1, c2 = 1.0 - b1**t, 1.0 - b2**t  # 0-d arrays for an array count: cast to each leaf's dtype
             if wd and not decoupled:
                 g = g + wd * p
