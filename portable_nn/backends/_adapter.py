@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .._errors import BackendError
+from ._precision import PRECISIONS, probe
 from ._table import ADAPTERS
 
 __all__ = ["Adapter", "adapter", "available_backends", "no_device"]
@@ -43,6 +44,9 @@ class Adapter:
     install_hint = ""
     compiler: str | None = None
     jit_by_default = False
+
+    def __init__(self) -> None:
+        self._probed: dict[str, dict[str, str | None]] = {}  # device label -> precision -> why not (None: works)
 
     def available(self) -> bool:
         """Usable here now (installed; for a GPU library, a device too). Does not import the library."""
@@ -105,6 +109,43 @@ class Adapter:
     def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` compiled by :attr:`compiler`."""
         raise NotImplementedError(f"backend {self.name!r} has no compiler")
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """The library's dtype for precision ``name`` (``"float32"``, ``"float64"``, ``"bfloat16"``, ``"float16"``).
+
+        Defaults to the namespace's attribute of that name (torch, JAX). NumPy
+        and CuPy arrays take ml_dtypes' bfloat16. Whether a device computes in
+        it is :meth:`precisions`' answer.
+
+        Raises:
+            LookupError: the library has no such dtype; the message says why and what to install, if anything.
+        """
+        dtype = getattr(xp, name, None)
+        if dtype is None:
+            raise LookupError(f"{self.name} has no {name} dtype (the Array API standard has float32 and float64 only)")
+        # NumPy, JAX and CuPy expose scalar types; their arrays carry numpy.dtype objects.
+        return np.dtype(dtype) if isinstance(dtype, type) else dtype
+
+    def probe_precision(self, xp: Any, dtype: Any, device: Any) -> str | None:
+        """None when ``device`` computes in ``dtype`` (see ``_precision.probe``), else why not."""
+        return probe(xp, dtype, device)
+
+    def precisions(self, xp: Any, device: Any) -> dict[str, str | None]:
+        """For each precision (float32, float64, bfloat16, float16): None where ``device`` computes in it, else why not.
+
+        Probed once per device (tiny arrays: a matmul and a cast), then kept on this adapter.
+        """
+        key = self.device_label(device)
+        answers = self._probed.get(key)
+        if answers is None:
+            answers = {}
+            for name in PRECISIONS:
+                try:
+                    answers[name] = self.probe_precision(xp, self.precision_dtype(xp, name), device)
+                except LookupError as e:
+                    answers[name] = str(e)
+            self._probed[key] = answers
+        return answers
 
 
 @functools.cache

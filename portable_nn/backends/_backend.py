@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
+import array_api_compat.numpy  # the wrapped namespace that namespace() maps back to NumPy
 import numpy as np
 
+from .._errors import PrecisionError
 from ._adapter import Adapter, adapter
+from ._precision import LOW_PRECISIONS
 from ._table import ADAPTERS
 
 __all__ = ["NUMPY_NS", "Backend", "adapter_of", "namespace", "to_numpy", "widest_float_dtype"]
 
-_DTYPE_NAMES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
+_DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
 
 # NumPy >= 2 implements the standard itself; calling it directly avoids the
 # ~1-2 us a call that array_api_compat's wrapper costs on tiny arrays.
@@ -131,20 +134,37 @@ class Backend:
             yield
 
     def dtype(self, dtype: Any) -> Any:
-        """Resolve ``"float32"``/``"float64"`` (or a dtype object) on this backend.
+        """Resolve a dtype name (``"float32"``, ``"float64"``, ``"bfloat16"``, ``"float16"``, ...) or object here.
+
+        Returns:
+            The library's dtype: a ``numpy.dtype`` for NumPy, CuPy and JAX
+            (``bfloat16`` is ml_dtypes'), ``torch.bfloat16`` etc. for torch;
+            a dtype object of this namespace is returned as it is.
 
         Raises:
-            TypeError: the name is not a dtype of this namespace, or this
-                device does not support it (e.g. float64 on a device without it).
+            TypeError: the name is not a dtype this library knows.
+            PrecisionError: a floating precision this library or device lacks
+                (a ``ValueError`` and a ``TypeError``): the message says why,
+                what to install where that helps, and the precisions there are
+                (:func:`~portable_nn.available_precisions`).
         """
         if not (isinstance(dtype, (str, np.dtype)) or isinstance(dtype, type)):
             return dtype  # a dtype object of this namespace (torch.float32, xp.float64...)
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        if name in LOW_PRECISIONS:
+            answers = self.adapter.precisions(self.xp, self.device)
+            if answers[name] is not None:
+                raise PrecisionError(
+                    f"{self} cannot compute in {name}: {answers[name]}. Precisions here: "
+                    f"{', '.join(p for p, why in answers.items() if why is None)}; choose one of those, or a "
+                    f"backend with {name} (pnn.available_precisions(backend) answers for each)."
+                )
+            return self.adapter.precision_dtype(self.xp, name)
         if name not in _DTYPE_NAMES:
             raise TypeError(f"{self}: unknown dtype {dtype!r}; use one of {', '.join(_DTYPE_NAMES)}.")
         supported = _supported_dtype_names(self)
         if supported is not None and name not in supported:
-            raise TypeError(
+            raise PrecisionError(
                 f"{self} does not support dtype {name} (supported here: {', '.join(sorted(supported))}). "
                 "Use dtype='float32' on this device."
             )

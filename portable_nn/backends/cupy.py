@@ -9,6 +9,7 @@ import array_api_compat
 import numpy as np
 
 from ._adapter import Adapter, no_device
+from ._precision import ml_dtypes_bfloat16
 
 __all__ = ["ADAPTER", "cuda_device_count"]
 
@@ -61,6 +62,12 @@ class CupyAdapter(Adapter):
 
     def device_label(self, device: Any) -> str:
         return f"cuda:{device.id}"
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """float16 is CuPy's own; bfloat16, where CuPy has none, ml_dtypes' (experimental: the probe decides)."""
+        if name == "bfloat16" and getattr(xp, name, None) is None:
+            return ml_dtypes_bfloat16("CuPy")
+        return super().precision_dtype(xp, name)
 
     def describe_device(self, device: Any) -> str:
         import cupy

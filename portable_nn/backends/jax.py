@@ -76,5 +76,12 @@ class JaxAdapter(Adapter):
 
         return jax.jit(fn)  # type: ignore[no-any-return]
 
+    def probe_precision(self, xp: Any, dtype: Any, device: Any) -> str | None:
+        """Probed eagerly also when first asked inside ``jax.jit`` (a traced probe cannot be read)."""
+        import jax
+
+        with jax.ensure_compile_time_eval():
+            return super().probe_precision(xp, dtype, device)
+
 
 ADAPTER = JaxAdapter()

@@ -9,6 +9,7 @@ import numpy as np
 
 from ._adapter import Adapter, no_device
 from ._backend import NUMPY_NS
+from ._precision import ml_dtypes_bfloat16
 
 __all__ = ["ADAPTER"]
 
@@ -30,6 +31,10 @@ class NumpyAdapter(Adapter):
 
     def device_label(self, device: Any) -> str:
         return "cpu"
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """float16 is NumPy's own; bfloat16 is ml_dtypes' (if installed: NumPy has none)."""
+        return ml_dtypes_bfloat16() if name == "bfloat16" else super().precision_dtype(xp, name)
 
 
 ADAPTER = NumpyAdapter()
