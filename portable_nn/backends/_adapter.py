@@ -130,22 +130,23 @@ class Adapter:
         """None when ``device`` computes in ``dtype`` (see ``_precision.probe``), else why not."""
         return probe(xp, dtype, device)
 
-    def precisions(self, xp: Any, device: Any) -> dict[str, str | None]:
-        """For each precision (float32, float64, bfloat16, float16): None where ``device`` computes in it, else why not.
+    def precision_problem(self, xp: Any, device: Any, name: str) -> str | None:
+        """None where ``device`` computes in precision ``name``, else why not (in words).
 
-        Probed once per device (tiny arrays: a matmul and a cast), then kept on this adapter.
+        Probed once per device and precision (tiny arrays: a matmul and a
+        cast, see ``_precision.probe``), then kept on this adapter.
         """
-        key = self.device_label(device)
-        answers = self._probed.get(key)
-        if answers is None:
-            answers = {}
-            for name in PRECISIONS:
-                try:
-                    answers[name] = self.probe_precision(xp, self.precision_dtype(xp, name), device)
-                except LookupError as e:
-                    answers[name] = str(e)
-            self._probed[key] = answers
-        return answers
+        answers = self._probed.setdefault(self.device_label(device), {})
+        if name not in answers:
+            try:
+                answers[name] = self.probe_precision(xp, self.precision_dtype(xp, name), device)
+            except LookupError as e:
+                answers[name] = str(e)
+        return answers[name]
+
+    def precisions(self, xp: Any, device: Any) -> dict[str, str | None]:
+        """:meth:`precision_problem` for each precision: float32, float64, bfloat16, float16."""
+        return {name: self.precision_problem(xp, device, name) for name in PRECISIONS}
 
 
 @functools.cache

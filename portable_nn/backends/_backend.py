@@ -152,10 +152,11 @@ class Backend:
             return dtype  # a dtype object of this namespace (torch.float32, xp.float64...)
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
         if name in LOW_PRECISIONS:
-            answers = self.adapter.precisions(self.xp, self.device)
-            if answers[name] is not None:
+            problem = self.adapter.precision_problem(self.xp, self.device, name)
+            if problem is not None:
+                answers = self.adapter.precisions(self.xp, self.device)
                 raise PrecisionError(
-                    f"{self} cannot compute in {name}: {answers[name]}. Precisions here: "
+                    f"{self} cannot compute in {name}: {problem}. Precisions here: "
                     f"{', '.join(p for p, why in answers.items() if why is None)}; choose one of those, or a "
                     f"backend with {name} (pnn.available_precisions(backend) answers for each)."
                 )

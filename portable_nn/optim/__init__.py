@@ -27,7 +27,8 @@ Every optimizer also clips the gradients first when given ``clip_value``
 leaves, torch's formula): see :func:`clip_grads`.
 
 One module per idea, re-exported here: ``_sgd`` (:class:`SGD`), ``_adam``
-(:class:`Adam`, :class:`AdamW`), ``_clip`` (:func:`clip_grads`), ``_base``
+(:class:`Adam`, :class:`AdamW`), ``_clip`` (:func:`clip_grads`),
+``_loss_scale`` (:class:`DynamicLossScale`, for float16 training), ``_base``
 (what every optimizer shares, :func:`apply_updates`), ``_checks`` (the input
 and state checks).
 """
@@ -37,6 +38,17 @@ from __future__ import annotations
 from ._adam import Adam, AdamState, AdamW
 from ._base import apply_updates
 from ._clip import clip_grads
+from ._loss_scale import DynamicLossScale, LossScaleState
 from ._sgd import SGD, SGDState
 
-__all__ = ["SGD", "SGDState", "Adam", "AdamW", "AdamState", "apply_updates", "clip_grads"]
+__all__ = [
+    "SGD",
+    "SGDState",
+    "Adam",
+    "AdamW",
+    "AdamState",
+    "DynamicLossScale",
+    "LossScaleState",
+    "apply_updates",
+    "clip_grads",
+]
