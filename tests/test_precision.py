@@ -60,6 +60,9 @@ def test_low_precision_casts_round_trip(tb: Any, name: str) -> None:
     assert dtype_name(L.dtype) == name
     back = pnn.to_numpy(xp.astype(L, xp.float32))
     np.testing.assert_array_equal(back, want)
+    host_low = pnn.to_numpy(L)  # as NumPy's float16 or ml_dtypes' bfloat16 (torch's .numpy() has none)
+    assert host_low.dtype == low
+    np.testing.assert_array_equal(host_low.astype(np.float32), want)
     np.testing.assert_array_equal(back[0], host[0])  # exactly representable values come back as they were
     assert dtype_name(tb.be.asarray([1.0, 2.0], dtype=name).dtype) == name
 

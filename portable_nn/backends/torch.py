@@ -11,6 +11,7 @@ import array_api_compat
 import numpy as np
 
 from ._adapter import Adapter, no_device
+from ._precision import ml_dtypes_bfloat16
 
 __all__ = ["ADAPTER"]
 
@@ -43,7 +44,16 @@ class TorchAdapter(Adapter):
         return bool(array_api_compat.is_torch_array(a))
 
     def to_numpy(self, a: Any) -> np.ndarray:
-        return a.detach().cpu().numpy()  # type: ignore[no-any-return]
+        import torch
+
+        host = a.detach().cpu()
+        if host.dtype == torch.bfloat16:  # torch's .numpy() refuses it: as ml_dtypes' bfloat16, bit for bit
+            try:
+                bf16 = ml_dtypes_bfloat16()
+            except LookupError as e:
+                raise TypeError(f"to_numpy: a torch.bfloat16 tensor needs a NumPy bfloat16: {e}.") from None
+            return host.view(torch.int16).numpy().view(bf16)  # type: ignore[no-any-return]
+        return host.numpy()  # type: ignore[no-any-return]
 
     def is_traced(self, a: Any) -> bool:
         import torch
