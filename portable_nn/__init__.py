@@ -7,13 +7,21 @@ JAX and array-api-strict. See README.md for a tour.
 from __future__ import annotations
 
 from . import layers, losses, optim, schedules
-from ._errors import BackendError, CheckpointError, ClusterError, GradientCheckError, NonFiniteError
+from ._errors import (
+    BackendError,
+    CheckpointError,
+    ClusterError,
+    GradientCheckError,
+    NonFiniteError,
+    PrecisionError,
+)
 from ._rng import host_rng
 from ._tree import tree_leaves, tree_map, tree_paths
 from ._version import __version__
 from .backends import (
     Backend,
     available_backends,
+    available_precisions,
     get_backend,
     namespace,
     set_backend,
@@ -56,6 +64,7 @@ __all__ = [
     "Linear",
     "MaxPool2D",
     "NonFiniteError",
+    "PrecisionError",
     "ReLU",
     "Seed",
     "Sequential",
@@ -68,6 +77,7 @@ __all__ = [
     "assert_close",
     "compile_step",
     "available_backends",
+    "available_precisions",
     "evaluate",
     "fit",
     "get_backend",

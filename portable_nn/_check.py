@@ -13,8 +13,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backends._backend import adapter_of, namespace
-from .backends.numpy import NUMPY_NS as _NUMPY_NS
+from .backends import NUMPY_NS, adapter_of, namespace
 
 __all__ = [
     "check_array",
@@ -137,13 +136,13 @@ def check_array(
     if (
         kind == "float"
         and type(X) is np.ndarray
-        and (xp is None or xp is _NUMPY_NS)
+        and (xp is None or xp is NUMPY_NS)
         and X.dtype.kind == "f"
         and (like is None or (type(like) is np.ndarray and like.dtype == X.dtype))
         and (ndim is None or X.ndim == ndim)
         and (features is None or (X.ndim > 0 and X.shape[-1] == features))
     ):
-        return _NUMPY_NS  # the common case, checked with attribute reads only
+        return NUMPY_NS  # the common case, checked with attribute reads only
     if kind not in ("float", "index"):
         raise ValueError(f"check_array: kind must be 'float' or 'index', got {kind!r}.")
     if not isinstance(where, str):

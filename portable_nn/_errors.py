@@ -16,12 +16,21 @@ __all__ = [
     "FitInterrupted",
     "GradientCheckError",
     "NonFiniteError",
+    "PrecisionError",
     "StopTraining",
 ]
 
 
 class BackendError(ValueError):
     """A backend is unknown, not installed, or the requested device does not exist."""
+
+
+class PrecisionError(BackendError, TypeError):
+    """A backend's library or device lacks a floating precision (bfloat16, float16, float64).
+
+    A ``ValueError`` (a :class:`BackendError`) and, as ``be.dtype`` raised for
+    a dtype a device lacks before, a ``TypeError``.
+    """
 
 
 class CheckpointError(ValueError):

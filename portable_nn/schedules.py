@@ -29,11 +29,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
-import array_api_compat
 import numpy as np
 
 from ._check import check_int, real_number
-from .backends import namespace
+from .backends import namespace, widest_float_dtype
 
 __all__ = ["ReduceOnPlateau", "Schedule", "constant", "cosine", "exponential", "linear_warmup", "step_decay"]
 
@@ -41,14 +40,6 @@ __all__ = ["ReduceOnPlateau", "Schedule", "constant", "cosine", "exponential", "
 def _set(obj: Any, name: str, value: Any) -> None:
     """Store a checked (normalized) setting on a frozen dataclass."""
     object.__setattr__(obj, name, value)
-
-
-def _float_dtype(xp: Any, step: Any) -> Any:
-    """float64 where ``step``'s device has it, else its default real floating dtype."""
-    info = xp.__array_namespace_info__()
-    device = array_api_compat.device(step)
-    found = info.dtypes(device=device, kind="real floating")
-    return found["float64"] if "float64" in found else info.default_dtypes(device=device)["real floating"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +89,7 @@ class Schedule:
             )
         if step.ndim != 0:
             raise ValueError(f"{name}: step must be a 0-d array (one count), got shape {tuple(step.shape)}.")
-        return self._array(xp, step, _float_dtype(xp, step))
+        return self._array(xp, step, widest_float_dtype(step, xp=xp))
 
     def _host(self, step: int) -> float:
         raise NotImplementedError

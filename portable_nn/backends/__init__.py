@@ -8,23 +8,27 @@
   is one new module plus one line there (see CONTRIBUTING.md).
 - :class:`Backend` (a library, its namespace and a device), :func:`get_backend`,
   :func:`set_backend`, :func:`use_backend`, :func:`available_backends`.
+- :func:`available_precisions`: the floating precisions a backend's device
+  computes in, probed once per device (``_precision.py``, kept by each adapter).
 """
 
 from __future__ import annotations
 
-from ._adapter import Adapter
-from ._backend import Backend, adapter, adapter_of, namespace, to_numpy
+from ._adapter import Adapter, adapter, available_backends
+from ._backend import NUMPY_NS, Backend, adapter_of, namespace, to_numpy, widest_float_dtype
 from ._move import to_backend
-from ._select import available_backends, backend_name, get_backend, set_backend, use_backend
+from ._select import available_precisions, backend_name, get_backend, set_backend, use_backend
 from ._table import ADAPTERS
 
 __all__ = [
     "ADAPTERS",
+    "NUMPY_NS",
     "Adapter",
     "Backend",
     "adapter",
     "adapter_of",
     "available_backends",
+    "available_precisions",
     "backend_name",
     "get_backend",
     "namespace",
@@ -32,4 +36,5 @@ __all__ = [
     "to_backend",
     "to_numpy",
     "use_backend",
+    "widest_float_dtype",
 ]

@@ -2,26 +2,29 @@
 
 Each backend module (``numpy.py``, ``torch.py``, ...) defines ``ADAPTER``, an
 instance of a subclass of :class:`Adapter`, and the table in ``_table.py``
-maps the backend's name to that module. Adapter modules import their library
-only when a backend is made, so listing them costs nothing.
+maps the backend's name to that module; :func:`adapter` looks one up.
+Adapter modules import their library only when a backend is made, so listing
+them costs nothing. An adapter answers for a namespace and a device object;
+it never sees a :class:`~portable_nn.backends.Backend` (which is built from
+its answers), so this module imports nothing of the package but the table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .._errors import BackendError
+from ._precision import PRECISIONS, probe
+from ._table import ADAPTERS
 
-if TYPE_CHECKING:
-    from ._backend import Backend
-
-__all__ = ["Adapter", "no_device"]
+__all__ = ["Adapter", "adapter", "available_backends", "no_device"]
 
 
 class Adapter:
@@ -42,6 +45,9 @@ class Adapter:
     compiler: str | None = None
     jit_by_default = False
 
+    def __init__(self) -> None:
+        self._probed: dict[str, dict[str, str | None]] = {}  # device label -> precision -> why not (None: works)
+
     def available(self) -> bool:
         """Usable here now (installed; for a GPU library, a device too). Does not import the library."""
         return importlib.util.find_spec(self.module) is not None
@@ -51,15 +57,17 @@ class Adapter:
         try:
             return importlib.import_module(self.module)
         except ImportError as e:
-            from ._select import available_backends
-
             raise BackendError(
                 f"backend {self.name!r} is not installed here ({e}). Install it with: {self.install_hint}. "
                 f"Installed now: {', '.join(available_backends())}."
             ) from e
 
-    def make(self, device: str | None) -> Backend:
-        """A :class:`Backend` on ``device`` (None: the library's default device).
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
+        """``(xp, device)``: the library's Array API namespace and its device object for ``device``.
+
+        ``device``: a device name such as ``"cuda:1"``; None: the library's
+        default device. :func:`~portable_nn.get_backend` makes the
+        :class:`~portable_nn.backends.Backend` from the answer.
 
         Raises:
             BackendError: the library is missing or has no such device (see :func:`no_device`).
@@ -82,8 +90,8 @@ class Adapter:
         """True when ``device`` is a GPU."""
         return False
 
-    def synchronize(self, be: Backend, arrays: tuple[Any, ...]) -> None:
-        """Block until queued device work (or the work producing ``arrays``) has finished."""
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
+        """Block until queued work on ``device`` (or the work producing ``arrays``) has finished."""
 
     def device_label(self, device: Any) -> str:
         """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
@@ -94,13 +102,70 @@ class Adapter:
         return self.device_label(device)
 
     @contextlib.contextmanager
-    def parity_precision(self, be: Backend) -> Iterator[None]:
+    def parity_precision(self, device: Any) -> Iterator[None]:
         """Full float32 matmul precision inside the block (no TF32; JAX ``highest``)."""
         yield
 
     def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` compiled by :attr:`compiler`."""
         raise NotImplementedError(f"backend {self.name!r} has no compiler")
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """The library's dtype for precision ``name`` (``"float32"``, ``"float64"``, ``"bfloat16"``, ``"float16"``).
+
+        Defaults to the namespace's attribute of that name (torch, JAX). NumPy
+        and CuPy arrays take ml_dtypes' bfloat16. Whether a device computes in
+        it is :meth:`precisions`' answer.
+
+        Raises:
+            LookupError: the library has no such dtype; the message says why and what to install, if anything.
+        """
+        dtype = getattr(xp, name, None)
+        if dtype is None:
+            raise LookupError(f"{self.name} has no {name} dtype (the Array API standard has float32 and float64 only)")
+        # NumPy, JAX and CuPy expose scalar types; their arrays carry numpy.dtype objects.
+        return np.dtype(dtype) if isinstance(dtype, type) else dtype
+
+    def probe_precision(self, xp: Any, dtype: Any, device: Any) -> str | None:
+        """None when ``device`` computes in ``dtype`` (see ``_precision.probe``), else why not."""
+        return probe(xp, dtype, device)
+
+    def precision_problem(self, xp: Any, device: Any, name: str) -> str | None:
+        """None where ``device`` computes in precision ``name``, else why not (in words).
+
+        Probed once per device and precision (tiny arrays: a matmul and a
+        cast, see ``_precision.probe``), then kept on this adapter.
+        """
+        answers = self._probed.setdefault(self.device_label(device), {})
+        if name not in answers:
+            try:
+                answers[name] = self.probe_precision(xp, self.precision_dtype(xp, name), device)
+            except LookupError as e:
+                answers[name] = str(e)
+        return answers[name]
+
+    def precisions(self, xp: Any, device: Any) -> dict[str, str | None]:
+        """:meth:`precision_problem` for each precision: float32, float64, bfloat16, float16."""
+        return {name: self.precision_problem(xp, device, name) for name in PRECISIONS}
+
+
+@functools.cache
+def _load_adapter(path: str) -> Adapter:
+    return importlib.import_module(path).ADAPTER  # type: ignore[no-any-return]
+
+
+def adapter(name: str) -> Adapter:
+    """The adapter of backend ``name`` (a key of the table in ``_table.py``)."""
+    return _load_adapter(ADAPTERS[name])
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine now, in the table's order.
+
+    CuPy counts only when it imports and sees a CUDA device. The others count
+    when installed (they are not imported, which would be slow).
+    """
+    return [name for name in ADAPTERS if adapter(name).available()]
 
 
 def no_device(name: str, device: str, devices: list[str]) -> NoReturn:

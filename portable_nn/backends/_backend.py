@@ -9,32 +9,28 @@ specific to one library lives in its adapter (``backends/<name>.py``).
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
+import array_api_compat.numpy  # the wrapped namespace that namespace() maps back to NumPy
 import numpy as np
 
-from ._adapter import Adapter
+from .._errors import PrecisionError
+from ._adapter import Adapter, adapter
+from ._precision import LOW_PRECISIONS
 from ._table import ADAPTERS
-from .numpy import NUMPY_IS_ARRAY_API, NUMPY_NS
 
-__all__ = ["Backend", "adapter", "adapter_of", "namespace", "to_numpy"]
+__all__ = ["NUMPY_NS", "Backend", "adapter_of", "namespace", "to_numpy", "widest_float_dtype"]
 
-_DTYPE_NAMES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
+_DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16", "int8", "int16", "int32", "int64", "uint8", "bool")
 
-
-@functools.cache
-def _load_adapter(path: str) -> Adapter:
-    return importlib.import_module(path).ADAPTER  # type: ignore[no-any-return]
-
-
-def adapter(name: str) -> Adapter:
-    """The adapter of backend ``name`` (a key of the table in ``_table.py``)."""
-    return _load_adapter(ADAPTERS[name])
+# NumPy >= 2 implements the standard itself; calling it directly avoids the
+# ~1-2 us a call that array_api_compat's wrapper costs on tiny arrays.
+_NUMPY_IS_ARRAY_API = hasattr(np, "astype") and hasattr(np, "__array_namespace_info__")
+NUMPY_NS: Any = np if _NUMPY_IS_ARRAY_API else array_api_compat.numpy  # type: ignore[attr-defined]
+"""The namespace of NumPy arrays: ``numpy`` itself on NumPy >= 2, ``array_api_compat.numpy`` before."""
 
 
 def adapter_of(a: Any) -> Adapter | None:
@@ -64,7 +60,7 @@ def namespace(*arrays: Any, xp: Any = None) -> Any:
             f"arrays from different array libraries were mixed: {', '.join(kinds)}. "
             "Move them to one backend first, e.g. pnn.to_backend(params, be) or be.asarray(X)."
         ) from e
-    if NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
+    if _NUMPY_IS_ARRAY_API and ns is array_api_compat.numpy:  # type: ignore[attr-defined]
         return np
     return ns
 
@@ -75,6 +71,19 @@ def to_numpy(a: Any) -> np.ndarray:
         return a
     ad = adapter_of(a)
     return np.asarray(a) if ad is None else ad.to_numpy(a)
+
+
+def widest_float_dtype(a: Any, *, xp: Any = None) -> Any:
+    """float64 where array ``a``'s device has it, else that device's default real floating dtype.
+
+    For scalar arithmetic that should be as exact as the device allows (a
+    schedule of a 0-d count, bias corrections) on devices without float64 too.
+    """
+    xp = namespace(a, xp=xp)
+    info = xp.__array_namespace_info__()
+    device = array_api_compat.device(a)
+    found = info.dtypes(device=device, kind="real floating")
+    return found["float64"] if "float64" in found else info.default_dtypes(device=device)["real floating"]
 
 
 @dataclass(frozen=True)
@@ -121,24 +130,42 @@ class Backend:
     @contextlib.contextmanager
     def parity_precision(self) -> Iterator[None]:
         """Full float32 matmul precision inside the block: no TF32 on torch CUDA, ``highest`` on JAX."""
-        with self.adapter.parity_precision(self):
+        with self.adapter.parity_precision(self.device):
             yield
 
     def dtype(self, dtype: Any) -> Any:
-        """Resolve ``"float32"``/``"float64"`` (or a dtype object) on this backend.
+        """Resolve a dtype name (``"float32"``, ``"float64"``, ``"bfloat16"``, ``"float16"``, ...) or object here.
+
+        Returns:
+            The library's dtype: a ``numpy.dtype`` for NumPy, CuPy and JAX
+            (``bfloat16`` is ml_dtypes'), ``torch.bfloat16`` etc. for torch;
+            a dtype object of this namespace is returned as it is.
 
         Raises:
-            TypeError: the name is not a dtype of this namespace, or this
-                device does not support it (e.g. float64 on a device without it).
+            TypeError: the name is not a dtype this library knows.
+            PrecisionError: a floating precision this library or device lacks
+                (a ``ValueError`` and a ``TypeError``): the message says why,
+                what to install where that helps, and the precisions there are
+                (:func:`~portable_nn.available_precisions`).
         """
         if not (isinstance(dtype, (str, np.dtype)) or isinstance(dtype, type)):
             return dtype  # a dtype object of this namespace (torch.float32, xp.float64...)
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        if name in LOW_PRECISIONS:
+            problem = self.adapter.precision_problem(self.xp, self.device, name)
+            if problem is not None:
+                answers = self.adapter.precisions(self.xp, self.device)
+                raise PrecisionError(
+                    f"{self} cannot compute in {name}: {problem}. Precisions here: "
+                    f"{', '.join(p for p, why in answers.items() if why is None)}; choose one of those, or a "
+                    f"backend with {name} (pnn.available_precisions(backend) answers for each)."
+                )
+            return self.adapter.precision_dtype(self.xp, name)
         if name not in _DTYPE_NAMES:
             raise TypeError(f"{self}: unknown dtype {dtype!r}; use one of {', '.join(_DTYPE_NAMES)}.")
         supported = _supported_dtype_names(self)
         if supported is not None and name not in supported:
-            raise TypeError(
+            raise PrecisionError(
                 f"{self} does not support dtype {name} (supported here: {', '.join(sorted(supported))}). "
                 "Use dtype='float32' on this device."
             )
@@ -179,7 +206,7 @@ class Backend:
         wait: pass the arrays a computation produced (any pytree) and this
         blocks until they are ready; without arrays it is a no-op on JAX.
         """
-        self.adapter.synchronize(self, arrays)
+        self.adapter.synchronize(self.device, arrays)
 
 
 def _supported_dtype_names(be: Backend) -> set[str] | None:

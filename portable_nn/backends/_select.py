@@ -1,4 +1,5 @@
-"""Choosing a backend: get_backend, set_backend, use_backend, available_backends.
+"""Choosing a backend: get_backend, set_backend, use_backend (the default backend), backend_name;
+available_precisions (what a chosen backend computes in).
 
 The default backend is the only global state in the library, in two layers:
 
@@ -23,10 +24,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._errors import BackendError
-from ._backend import Backend, adapter
+from ._adapter import adapter
+from ._backend import Backend
 from ._table import ADAPTERS
 
-__all__ = ["available_backends", "backend_name", "get_backend", "set_backend", "use_backend"]
+__all__ = ["available_precisions", "backend_name", "get_backend", "set_backend", "use_backend"]
 
 
 
@@ -34,15 +36,6 @@ __all__ = ["available_backends", "backend_name", "get_backend", "set_backend", "
 _PROCESS_DEFAULT: Backend | str = os.environ.get("PORTABLE_NN_BACKEND", "numpy") or "numpy"
 # The use_backend override of the current context; None: no block is active here.
 _OVERRIDE: ContextVar[Backend | None] = ContextVar("portable_nn_backend_override", default=None)
-
-
-def available_backends() -> list[str]:
-    """Names of the backends usable on this machine now, in the table's order.
-
-    CuPy counts only when it imports and sees a CUDA device. The others count
-    when installed (they are not imported, which would be slow).
-    """
-    return [name for name in ADAPTERS if adapter(name).available()]
 
 
 def get_backend(name: str | Backend | None = None, device: Any = None) -> Backend:
@@ -79,6 +72,25 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
     if name == "auto":
         name = "cupy" if adapter("cupy").available() else "numpy"
     return _make(name, None if device is None else str(device))
+
+
+def available_precisions(backend: str | Backend | None = None) -> tuple[str, ...]:
+    """The floating precisions ``backend``'s device computes in, of float32, float64, bfloat16, float16.
+
+    Args:
+        backend: a name, a ``"name:device"`` spec or a :class:`Backend`;
+            None: the default backend (see :func:`get_backend`).
+
+    Each is probed once per device, not assumed: a tiny array of it is made
+    on the device, multiplied (the product must keep the dtype and be right)
+    and cast back to float32. E.g. ``("float32", "float64", "bfloat16",
+    "float16")`` on torch and JAX; ``("float32", "float64", "float16")`` on
+    NumPy; ``("float32", "float64")`` on array_api_strict. ``be.dtype(name)``
+    resolves each of them, and raises :class:`~portable_nn.PrecisionError`,
+    saying why, for the others.
+    """
+    be = get_backend(backend)
+    return tuple(name for name, why in be.adapter.precisions(be.xp, be.device).items() if why is None)
 
 
 def backend_name(spec: str) -> str:
@@ -133,4 +145,5 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
 
 @functools.cache
 def _make(name: str, device: str | None) -> Backend:
-    return adapter(name).make(device)
+    xp, dev = adapter(name).resolve(device)
+    return Backend(name, xp, dev)

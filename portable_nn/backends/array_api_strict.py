@@ -19,15 +19,13 @@ class StrictAdapter(Adapter):
     module = "array_api_strict"
     install_hint = "pip install array-api-strict"
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         lib = self.load()
         names = [d._device for d in lib.__array_namespace_info__().devices()]
         dev = device or "CPU_DEVICE"
         if dev not in names:
             no_device(self.name, dev, names)
-        return Backend(self.name, lib, lib.Device(dev))
+        return lib, lib.Device(dev)
 
     def owns(self, a: Any) -> bool:
         get_namespace = getattr(a, "__array_namespace__", None)

@@ -9,6 +9,7 @@ import array_api_compat
 import numpy as np
 
 from ._adapter import Adapter, no_device
+from ._precision import ml_dtypes_bfloat16
 
 __all__ = ["ADAPTER", "cuda_device_count"]
 
@@ -35,9 +36,7 @@ class CupyAdapter(Adapter):
     def available(self) -> bool:
         return cuda_device_count() > 0
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         lib = self.load()
         import array_api_compat.cupy as cupy_xp
 
@@ -45,7 +44,7 @@ class CupyAdapter(Adapter):
         digits = (device or "cuda:0").rpartition(":")[2] or "0"
         if not digits.isdigit() or int(digits) >= count:
             no_device(self.name, device or "cuda:0", [f"cuda:{i}" for i in range(count)])
-        return Backend(self.name, cupy_xp, lib.cuda.Device(int(digits)))
+        return cupy_xp, lib.cuda.Device(int(digits))
 
     def owns(self, a: Any) -> bool:
         return bool(array_api_compat.is_cupy_array(a))
@@ -56,13 +55,19 @@ class CupyAdapter(Adapter):
     def is_gpu(self, device: Any) -> bool:
         return True
 
-    def synchronize(self, be: Any, arrays: tuple[Any, ...]) -> None:
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()
 
     def device_label(self, device: Any) -> str:
         return f"cuda:{device.id}"
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """float16 is CuPy's own; bfloat16, where CuPy has none, ml_dtypes' (experimental: the probe decides)."""
+        if name == "bfloat16" and getattr(xp, name, None) is None:
+            return ml_dtypes_bfloat16("CuPy")
+        return super().precision_dtype(xp, name)
 
     def describe_device(self, device: Any) -> str:
         import cupy

@@ -23,9 +23,7 @@ class JaxAdapter(Adapter):
     compiler = "jax.jit"
     jit_by_default = True
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         lib = self.load()
         lib.config.update("jax_enable_x64", True)  # float64 is needed for parity runs
         import jax.numpy as jnp
@@ -37,7 +35,7 @@ class JaxAdapter(Adapter):
             devices = []
         if not (index or "0").isdigit() or int(index or 0) >= len(devices):
             no_device(self.name, device or "cpu", [str(d) for d in lib.devices()])
-        return Backend(self.name, jnp, devices[int(index or 0)])
+        return jnp, devices[int(index or 0)]
 
     def owns(self, a: Any) -> bool:
         return bool(array_api_compat.is_jax_array(a))
@@ -53,7 +51,7 @@ class JaxAdapter(Adapter):
     def is_gpu(self, device: Any) -> bool:
         return bool(device.platform in ("gpu", "cuda", "rocm"))
 
-    def synchronize(self, be: Any, arrays: tuple[Any, ...]) -> None:
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
         if arrays:
             import jax
 
@@ -67,7 +65,7 @@ class JaxAdapter(Adapter):
         return f"{label} ({device.device_kind})" if self.is_gpu(device) else label
 
     @contextlib.contextmanager
-    def parity_precision(self, be: Any) -> Iterator[None]:
+    def parity_precision(self, device: Any) -> Iterator[None]:
         import jax
 
         with jax.default_matmul_precision("highest"):
@@ -77,6 +75,13 @@ class JaxAdapter(Adapter):
         import jax
 
         return jax.jit(fn)  # type: ignore[no-any-return]
+
+    def probe_precision(self, xp: Any, dtype: Any, device: Any) -> str | None:
+        """Probed eagerly also when first asked inside ``jax.jit`` (a traced probe cannot be read)."""
+        import jax
+
+        with jax.ensure_compile_time_eval():
+            return super().probe_precision(xp, dtype, device)
 
 
 ADAPTER = JaxAdapter()

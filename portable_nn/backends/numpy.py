@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat.numpy
+import array_api_compat
 import numpy as np
 
 from ._adapter import Adapter, no_device
+from ._backend import NUMPY_NS
+from ._precision import ml_dtypes_bfloat16
 
-__all__ = ["ADAPTER", "NUMPY_IS_ARRAY_API", "NUMPY_NS"]
-
-# NumPy >= 2 implements the standard itself; calling it directly avoids the
-# ~1-2 us a call that array_api_compat's wrapper costs on tiny arrays.
-NUMPY_IS_ARRAY_API = hasattr(np, "astype") and hasattr(np, "__array_namespace_info__")
-NUMPY_NS: Any = np if NUMPY_IS_ARRAY_API else array_api_compat.numpy  # type: ignore[attr-defined]
+__all__ = ["ADAPTER"]
 
 
 class NumpyAdapter(Adapter):
@@ -24,18 +21,20 @@ class NumpyAdapter(Adapter):
     module = "numpy"
     install_hint = "pip install numpy"
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         if device not in (None, "cpu"):
             no_device(self.name, device, ["cpu"])
-        return Backend(self.name, NUMPY_NS, "cpu")
+        return NUMPY_NS, "cpu"
 
     def owns(self, a: Any) -> bool:
         return isinstance(a, np.ndarray) or array_api_compat.is_numpy_array(a)
 
     def device_label(self, device: Any) -> str:
         return "cpu"
+
+    def precision_dtype(self, xp: Any, name: str) -> Any:
+        """float16 is NumPy's own; bfloat16 is ml_dtypes' (if installed: NumPy has none)."""
+        return ml_dtypes_bfloat16() if name == "bfloat16" else super().precision_dtype(xp, name)
 
 
 ADAPTER = NumpyAdapter()

@@ -11,6 +11,7 @@ import array_api_compat
 import numpy as np
 
 from ._adapter import Adapter, no_device
+from ._precision import ml_dtypes_bfloat16
 
 __all__ = ["ADAPTER"]
 
@@ -23,9 +24,7 @@ class TorchAdapter(Adapter):
     install_hint = "pip install 'portable_nn[torch]' (pins torch==2.13.0)"
     compiler = "torch.compile"
 
-    def make(self, device: str | None) -> Any:
-        from ._backend import Backend
-
+    def resolve(self, device: str | None) -> tuple[Any, Any]:
         lib = self.load()
         import array_api_compat.torch as torch_xp
 
@@ -39,13 +38,22 @@ class TorchAdapter(Adapter):
                 no_device(self.name, str(tdev), ["cpu"] + [f"cuda:{i}" for i in range(count)])
         elif tdev.type != "cpu":
             no_device(self.name, str(tdev), ["cpu", "cuda"])
-        return Backend(self.name, torch_xp, tdev)
+        return torch_xp, tdev
 
     def owns(self, a: Any) -> bool:
         return bool(array_api_compat.is_torch_array(a))
 
     def to_numpy(self, a: Any) -> np.ndarray:
-        return a.detach().cpu().numpy()  # type: ignore[no-any-return]
+        import torch
+
+        host = a.detach().cpu()
+        if host.dtype == torch.bfloat16:  # torch's .numpy() refuses it: as ml_dtypes' bfloat16, bit for bit
+            try:
+                bf16 = ml_dtypes_bfloat16()
+            except LookupError as e:
+                raise TypeError(f"to_numpy: a torch.bfloat16 tensor needs a NumPy bfloat16: {e}.") from None
+            return host.view(torch.int16).numpy().view(bf16)  # type: ignore[no-any-return]
+        return host.numpy()  # type: ignore[no-any-return]
 
     def is_traced(self, a: Any) -> bool:
         import torch
@@ -55,11 +63,11 @@ class TorchAdapter(Adapter):
     def is_gpu(self, device: Any) -> bool:
         return bool(device.type == "cuda")
 
-    def synchronize(self, be: Any, arrays: tuple[Any, ...]) -> None:
-        if be.device.type == "cuda":
+    def synchronize(self, device: Any, arrays: tuple[Any, ...]) -> None:
+        if device.type == "cuda":
             import torch
 
-            torch.cuda.synchronize(be.device)
+            torch.cuda.synchronize(device)
 
     def describe_device(self, device: Any) -> str:
         if device.type == "cuda":
@@ -69,7 +77,7 @@ class TorchAdapter(Adapter):
         return str(device)
 
     @contextlib.contextmanager
-    def parity_precision(self, be: Any) -> Iterator[None]:
+    def parity_precision(self, device: Any) -> Iterator[None]:
         import torch
 
         old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)

@@ -24,6 +24,7 @@ import os
 from typing import Any
 
 import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -106,10 +107,18 @@ def save(estimator: Any, path: str | os.PathLike[str]) -> None:
 
 
 def _classes() -> dict[str, type]:
-    from ._mlp import MLPClassifier, MLPRegressor
-    from ._wrap import NeuralNetClassifier, NeuralNetRegressor
+    """The estimators ``load`` rebuilds, by name: this package's classifiers and regressors.
 
-    return {c.__name__: c for c in (MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor)}
+    They are the subclasses of :class:`Persist` that Python keeps track of (the
+    package imports them all), so this module needs no import of them.
+    """
+    found, todo = {}, list(Persist.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith(f"{__package__}.") and issubclass(cls, (ClassifierMixin, RegressorMixin)):
+            found[cls.__name__] = cls
+    return found
 
 
 def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, **objects: Any) -> Any:
