@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check on an offline CUDA machine: `python -m portable_nn compare` on seed,
-# digits and mlp, `python -m portable_nn bench` (cases a, b, c, then g) on cupy,
+# digits and mlp, `python -m benchmarks` (cases a, b, c, then g) on cupy,
 # torch:cuda and jax:gpu, data-parallel fit(client=) on a loopback Dask cluster
 # of CuPy workers (scripts/dask_gpu_check.py), then the test suite on each backend.
 #
@@ -159,11 +159,11 @@ done
 
 # the bench's GPU candidates (portable_nn on each backend, PyTorch eager on CUDA) and targets, still idle
 if [[ -n $bench_backends ]]; then
-    step bench_gpu "$bench_s" "$python" -m portable_nn bench --quick --cases a,b,c \
+    step bench_gpu "$bench_s" "$python" -m benchmarks --quick --cases a,b,c \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu.json"
     # case g (CNN step; goal: cupy and torch:cuda within 2x of PyTorch eager CUDA) apart, so a
     # timeout there cannot cost a, b and c their JSON
-    step bench_gpu_cnn "$bench_cnn_s" "$python" -m portable_nn bench --quick --cases g \
+    step bench_gpu_cnn "$bench_cnn_s" "$python" -m benchmarks --quick --cases g \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
 fi
 
