@@ -39,14 +39,23 @@
 #   scripts/gpu_check.sh WHEELDIR OUTDIR
 set -uo pipefail # no -e: every step runs and records its status
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 WHEELDIR OUTDIR" >&2
-    exit 2
-fi
-wheeldir=$(cd "$1" && pwd) || {
-    echo "$0: WHEELDIR $1 is not a folder" >&2
+# usage WHY: the usage line, then (as argparse does) one "error:" line saying what was wrong; exit 2
+usage() {
+    echo "usage: $0 WHEELDIR OUTDIR  (knobs: environment variables, see the header)" >&2
+    echo "$0: error: $1" >&2
     exit 2
 }
+
+if [[ ${1-} == -h || ${1-} == --help ]]; then
+    echo "usage: $0 WHEELDIR OUTDIR  (knobs: environment variables, see the header)"
+    exit 0
+fi
+for arg in "$@"; do
+    [[ $arg != -* ]] || usage "unrecognized argument: $arg (the only arguments are WHEELDIR and OUTDIR)"
+done
+[[ $# -eq 2 ]] || usage "expected WHEELDIR and OUTDIR, got $# argument(s)"
+[[ -d $1 ]] || usage "WHEELDIR $1 is not a folder"
+wheeldir=$(cd "$1" && pwd) || usage "WHEELDIR $1 cannot be entered"
 mkdir -p "$2" || exit 2
 outdir=$(cd "$2" && pwd) || exit 2
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 2
