@@ -65,17 +65,8 @@ class Target:
         return {True: "met", False: "MISSED", None: "not run"}[self.met]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "goal": self.goal,
-            "ratio_name": self.ratio_name,
-            "ratio": self.ratio,
-            "op": self.op,
-            "threshold": self.threshold,
-            "met": self.met,
-            "note": self.note,
-            "valid": self.valid,
-            "paired_ratio": self.paired_ratio,
-        }
+        """Every field, and whether the target was ``met``."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "met": self.met}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Target:
