@@ -1,9 +1,10 @@
 """The test matrix: one session per backend, plus lint, typecheck and examples.
 
-    nox -l                         # list sessions
-    nox                            # every session that can run on this machine
+    nox -l                         # list sessions (* marks those plain `nox` runs)
+    nox                            # every default session that can run on this machine
     nox -s "tests(numpy)"          # one backend
     nox -s cupy                    # skips (exit 0) without a usable CUDA device
+    nox -s bench -- --quick        # the speed benchmarks: only when named (not in plain `nox`, nor CI)
 
 Each tests session runs the whole suite on one backend via
 PORTABLE_NN_TEST_BACKEND (see tests/conftest.py).
@@ -70,9 +71,21 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy on the library."""
+    """mypy on the library and the benchmarks."""
     session.install("-e", ".", "mypy>=1.10")
     session.run("mypy", "portable_nn")
+    session.run("mypy", "benchmarks")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """The speed benchmarks, ``python -m benchmarks`` with the options after ``--`` (e.g. ``--quick --cases a,b``).
+
+    Not a default session: they take minutes and measure, never assert. Installs the comparison
+    libraries (PyTorch, JAX, scikit-learn); ``--backends`` picks among them.
+    """
+    session.install("-e", ".[sklearn]", TORCH, JAX)
+    session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 @nox.session(python=PYTHON)

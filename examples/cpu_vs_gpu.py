@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import backend_list_arg, positive_int
 from portable_nn.tools.compare import run_comparison
 
 
@@ -22,17 +23,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--backends",
+        type=backend_list_arg,  # an unknown name is a usage error; a known one not installed is reported missing
         default=None,
         help="comma-separated backend specs (default: every installed backend: %s)"
         % ",".join(pnn.available_backends()),
     )
-    parser.add_argument("--seed-steps", type=int, default=500, help="steps of the notebook problem")
-    parser.add_argument("--mlp-steps", type=int, default=20, help="steps of the MLP problem")
-    parser.add_argument("--hidden", type=int, default=256, help="MLP hidden width")
-    parser.add_argument("--batch", type=int, default=128, help="MLP batch size")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per backend")
+    parser.add_argument("--seed-steps", type=positive_int, default=500, help="steps of the notebook problem")
+    parser.add_argument("--mlp-steps", type=positive_int, default=20, help="steps of the MLP problem")
+    parser.add_argument("--hidden", type=positive_int, default=256, help="MLP hidden width")
+    parser.add_argument("--batch", type=positive_int, default=128, help="MLP batch size")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed repeats per backend")
     args = parser.parse_args(argv)
-    backends = None if args.backends is None else args.backends.split(",")
+    backends = args.backends
 
     seed = run_comparison(backends, "seed", dtype="float64", steps=args.seed_steps, repeats=args.repeats)
     print(seed.table(), end="\n\n")

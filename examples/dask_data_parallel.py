@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import positive_int
 
 
 def max_rel(a: object, b: object) -> float:
@@ -29,13 +28,16 @@ def max_rel(a: object, b: object) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=32768)
-    p.add_argument("--block-rows", type=int, default=4096, help="rows per Dask block")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--batch", type=int, default=1024, help="global batch (rows per optimizer step)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rows", type=positive_int, default=32768)
+    p.add_argument("--block-rows", type=positive_int, default=4096, help="rows per Dask block")
+    p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument("--batch", type=positive_int, default=1024, help="global batch (rows per optimizer step)")
+    p.add_argument("--epochs", type=positive_int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2)
     args = p.parse_args()
+    # imported once the arguments are checked: a typo fails at once, even where Dask is not installed
+    import dask.array as da
+    from distributed import Client, LocalCluster
 
     rng = da.random.default_rng(0)
     X = rng.standard_normal((args.rows, 64), chunks=(args.block_rows, 64))  # float64, lazily generated

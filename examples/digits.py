@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import backend_arg, positive_int
 from portable_nn.tools.problems import (
     load_digits_data as load_data,  # standardized, 75/25 split, random_state=0
 )
@@ -63,10 +64,14 @@ def train(
 
 
 def arguments(doc: str, epochs: int) -> argparse.ArgumentParser:
-    """The command line both digits examples share: --backend, --epochs, --dtype."""
+    """The command line both digits examples share: --backend, --epochs, --dtype.
+
+    A backend that is unknown or not usable here is a usage error (exit status 2), as in
+    ``python -m portable_nn``, before anything is trained.
+    """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, cupy, auto...")
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     return parser
 

@@ -13,6 +13,7 @@ import numpy as np
 from digits import arguments, fit_and_score, report  # examples/digits.py, beside this file
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import positive_int
 
 
 def load_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +67,7 @@ def train(
 
 def main(argv: list[str] | None = None) -> None:
     parser = arguments(__doc__, epochs=20)
-    parser.add_argument("--width", type=int, default=32, help="channels of the first conv (the second has twice)")
+    parser.add_argument("--width", type=positive_int, default=32, help="channels of the first conv (the second has twice)")
     args = parser.parse_args(argv)
     report(args.backend, *train(args.backend, epochs=args.epochs, width=args.width, dtype=args.dtype))
 

@@ -15,13 +15,16 @@ import argparse
 import numpy as np
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import backend_arg, positive_int
 from portable_nn.tools.problems import notebook_data, notebook_weights  # shared with `compare`
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", help="numpy, torch, jax, array_api_strict, cupy, auto")
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument(
+        "--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, array_api_strict, cupy, auto"
+    )
+    parser.add_argument("--steps", type=positive_int, default=500)
     args = parser.parse_args(argv)
     be = pnn.get_backend(args.backend)
 

@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from portable_nn.sklearn import MLPClassifier
+from portable_nn.tools.arguments import backend_arg, int_at_least, positive_int
 
 GRID = {"mlpclassifier__hidden_layer_sizes": [(64,), (128,)], "mlpclassifier__alpha": [1e-4, 1e-2]}
 
@@ -51,10 +52,12 @@ def warm_workers(n_jobs: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="portable_nn backend (default: the default backend)")
-    parser.add_argument("--max-iter", type=int, default=200, help="epochs at most (both estimators)")
-    parser.add_argument("--cv", type=int, default=3)
-    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument(
+        "--backend", type=backend_arg, default=None, help="portable_nn backend (default: the default backend)"
+    )
+    parser.add_argument("--max-iter", type=positive_int, default=200, help="epochs at most (both estimators)")
+    parser.add_argument("--cv", type=int_at_least(2), default=3)
+    parser.add_argument("--n-jobs", type=int, default=2, help="joblib's: -1 for every core")
     args = parser.parse_args(argv)
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import portable_nn as pnn
+from portable_nn.tools.arguments import backend_arg, positive_int
 from portable_nn.training import _cluster as cluster_runner
 
 TOLERANCE = 1e-12
@@ -208,15 +209,18 @@ def _timed(fn: Any) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="cupy", help="the params' backend spec (default cupy; numpy, torch:cuda...)")
+    p.add_argument("--backend", type=backend_arg, default="cupy",
+                   help="the params' backend spec (default cupy; numpy, torch:cuda...); one not usable here "
+                   "is a usage error (exit status 2)")
     p.add_argument("--cluster", choices=("auto", "cuda", "local"), default="auto",
                    help="auto: LocalCUDACluster when dask_cuda is importable, else LocalCluster")
-    p.add_argument("--workers", type=int, default=2, help="workers of a LocalCluster (LocalCUDACluster: one per GPU)")
-    p.add_argument("--rows", type=int, default=8192)
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--batch", type=int, default=1024, help="global batch (rows per optimizer step)")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="workers of a LocalCluster (LocalCUDACluster: one per GPU)")
+    p.add_argument("--rows", type=positive_int, default=8192)
+    p.add_argument("--features", type=positive_int, default=64)
+    p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument("--batch", type=positive_int, default=1024, help="global batch (rows per optimizer step)")
+    p.add_argument("--epochs", type=positive_int, default=2)
     p.add_argument("--timeout", type=float, default=80.0, help="seconds before giving up (exit 124)")
     p.add_argument("--json", default=None, help="write the report there")
     args = p.parse_args(argv)

@@ -24,13 +24,20 @@
 # PLATFORM=manylinux_2_17_x86_64 (use manylinux_2_17_aarch64 for Grace/ARM hosts).
 set -euo pipefail
 
+# usage [WHY]: the usage line, then (as argparse does) one "error:" line saying what was wrong; exit 2
 usage() {
     echo "usage: $0 DIR [--with-sklearn] [--with-dask]" >&2
+    [[ $# -eq 0 ]] || echo "$0: error: $1" >&2
     exit 2
 }
 
-[[ $# -ge 1 && $# -le 3 ]] || usage
+if [[ ${1-} == -h || ${1-} == --help ]]; then
+    echo "usage: $0 DIR [--with-sklearn] [--with-dask]"
+    exit 0
+fi
+[[ $# -ge 1 ]] || usage "the folder DIR is required"
 dir=$1
+[[ $dir != -* ]] || usage "unrecognized argument: $dir (DIR comes first)"
 shift
 with_sklearn=0
 with_dask=0
@@ -38,7 +45,7 @@ for opt in "$@"; do
     case $opt in
         --with-sklearn) with_sklearn=1 ;;
         --with-dask) with_dask=1 ;;
-        *) usage ;;
+        *) usage "unrecognized argument: $opt" ;;
     esac
 done
 

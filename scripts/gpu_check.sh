@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check on an offline CUDA machine: `python -m portable_nn compare` on seed,
-# digits and mlp, `python -m portable_nn bench` (cases a, b, c, then g) on cupy,
+# digits and mlp, `python -m benchmarks` (cases a, b, c, then g) on cupy,
 # torch:cuda and jax:gpu, data-parallel fit(client=) on a loopback Dask cluster
 # of CuPy workers (scripts/dask_gpu_check.py), then the test suite on each backend.
 #
@@ -39,14 +39,23 @@
 #   scripts/gpu_check.sh WHEELDIR OUTDIR
 set -uo pipefail # no -e: every step runs and records its status
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 WHEELDIR OUTDIR" >&2
-    exit 2
-fi
-wheeldir=$(cd "$1" && pwd) || {
-    echo "$0: WHEELDIR $1 is not a folder" >&2
+# usage WHY: the usage line, then (as argparse does) one "error:" line saying what was wrong; exit 2
+usage() {
+    echo "usage: $0 WHEELDIR OUTDIR  (knobs: environment variables, see the header)" >&2
+    echo "$0: error: $1" >&2
     exit 2
 }
+
+if [[ ${1-} == -h || ${1-} == --help ]]; then
+    echo "usage: $0 WHEELDIR OUTDIR  (knobs: environment variables, see the header)"
+    exit 0
+fi
+for arg in "$@"; do
+    [[ $arg != -* ]] || usage "unrecognized argument: $arg (the only arguments are WHEELDIR and OUTDIR)"
+done
+[[ $# -eq 2 ]] || usage "expected WHEELDIR and OUTDIR, got $# argument(s)"
+[[ -d $1 ]] || usage "WHEELDIR $1 is not a folder"
+wheeldir=$(cd "$1" && pwd) || usage "WHEELDIR $1 cannot be entered"
 mkdir -p "$2" || exit 2
 outdir=$(cd "$2" && pwd) || exit 2
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 2
@@ -159,11 +168,11 @@ done
 
 # the bench's GPU candidates (portable_nn on each backend, PyTorch eager on CUDA) and targets, still idle
 if [[ -n $bench_backends ]]; then
-    step bench_gpu "$bench_s" "$python" -m portable_nn bench --quick --cases a,b,c \
+    step bench_gpu "$bench_s" "$python" -m benchmarks --quick --cases a,b,c \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu.json"
     # case g (CNN step; goal: cupy and torch:cuda within 2x of PyTorch eager CUDA) apart, so a
     # timeout there cannot cost a, b and c their JSON
-    step bench_gpu_cnn "$bench_cnn_s" "$python" -m portable_nn bench --quick --cases g \
+    step bench_gpu_cnn "$bench_cnn_s" "$python" -m benchmarks --quick --cases g \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
 fi
 

@@ -1,6 +1,6 @@
 """Smoke test of the bench runner on the tiniest settings: it runs, and its JSON is well formed.
 
-No timing assertions: speed goals are reported by ``python -m portable_nn bench``, never tested.
+No timing assertions: speed goals are reported by ``python -m benchmarks``, never tested.
 The bench always runs on NumPy, whatever backend the suite was started with.
 """
 
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from portable_nn.__main__ import build_parser
-from portable_nn.tools.bench import SCHEMA, run_bench
+from benchmarks import CASES, DEFAULT_CASES, SCHEMA, run_bench
+from benchmarks.__main__ import build_parser
 
 INSTALLED = [lib for lib in ("torch", "jax") if importlib.util.find_spec(lib) is not None]
 # a CPU stand-in for a GPU backend spec of --device-backend
@@ -128,7 +128,7 @@ def test_bench_digits_tiny_runs_fit_on_jax_with_its_own_targets() -> None:
 
 @pytest.mark.skipif(not HAS_SKLEARN, reason="case f times portable_nn.sklearn, which needs scikit-learn")
 def test_bench_sklearn_case_tiny() -> None:
-    from portable_nn.tools.bench import sklearn_mlp as f
+    from benchmarks import sklearn_mlp as f
 
     report = run_bench(["f"], profile="tiny", libraries=["sklearn"], isolate=False, progress=False)
     case = report.as_dict()["cases"]["f"]
@@ -142,7 +142,7 @@ def test_bench_sklearn_case_tiny() -> None:
 
 
 def test_bench_cnn_case_tiny() -> None:
-    from portable_nn.tools.bench import cnn_step as g
+    from benchmarks import cnn_step as g
 
     report = run_bench(["g"], profile="tiny", libraries=INSTALLED, isolate=False, progress=False)
     case = report.as_dict()["cases"]["g"]
@@ -207,7 +207,7 @@ def test_bench_device_backend_dry_run() -> None:
 
 
 def test_bench_child_process_takes_device_backends(tmp_path) -> None:
-    from portable_nn.tools.bench.__main__ import main
+    from benchmarks.child import main
 
     out = tmp_path / "b.json"
     argv = ["--case", "b", "--profile", "tiny", "--libraries", "-", "--progress", "off"]
@@ -224,23 +224,42 @@ def test_bench_case_runs_in_its_own_process() -> None:
 
 
 def test_bench_command_line() -> None:
-    args = build_parser().parse_args(["bench", "--quick", "--cases", "a,c", "--backends", "numpy,torch"])
+    args = build_parser().parse_args(["--quick", "--cases", "a,c", "--backends", "numpy,torch"])
     assert args.quick and args.cases == ["a", "c"] and args.backends == ["torch"] and args.isolate
     assert args.device_backends == []
-    args = build_parser().parse_args(
-        ["bench", "--device-backend", "cupy,torch:cuda", "--device-backend", "jax:gpu"]
-    )
+    assert build_parser().parse_args([]).cases == list(DEFAULT_CASES) and "h" not in DEFAULT_CASES
+    args = build_parser().parse_args(["--device-backend", "cupy,torch:cuda", "--device-backend", "jax:gpu"])
     assert args.device_backends == ["cupy", "torch:cuda", "jax:gpu"]
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["bench", "--device-backend", "cupy,"])
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["bench", "--cases", "a,z"])
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["bench", "--backends", "tensorflow"])
+    for bad in (["--device-backend", "cupy,"], ["--cases", "a,z"], ["--backends", "tensorflow"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(bad)
+
+
+def test_bench_help_lists_every_case_on_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert set(CASES) == {"a", "b", "c", "d", "e", "f", "g", "h"}
+    for key, case in CASES.items():
+        assert any(line.startswith(f"  {key}  {case.summary}") for line in lines), key
+        assert case.module.KEY == key
+
+
+def test_benchmarks_are_not_in_the_package() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import portable_nn, sys; print(sorted(m for m in sys.modules if m.startswith('benchmarks')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    package = Path(__file__).resolve().parents[1] / "portable_nn"
+    assert not [p for p in package.rglob("*.py") if "bench" in p.name or "bench" in p.parent.name]
 
 
 def test_time_interleaved_is_round_robin_and_per_unit() -> None:
-    from portable_nn.tools.timing import Candidate, time_interleaved
+    from benchmarks._interleaved import Candidate, time_interleaved
 
     log: list[str] = []
 

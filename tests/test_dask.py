@@ -528,7 +528,7 @@ def test_out_of_core_fit_keeps_memory_under_a_cap_the_data_exceeds_4x(tmp_path, 
 def test_bench_case_h_tiny_reports_throughput_ratio_and_exchange(request):
     if request.config.getoption("--backend") != "numpy":
         pytest.skip("bench runs on NumPy")
-    from portable_nn.tools.bench import run_bench
+    from benchmarks import run_bench
 
     report = run_bench(["h"], profile="tiny", libraries=[], isolate=False, progress=False)
     (case,) = report.cases

@@ -1,4 +1,4 @@
-"""Results of a comparison run and their text table and JSON forms."""
+"""Results of a comparison run and their text table and JSON forms (the PNG: :mod:`.plotting`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from ._deviation import REFERENCE
 from .timing import Timing
 
 __all__ = ["REFERENCE", "BackendResult", "Comparison", "RecordedRun"]
-
 
 
 @dataclass(frozen=True)
@@ -177,16 +176,6 @@ class Comparison:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.as_dict(), f, indent=1, allow_nan=False)
             f.write("\n")
-
-    def write_plot(self, path: str | os.PathLike[str]) -> None:
-        """Write a PNG: loss curves (log scale), deviation from NumPy per step, time per step.
-
-        Raises:
-            ModuleNotFoundError: matplotlib is missing; install it with ``pip install 'portable_nn[plot]'``.
-        """
-        from ._compare_plot import write_plot
-
-        write_plot(self, path)
 
 
 def _spread(timing: Timing) -> float | None:

@@ -15,76 +15,10 @@ from typing import Any
 from .. import __version__
 from ..backends import Backend
 
-__all__ = [
-    "blas_threads",
-    "environment",
-    "installed_versions",
-    "threadpools",
-]
+__all__ = ["environment"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
 _MODULES = ("numpy", "array_api_compat", "array_api_strict", "torch", "jax", "jaxlib", "cupy", "sklearn")
-
-
-def threadpools() -> list[dict[str, Any]] | None:
-    """The native thread pools loaded in this process (BLAS, OpenMP), per threadpoolctl.
-
-    Returns:
-        One dict per pool (``user_api``, ``internal_api``, ``num_threads``,
-        ``version``, ``filepath``), or None when threadpoolctl is not installed.
-    """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    keys = (
-        "user_api",
-        "internal_api",
-        "num_threads",
-        "version",
-        "threading_layer",
-        "architecture",
-        "filepath",
-    )
-    return [{k: info[k] for k in keys if k in info} for info in threadpool_info()]
-
-
-def blas_threads() -> tuple[int, str]:
-    """Threads NumPy's BLAS uses, and where that number came from.
-
-    Asks threadpoolctl when installed (preferring the BLAS that NumPy loaded),
-    else reads ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``/``OMP_NUM_THREADS``,
-    else falls back to ``os.cpu_count()``.
-
-    Returns:
-        ``(threads, source)``, source e.g. ``"threadpoolctl (openblas)"``.
-    """
-    import numpy  # noqa: F401  (load NumPy's BLAS so threadpoolctl can see it)
-
-    pools = threadpools()
-    if pools:
-        blas = [p for p in pools if p.get("user_api") == "blas"]
-        mine = [p for p in blas if "numpy" in str(p.get("filepath", ""))] or blas
-        if mine:
-            return int(mine[0]["num_threads"]), f"threadpoolctl ({mine[0].get('internal_api', 'blas')})"
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) >= 1:
-            return int(value), var
-    return os.cpu_count() or 1, "os.cpu_count()"
-
-
-def installed_versions(distributions: Iterable[str]) -> dict[str, str]:
-    """Versions of installed distributions (e.g. ``"torch"``, ``"scikit-learn"``), read without importing them."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in distributions:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
 
 
 def _cpu_name() -> str:

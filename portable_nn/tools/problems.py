@@ -1,4 +1,4 @@
-"""Standard training problems, built identically on any backend: ``seed``, ``digits``, ``mlp``.
+"""Standard training problems, built identically on any backend: ``seed``, ``digits``, ``mlp``, ``cnn``.
 
 Each problem fixes a model, its initial params, the data batches, a loss and
 an optimizer. Everything random is drawn on the host, so the same problem on
@@ -40,6 +40,7 @@ from ..optim import SGD, Adam
 __all__ = [
     "DEFAULT_STEPS",
     "PROBLEMS",
+    "SUMMARIES",
     "Problem",
     "default_dtype",
     "make_problem",
@@ -48,7 +49,14 @@ __all__ = [
     "load_digits_data",
 ]
 
-PROBLEMS = ("seed", "digits", "mlp", "cnn")
+# one line per problem (``compare --help`` lists them); PROBLEMS are its names
+SUMMARIES = {
+    "seed": "the teaching notebook's 3-2-1 net, its 4 x 3 data, SGD on the sum of squared errors",
+    "digits": "64-128-10 MLP on scikit-learn's digits, Adam, softmax cross-entropy",
+    "mlp": "synthetic 784-H-H-10 MLP (hidden width H, batch size B), SGD, softmax cross-entropy",
+    "cnn": "small CNN (2 convs, max and global average pooling) on synthetic 1x12x12 images, SGD with momentum",
+}
+PROBLEMS = tuple(SUMMARIES)
 DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50, "cnn": 40}
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
@@ -63,7 +71,7 @@ class Problem:
     """A training problem placed on one backend.
 
     Attributes:
-        name: ``"seed"``, ``"digits"`` or ``"mlp"``.
+        name: one of :data:`PROBLEMS`.
         description: one line: model, optimizer, loss, data.
         model: the model (a :class:`Sequential`).
         params: initial params on the backend, of ``dtype``.

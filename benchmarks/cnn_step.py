@@ -23,33 +23,19 @@ flat across epochs (no growth after epoch 2, the warm-up, beyond allocator noise
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ...backends import get_backend
-from ...layers.base import Params
-from ...losses import softmax_cross_entropy
-from ...optim import SGD
-from ...training import fit
-from ..timing import Candidate
+from portable_nn import fit, get_backend
+from portable_nn.layers.base import Params
+from portable_nn.losses import softmax_cross_entropy
+from portable_nn.optim import SGD
+
 from ._cnn import LR, cnn_model, cnn_problem, flops, im2col_memory, images, jax_step, torch_step
-from ._common import (
-    Config,
-    checked_values,
-    device_backends,
-    on_device,
-    optional,
-    ratio,
-    run_candidates,
-    setup_threads,
-    speed_target,
-    timing_row,
-    torch_cuda,
-)
+from ._common import Config, on_device, ratio, rivals, speed_target
 from ._machine import current_rss_mib
-from ._mlp import Built, pnn_step
-from ._result import CaseResult, Column, Target
+from ._result import CaseResult, Target
+from ._steps import pnn_step, step_table, time_checked
 
 __all__ = ["KEY", "MEMORY", "SIZES", "run"]
 
@@ -68,72 +54,29 @@ PNN_JAX, PNN_TORCH = "portable_nn on jax (compile_step: jax.jit)", on_device("to
 
 def run(config: Config) -> CaseResult:
     """Time the candidates, check their losses agree, then measure im2col memory and fit's RSS."""
-    start = time.perf_counter()
     batch, size, c1, c2 = SIZES[config.profile]
     result = CaseResult(
         KEY,
         f"CNN training step: 3x{size}x{size} -> conv{c1} -> pool -> conv{c2} -> pool -> linear 10, "
         f"batch {batch}, float32, softmax CE, SGD(lr=0.01)",
     )
-    torch = optional("torch", config, result, TORCH)
-    jax = optional("jax", config, result, JAX)
-    devices = device_backends(config, result)
-    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
-    threads = setup_threads()
-    result.environment = {"threads": threads}
+    found = rivals(config, result, torch=TORCH, jax=JAX, cuda=TORCH_CUDA)
+    torch, jax, devices, torch_name = found.torch, found.jax, found.devices, found.torch_name
     prob = cnn_problem(batch, size, c1, c2)
-    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
-    built: dict[str, Built] = {}
-
-    def keep(name: str, make: Callable[[], Built]) -> tuple[str, Callable[[], Candidate]]:
-        def build() -> Candidate:
-            built[name] = make()
-            return built[name].candidate
-
-        return name, build
-
-    builders = [keep(PNN, lambda: pnn_step(prob, PNN))]
+    builders = [(PNN, partial(pnn_step, prob, PNN))]
     if torch is not None:
-        builders.append(keep(torch_name, lambda: torch_step(prob, torch, torch_name)))
+        builders.append((torch_name, partial(torch_step, prob, torch, torch_name)))
         devices = {PNN_TORCH: get_backend("torch"), **devices}  # the same portable step on torch tensors
     if jax is not None:
-        builders.append(keep(JAX, lambda: jax_step(prob, jax, JAX)))
+        builders.append((JAX, partial(jax_step, prob, jax, JAX)))
         devices = {PNN_JAX: get_backend("jax"), **devices}
-    for label, be in devices.items():
-        builders.append(keep(label, partial(pnn_step, prob, label, be)))
-    if cuda is not None:
-        builders.append(keep(TORCH_CUDA, lambda: torch_step(prob, torch, TORCH_CUDA, cuda)))
-    timings = run_candidates(builders, config, result, desc="g: cnn step")
-
-    checks = {name: partial(b.loss_after, CHECK_STEPS) for name, b in built.items() if b.loss_after is not None}
-    losses = checked_values(checks, timings, result, "loss check")
-    ref_loss = losses.get(PNN)
-    t_torch = timings[torch_name].median if torch_name in timings else None
-    t_jax = timings[JAX].median if JAX in timings else None
+    builders += [(label, partial(pnn_step, prob, label, be)) for label, be in devices.items()]
+    if found.cuda is not None:
+        builders.append((TORCH_CUDA, partial(torch_step, prob, torch, TORCH_CUDA, found.cuda)))
+    timings, losses = time_checked(builders, config, result, desc="g: cnn step", check_steps=CHECK_STEPS)
     work = flops(batch, size, c1, c2)
-    for name, timing in timings.items():
-        loss = losses.get(name)
-        result.rows.append(
-            timing_row(
-                name,
-                timing,
-                ratio=ratio(timing.median, t_torch),
-                ratio_jax=ratio(timing.median, t_jax),
-                gflops=work / timing.median / 1e9 if timing.median > 0 else None,
-                loss_check=loss,
-                loss_dev=(abs(loss - ref_loss) / abs(ref_loss) if loss is not None and ref_loss else None),
-            )
-        )
-    result.columns = [
-        Column("candidate", "name"),
-        Column("median/step", "median_s", "time"),
-        Column("spread", "spread", "pct"),
-        Column("vs torch eager", "ratio", "ratio"),
-        Column("vs jax by hand", "ratio_jax", "ratio"),
-        Column("GFLOP/s", "gflops", "gflops"),
-        Column("faults/step", "faults_per_step", "int"),
-        Column(f"loss@{CHECK_STEPS}", "loss_check", "float"),
-    ]
+    versus = {"ratio": ("vs torch eager", torch_name), "ratio_jax": ("vs jax by hand", JAX)}
+    step_table(result, timings, losses, ref=PNN, versus=versus, flops=work, check_steps=CHECK_STEPS)
     result.targets = [
         speed_target(timings, "portable_nn on NumPy within 2x of PyTorch eager CPU",
                      "t(portable_nn)/t(torch eager)", PNN, torch_name, "<=", 2.0,
@@ -156,7 +99,6 @@ def run(config: Config) -> CaseResult:
 
     memory = _memory(config, result, prob.model, prob.params, prob.batches[0][0], size, c1, c2, batch)
     result.settings = {
-        **config.as_dict(),
         "ratio": "median time / median time of PyTorch eager (CPU); ratio_jax: of the hand-written JAX step",
         "batch": batch,
         "image": [3, size, size],
@@ -167,7 +109,6 @@ def run(config: Config) -> CaseResult:
         "check_steps": CHECK_STEPS,
         "memory": memory,
     }
-    result.elapsed_s = time.perf_counter() - start
     return result
 
 

@@ -16,33 +16,20 @@ Each candidate's loss after the notebook's 500 steps is compared with portable_n
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ...backends import Backend, get_backend, to_backend
-from ...losses import sum_squared_error
-from ...training import compile_step, fit
-from ..problems import make_problem, notebook_data, notebook_weights
-from ..timing import Candidate
-from ._common import (
-    Config,
-    checked_values,
-    device_backends,
-    device_speedup_goals,
-    optional,
-    paired_ratio,
-    ratio,
-    run_candidates,
-    setup_threads,
-    speed_target,
-    timing_row,
-    torch_cuda,
-)
-from ._result import CaseResult, Column, Target
+from portable_nn import Backend, compile_step, fit, get_backend, to_backend
+from portable_nn.losses import sum_squared_error
+from portable_nn.tools.problems import make_problem, notebook_data, notebook_weights
+
+from ._common import Config, device_speedup_goals, ratio, relative_dev, rivals, speed_target, timing_row
+from ._interleaved import Candidate
+from ._result import CaseResult, Column
+from ._steps import Built, restartable, time_checked
 
 __all__ = ["KEY", "run"]
 
@@ -61,10 +48,8 @@ API, COMPILED, RAW, TORCH, JAX, JAX_LOOP, TORCH_CUDA = (
     "torch eager autograd (cuda)",
 )
 
-Check = Callable[[], float]
 
-
-def _pnn_api() -> tuple[Candidate, Check]:
+def _pnn_api() -> Built:
     prob = make_problem("seed", "numpy")
     model, opt = prob.model, prob.optimizer
     x, y = prob.batches[0]
@@ -81,10 +66,10 @@ def _pnn_api() -> tuple[Candidate, Check]:
         cur["loss"] = loss
         return loss
 
-    return Candidate(API, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+    return restartable(API, one, get_backend("numpy"), reset, cur)
 
 
-def _pnn_compiled(name: str = COMPILED, backend: Backend | None = None) -> tuple[Candidate, Check]:
+def _pnn_compiled(name: str = COMPILED, backend: Backend | None = None) -> Built:
     """``compile_step`` on NumPy, or with the params and data moved to ``backend``."""
     prob = make_problem("seed", "numpy")
     step = compile_step(prob.model, prob.loss, prob.optimizer)
@@ -99,10 +84,10 @@ def _pnn_compiled(name: str = COMPILED, backend: Backend | None = None) -> tuple
         cur["params"], cur["state"], cur["loss"] = step(cur["params"], cur["state"], x, y)
         return cur["params"], cur["loss"]  # the params too, so a timer can wait on them (JAX)
 
-    return Candidate(name, one, be, reset), _run_check(reset, one, cur)
+    return restartable(name, one, be, reset, cur)
 
 
-def _numpy_notebook() -> tuple[Candidate, Check]:
+def _numpy_notebook() -> Built:
     x, y = notebook_data()
     w1_0, w2_0 = notebook_weights()
     w1, w2 = w1_0.copy(), w2_0.copy()
@@ -130,10 +115,10 @@ def _numpy_notebook() -> tuple[Candidate, Check]:
         cur["loss"] = loss
         return loss
 
-    return Candidate(RAW, one, get_backend("numpy"), reset), _run_check(reset, one, cur)
+    return restartable(RAW, one, get_backend("numpy"), reset, cur)
 
 
-def _torch(torch: Any, name: str = TORCH, backend: Backend | None = None) -> tuple[Candidate, Check]:
+def _torch(torch: Any, name: str = TORCH, backend: Backend | None = None) -> Built:
     """The notebook's loop with torch tensors and autograd, on the CPU or ``backend``'s device."""
     device = "cpu" if backend is None else backend.device
     xh, yh = notebook_data()
@@ -161,7 +146,7 @@ def _torch(torch: Any, name: str = TORCH, backend: Backend | None = None) -> tup
         cur["loss"] = loss.detach()
         return cur["loss"]
 
-    return Candidate(name, one, backend, reset), _run_check(reset, one, cur)
+    return restartable(name, one, backend, reset, cur)
 
 
 def _jax_parts(jax: Any) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
@@ -187,7 +172,7 @@ def _jax_parts(jax: Any) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
     return x, y, w0, train
 
 
-def _jax_step(jax: Any) -> tuple[Candidate, Check]:
+def _jax_step(jax: Any) -> Built:
     _, _, w0, train = _jax_parts(jax)
     jitted = jax.jit(train)
     cur: dict[str, Any] = {}
@@ -199,10 +184,10 @@ def _jax_step(jax: Any) -> tuple[Candidate, Check]:
         cur["w"], cur["loss"] = jitted(cur["w"])
         return cur["w"], cur["loss"]
 
-    return Candidate(JAX, one, None, reset), _run_check(reset, one, cur)
+    return restartable(JAX, one, None, reset, cur)
 
 
-def _jax_loop(jax: Any) -> tuple[Candidate, Check]:
+def _jax_loop(jax: Any) -> Built:
     _, _, w0, train = _jax_parts(jax)
 
     @jax.jit
@@ -221,14 +206,10 @@ def _jax_loop(jax: Any) -> tuple[Candidate, Check]:
         w, cur["loss"] = run_all(w0)
         return w, cur["loss"]
 
-    def check() -> float:
-        one()
-        return float(cur["loss"])
-
-    return Candidate(JAX_LOOP, one, None, reset, units=STEPS), check
+    return _whole_run(Candidate(JAX_LOOP, one, None, reset, units=STEPS), cur)
 
 
-def _pnn_fit_jax() -> tuple[Candidate, Check]:
+def _pnn_fit_jax() -> Built:
     """``pnn.fit`` on JAX, 500 full-batch epochs without shuffling: the notebook's run as one compiled loop."""
     be = get_backend("jax")
     prob = make_problem("seed", "numpy")
@@ -241,71 +222,52 @@ def _pnn_fit_jax() -> tuple[Candidate, Check]:
         cur["loss"] = history["loss"][-1]  # the loss of step 500, before its update
         return p
 
-    def check() -> float:
-        one()
+    return _whole_run(Candidate(FIT_JAX, one, be, units=STEPS), cur)
+
+
+def _whole_run(candidate: Candidate, cur: dict[str, Any]) -> Built:
+    """A candidate whose every call is the notebook's whole run from its weights: the loss after
+    :data:`STEPS` steps is one call's."""
+
+    def loss_after(k: int) -> float:
+        if k != STEPS:
+            raise ValueError(f"{candidate.name} runs the notebook's {STEPS} steps per call, not {k}.")
+        candidate.step()
         return float(cur["loss"])
 
-    return Candidate(FIT_JAX, one, be, units=STEPS), check
-
-
-def _run_check(reset: Callable[[], None], one: Callable[[], Any], cur: dict[str, Any]) -> Check:
-    def check() -> float:
-        reset()
-        for _ in range(STEPS):
-            one()
-        return float(cur["loss"])
-
-    return check
+    return Built(candidate, loss_after)
 
 
 def run(config: Config) -> CaseResult:
     """Microseconds per step of the six candidates; targets: <= 1.3x the notebook loop, >= 10x torch."""
-    start = time.perf_counter()
     result = CaseResult(
         KEY, "the notebook: 3-2-1 ReLU net, 4 rows, float64, SSE, SGD(lr=0.01), time per step"
     )
-    torch = optional("torch", config, result, TORCH)
-    jax = optional("jax", config, result, f"{JAX}, {JAX_LOOP}")
-    devices = device_backends(config, result)
-    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
-    threads = setup_threads()
-    result.environment = {"threads": threads}
-    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
-    makers: list[tuple[str, Callable[[], tuple[Candidate, Check]]]] = [
+    found = rivals(config, result, torch=TORCH, jax=f"{JAX}, {JAX_LOOP}", cuda=TORCH_CUDA)
+    torch, jax, torch_name = found.torch, found.jax, found.torch_name
+    makers: list[tuple[str, Callable[[], Built]]] = [
         (API, _pnn_api),
         (COMPILED, _pnn_compiled),
         (RAW, _numpy_notebook),
     ]
     if torch is not None:
-        makers.append((torch_name, lambda: _torch(torch, torch_name)))
+        makers.append((torch_name, partial(_torch, torch, torch_name)))
     if jax is not None:
-        makers += [(JAX, lambda: _jax_step(jax)), (JAX_LOOP, lambda: _jax_loop(jax)), (FIT_JAX, _pnn_fit_jax)]
-    makers += [(label, partial(_pnn_compiled, label, be)) for label, be in devices.items()]
-    if cuda is not None:
-        makers.append((TORCH_CUDA, lambda: _torch(torch, TORCH_CUDA, cuda)))
-    checks: dict[str, Check] = {}
-
-    def keep(name: str, make: Callable[[], tuple[Candidate, Check]]) -> tuple[str, Callable[[], Candidate]]:
-        def build() -> Candidate:
-            candidate, checks[name] = make()
-            return candidate
-
-        return name, build
-
-    timings = run_candidates([keep(n, m) for n, m in makers], config, result, desc="b: notebook")
-    losses = checked_values(checks, timings, result, "loss check")
-    ref = losses.get(API)
+        makers += [(JAX, partial(_jax_step, jax)), (JAX_LOOP, partial(_jax_loop, jax)), (FIT_JAX, _pnn_fit_jax)]
+    makers += [(label, partial(_pnn_compiled, label, be)) for label, be in found.devices.items()]
+    if found.cuda is not None:
+        makers.append((TORCH_CUDA, partial(_torch, torch, TORCH_CUDA, found.cuda)))
+    timings, losses = time_checked(makers, config, result, desc="b: notebook", check_steps=STEPS)
     t_api = timings[API].median if API in timings else None
     for name, timing in timings.items():
-        loss = losses.get(name)
         result.rows.append(
             timing_row(
                 name,
                 timing,
                 us_per_step=timing.median * 1e6,
                 ratio=ratio(timing.median, t_api),
-                loss_check=loss,
-                loss_dev=abs(loss - ref) / abs(ref) if loss is not None and ref else None,
+                loss_check=losses.get(name),
+                loss_dev=relative_dev(losses.get(name), losses.get(API)),
             )
         )
     result.columns = [
@@ -315,47 +277,15 @@ def run(config: Config) -> CaseResult:
         Column("vs portable_nn", "ratio", "ratio"),
         Column(f"loss@{STEPS}", "loss_check", "float"),
     ]
-
-    def t(name: str) -> float | None:
-        return timings[name].median if name in timings else None
-
-    def pair(num: str, den: str) -> float | None:
-        return paired_ratio(timings.get(num), timings.get(den))
-
-    raw, torch_t = t(RAW), t(torch_name)
     result.targets = [
-        Target(
-            "portable_nn at most 1.3x the raw NumPy loop",
-            "t(portable_nn)/t(numpy loop)",
-            ratio(t_api, raw),
-            "<=",
-            1.3,
-            paired_ratio=pair(API, RAW),
-        ),
-        Target(
-            "portable_nn >= 10x faster than PyTorch autograd",
-            "t(torch)/t(portable_nn)",
-            ratio(torch_t, t_api),
-            ">=",
-            10.0,
-            paired_ratio=pair(torch_name, API),
-        ),
-        Target(
-            "compile_step at most 1.3x the raw NumPy loop",
-            "t(compile_step)/t(numpy loop)",
-            ratio(t(COMPILED), raw),
-            "<=",
-            1.3,
-            paired_ratio=pair(COMPILED, RAW),
-        ),
-        Target(
-            "compile_step >= 10x faster than PyTorch autograd",
-            "t(torch)/t(compile_step)",
-            ratio(torch_t, t(COMPILED)),
-            ">=",
-            10.0,
-            paired_ratio=pair(torch_name, COMPILED),
-        ),
+        speed_target(timings, "portable_nn at most 1.3x the raw NumPy loop", "t(portable_nn)/t(numpy loop)",
+                     API, RAW, "<=", 1.3),
+        speed_target(timings, "portable_nn >= 10x faster than PyTorch autograd", "t(torch)/t(portable_nn)",
+                     torch_name, API, ">=", 10.0),
+        speed_target(timings, "compile_step at most 1.3x the raw NumPy loop", "t(compile_step)/t(numpy loop)",
+                     COMPILED, RAW, "<=", 1.3),
+        speed_target(timings, "compile_step >= 10x faster than PyTorch autograd", "t(torch)/t(compile_step)",
+                     torch_name, COMPILED, ">=", 10.0),
         *(  # pnn.fit on JAX: the whole run compiled (only where JAX ran)
             (
                 speed_target(timings, "pnn.fit on JAX at most 1.3x the raw NumPy loop",
@@ -373,11 +303,9 @@ def run(config: Config) -> CaseResult:
     ]
     result.note_agreement(f"the notebook's {STEPS} steps", 1e-6)
     result.settings = {
-        **config.as_dict(),
         "ratio": "median time / median time of portable_nn (apply/loss/backprop/step)",
         "dtype": "float64",
         "lr": LR,
         "check_steps": STEPS,
     }
-    result.elapsed_s = time.perf_counter() - start
     return result

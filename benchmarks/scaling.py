@@ -9,13 +9,13 @@ share of the time the step spends in GEMM.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from ..timing import Candidate
 from ._common import Config, paired_ratio, run_candidates, setup_threads, timing_row
-from ._mlp import flops, gemm_step, mlp_problem, pnn_step
+from ._interleaved import Candidate
+from ._mlp import flops, gemm_step, mlp_problem
 from ._result import CaseResult, Column, Progress
+from ._steps import pnn_step
 
 __all__ = ["KEY", "SIZES", "run"]
 
@@ -33,7 +33,6 @@ PNN, GEMM = "portable_nn", "GEMM only"
 
 def run(config: Config) -> CaseResult:
     """portable_nn GFLOP/s and its ratio to the GEMM-only rate for each (hidden, batch)."""
-    start = time.perf_counter()
     sizes = SIZES[config.profile]
     repeats = config.case_repeats(REPEATS)
     result = CaseResult(
@@ -89,11 +88,9 @@ def run(config: Config) -> CaseResult:
         "the JSON also has paired_ratio, the median of the per-repeat ratios"
     )
     result.settings = {
-        **config.as_dict(),
         "ratio": "portable_nn GFLOP/s / GEMM-only GFLOP/s (= GEMM-only time / portable_nn time)",
         "repeats": repeats,
         "sizes": [list(s) for s in sizes],
         "dtype": "float32",
     }
-    result.elapsed_s = time.perf_counter() - start
     return result

@@ -32,28 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from ...backends import Backend, get_backend, to_backend, to_numpy
-from ...layers.activations import ReLU
-from ...layers.linear import Linear
-from ...layers.sequential import Sequential
-from ...losses import softmax_cross_entropy
-from ...optim import SGD, Adam
-from ...training import fit, predict
-from ..problems import load_digits_data
-from ..timing import Candidate, wait_for
+from portable_nn import Backend, Linear, ReLU, Sequential, fit, get_backend, predict, to_backend, to_numpy
+from portable_nn.losses import softmax_cross_entropy
+from portable_nn.optim import SGD, Adam
+from portable_nn.tools.problems import load_digits_data
+from portable_nn.tools.timing import wait_for
+
 from ._common import (
     Config,
     checked_values,
-    device_backends,
     device_speedup_goals,
     optional,
     ratio,
+    rivals,
     run_candidates,
-    setup_threads,
     speed_target,
+    timing_columns,
     timing_row,
-    torch_cuda,
 )
+from ._interleaved import Candidate
 from ._result import CaseResult, Column, Target
 
 __all__ = ["ACCURACY", "EPOCHS", "KEY", "run"]
@@ -235,7 +232,6 @@ def _sklearn(data: Data, sklearn: Any, sgd: bool = False) -> Trainer:
 
 def run(config: Config) -> CaseResult:
     """Time whole training runs; targets: >= 3x faster than scikit-learn and torch, <= 1.1x hand-written NumPy."""
-    start = time.perf_counter()
     epochs = EPOCHS[config.profile]
     result = CaseResult(
         KEY,
@@ -243,13 +239,8 @@ def run(config: Config) -> CaseResult:
         f"wall time of one training run, test accuracy >= {ACCURACY}",
     )
     sklearn = optional("sklearn", config, result, SKLEARN)
-    torch = optional("torch", config, result, TORCH)
-    jax = optional("jax", config, result, PNN_JAX)
-    devices = device_backends(config, result)
-    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
-    threads = setup_threads()
-    result.environment = {"threads": threads}
-    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
+    found = rivals(config, result, torch=TORCH, jax=PNN_JAX, cuda=TORCH_CUDA)
+    torch, jax, devices, cuda, torch_name = found.torch, found.jax, found.devices, found.cuda, found.torch_name
     Xtr, Xte, ytr, yte = load_digits_data()
     data: Data = (Xtr.astype(np.float32), Xte.astype(np.float32), ytr, yte)
     makers: list[tuple[str, Callable[[], Trainer]]] = [
@@ -311,9 +302,7 @@ def run(config: Config) -> CaseResult:
             )
         )
     result.columns = [
-        Column("candidate", "name"),
-        Column("median/run", "median_s", "time"),
-        Column("spread", "spread", "pct"),
+        *timing_columns("run"),
         Column("vs portable_nn", "ratio", "ratio"),
         Column("test acc", "accuracy", "acc"),
         Column(f">= {ACCURACY}", "reached", "str"),
@@ -361,7 +350,6 @@ def run(config: Config) -> CaseResult:
             f"(once per process, model, loss, optimizer settings and shapes), took {first_call[0]:.2f} s"
         )
     result.settings = {
-        **config.as_dict(),
         "ratio": "median run time / median run time of portable_nn (pnn.fit)",
         "repeats": repeats,
         "epochs": epochs,
@@ -372,5 +360,4 @@ def run(config: Config) -> CaseResult:
         "train_rows": int(Xtr.shape[0]),
         "test_rows": int(Xte.shape[0]),
     }
-    result.elapsed_s = time.perf_counter() - start
     return result

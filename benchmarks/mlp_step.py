@@ -20,37 +20,14 @@ fresh pages from the OS unless the allocator reuses them.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from functools import partial
 
-from ...backends import get_backend
-from ..timing import Candidate
-from ._common import (
-    Config,
-    checked_values,
-    device_backends,
-    on_device,
-    optional,
-    ratio,
-    run_candidates,
-    setup_threads,
-    speed_target,
-    timing_row,
-    torch_cuda,
-)
-from ._mlp import (
-    Built,
-    flops,
-    gemm_step,
-    jax_step,
-    mlp_problem,
-    numpy_step,
-    pnn_fit_step,
-    pnn_step,
-    torch_step,
-)
-from ._result import CaseResult, Column
+from portable_nn import get_backend
+
+from ._common import Config, on_device, rivals, speed_target
+from ._mlp import flops, gemm_step, jax_step, mlp_problem, numpy_step, torch_step
+from ._result import CaseResult
+from ._steps import pnn_fit_step, pnn_step, step_table, time_checked
 
 __all__ = ["KEY", "SIZES", "run"]
 
@@ -72,74 +49,33 @@ PNN, FIT, HAND, GEMM, TORCH, JAX, TORCH_CUDA = (
 
 def run(config: Config) -> CaseResult:
     """Time the candidates; targets: faster than JAX and torch, at most 1.2x GEMM only."""
-    start = time.perf_counter()
     hidden, batch = SIZES[config.profile]
     result = CaseResult(
         KEY,
         f"MLP training step 784-{hidden}-{hidden}-10, batch {batch}, float32, softmax CE, SGD(lr=0.01)",
     )
-    torch = optional("torch", config, result, TORCH)
-    jax = optional("jax", config, result, JAX)
-    devices = device_backends(config, result)
-    cuda = torch_cuda(config, result, torch, TORCH_CUDA)
-    threads = setup_threads()
-    result.environment = {"threads": threads}
+    found = rivals(config, result, torch=TORCH, jax=JAX, cuda=TORCH_CUDA)
+    torch, jax, devices, torch_name = found.torch, found.jax, found.devices, found.torch_name
     prob = mlp_problem(hidden, batch)
-    torch_name = f"{TORCH} ({threads.get('torch_threads')} threads)"
-    built: dict[str, Built] = {}
-
-    def keep(name: str, make: Callable[[], Built]) -> tuple[str, Callable[[], Candidate]]:
-        def build() -> Candidate:
-            built[name] = make()
-            return built[name].candidate
-
-        return name, build
-
     builders = [
-        keep(PNN, lambda: pnn_step(prob, PNN)),
-        keep(FIT, lambda: pnn_fit_step(prob, FIT)),
-        keep(HAND, lambda: numpy_step(prob, HAND)),
-        keep(GEMM, lambda: gemm_step(hidden, batch, GEMM)),
+        (PNN, partial(pnn_step, prob, PNN)),
+        (FIT, partial(pnn_fit_step, prob, FIT)),
+        (HAND, partial(numpy_step, prob, HAND)),
+        (GEMM, partial(gemm_step, hidden, batch, GEMM)),
     ]
     if torch is not None:
-        builders.append(keep(torch_name, lambda: torch_step(prob, torch, torch_name)))
+        builders.append((torch_name, partial(torch_step, prob, torch, torch_name)))
     if jax is not None:
-        builders.append(keep(JAX, lambda: jax_step(prob, jax, JAX)))
+        builders.append((JAX, partial(jax_step, prob, jax, JAX)))
         devices = {PNN_JAX: get_backend("jax"), **devices}  # the same portable step, jitted
-    for label, be in devices.items():
-        builders.append(keep(label, partial(pnn_step, prob, label, be)))
-    if cuda is not None:
-        builders.append(keep(TORCH_CUDA, lambda: torch_step(prob, torch, TORCH_CUDA, cuda)))
-    timings = run_candidates(builders, config, result, desc="a: mlp step")
-
-    # the same loss after CHECK_STEPS steps from the same params: they all compute one thing
-    checks = {name: partial(b.loss_after, CHECK_STEPS) for name, b in built.items() if b.loss_after is not None}
-    losses = checked_values(checks, timings, result, "loss check")
-    ref_loss = losses.get(PNN)
-    t_pnn = timings[PNN].median if PNN in timings else None
+    builders += [(label, partial(pnn_step, prob, label, be)) for label, be in devices.items()]
+    if found.cuda is not None:
+        builders.append((TORCH_CUDA, partial(torch_step, prob, torch, TORCH_CUDA, found.cuda)))
+    # and the same loss after CHECK_STEPS steps from the same params: they all compute one thing
+    timings, losses = time_checked(builders, config, result, desc="a: mlp step", check_steps=CHECK_STEPS)
     work = flops(hidden, batch)
-    for name, timing in timings.items():
-        loss = losses.get(name)
-        result.rows.append(
-            timing_row(
-                name,
-                timing,
-                ratio=ratio(timing.median, t_pnn),
-                gflops=work / timing.median / 1e9 if timing.median > 0 else None,
-                loss_check=loss,
-                loss_dev=(abs(loss - ref_loss) / abs(ref_loss) if loss is not None and ref_loss else None),
-            )
-        )
-    result.columns = [
-        Column("candidate", "name"),
-        Column("median/step", "median_s", "time"),
-        Column("spread", "spread", "pct"),
-        Column("vs portable_nn", "ratio", "ratio"),
-        Column("GFLOP/s", "gflops", "gflops"),
-        Column("faults/step", "faults_per_step", "int"),
-        Column(f"loss@{CHECK_STEPS}", "loss_check", "float"),
-    ]
-
+    step_table(result, timings, losses, ref=PNN, versus={"ratio": ("vs portable_nn", PNN)}, flops=work,
+               check_steps=CHECK_STEPS)
     result.targets = [  # for portable_nn on NumPy, and on JAX (the same step, jitted) where it ran
         target
         for who, name in (("portable_nn", PNN), ("portable_nn on JAX", PNN_JAX))
@@ -162,7 +98,6 @@ def run(config: Config) -> CaseResult:
         f"GFLOP/s counts only the 8 matmuls ({work / 1e9:.3f} GFLOP/step); faults/step: minor page faults"
     )
     result.settings = {
-        **config.as_dict(),
         "ratio": "median time / median time of portable_nn (compile_step)",
         "hidden": hidden,
         "batch": batch,
@@ -170,5 +105,4 @@ def run(config: Config) -> CaseResult:
         "flops_per_step": work,
         "check_steps": CHECK_STEPS,
     }
-    result.elapsed_s = time.perf_counter() - start
     return result

@@ -1,15 +1,15 @@
 """Run bench cases, each in its own process, and collect one report: tables, targets, JSON.
 
-    from portable_nn.tools.bench import run_bench
+    from benchmarks import run_bench
     report = run_bench(["a", "b"], profile="quick")
     print(report.table())
     report.write_json("bench.json")
 
 Each case runs start to finish in ONE process: by default a fresh child
-process per case (``python -m portable_nn.tools.bench --case a ...``), so
+process per case (``python -m benchmarks.child --case a ...``), so
 one case's imports, thread pools, caches and peak memory do not leak into the
 next; ``isolate=False`` runs them all in the calling process (tests). The
-child writes its :class:`~portable_nn.tools.bench._result.CaseResult` as JSON.
+child writes its :class:`~benchmarks._result.CaseResult` as JSON.
 """
 
 from __future__ import annotations
@@ -25,32 +25,49 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from ...layers.base import check_int
-from ..environment import blas_threads, environment, installed_versions, threadpools
+from portable_nn.layers.base import check_int
+from portable_nn.tools.environment import environment
+
 from . import cnn_step, dask_parallel, digits, memory, mlp_step, notebook, scaling, sklearn_mlp
 from ._common import LIBRARIES, PROFILES, Config, error_text
-from ._machine import BUSY_CORES, LoadMeter, busy, load_note
+from ._machine import BUSY_CORES, LoadMeter, blas_threads, busy, installed_versions, load_note, threadpools
 from ._result import CaseResult, Target, json_safe
 
-__all__ = ["CASES", "SCHEMA", "BenchReport", "run_bench", "run_case"]
+__all__ = ["CASES", "DEFAULT_CASES", "SCHEMA", "BenchReport", "Case", "run_bench", "run_case"]
 
 SCHEMA = "portable_nn.bench/1"
-CASES: dict[str, ModuleType] = {
-    "a": mlp_step, "b": notebook, "c": digits, "d": scaling, "e": memory, "f": sklearn_mlp, "g": cnn_step,
-    "h": dask_parallel,  # opt-in (not in run_bench's default cases): starts a 2-worker Dask cluster
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bench case: its module (``run(config) -> CaseResult``), a short title, one line for
+    ``python -m benchmarks --help``, and whether it runs when no cases are named."""
+
+    module: ModuleType
+    title: str
+    summary: str
+    default: bool = True
+
+
+CASES: dict[str, Case] = {
+    "a": Case(mlp_step, "MLP training step",
+              "one training step of a 784-512-512-10 MLP vs NumPy by hand, its matmuls alone, PyTorch, JAX"),
+    "b": Case(notebook, "the notebook problem",
+              "the teaching notebook's 3-2-1 net: microseconds per step, where overhead is everything"),
+    "c": Case(digits, "digits end to end",
+              "digits end to end: time to >= 0.97 test accuracy vs scikit-learn, PyTorch, NumPy by hand"),
+    "d": Case(scaling, "scaling", "GFLOP/s of case a's step across widths and batch sizes vs the matmuls alone"),
+    "e": Case(memory, "memory", "RSS of pnn.fit after every epoch, and the peak (no growth after epoch 2)"),
+    "f": Case(sklearn_mlp, "scikit-learn estimators",
+              "portable_nn.sklearn.MLPClassifier vs scikit-learn's, equal epochs on digits"),
+    "g": Case(cnn_step, "CNN training step",
+              "one training step of a small CNN vs PyTorch eager and JAX; im2col memory, fit's RSS"),
+    "h": Case(dask_parallel, "data-parallel fit on Dask",
+              "data-parallel fit on a 2-worker Dask cluster vs one process on the same cores", default=False),
 }
-DEFAULT_CASES = ("a", "b", "c", "d", "e", "f", "g")  # h starts a Dask cluster: only when asked for
-_TITLES = {
-    "a": "MLP training step",
-    "b": "the notebook problem",
-    "c": "digits end to end",
-    "d": "scaling",
-    "e": "memory",
-    "f": "scikit-learn estimators",
-    "g": "CNN training step",
-    "h": "data-parallel fit on Dask",
-}
+DEFAULT_CASES = tuple(key for key, case in CASES.items() if case.default)
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder that holds benchmarks/
 _DISTRIBUTIONS = ("numpy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "tqdm")
 _DEVICE_DISTRIBUTIONS = ("cupy-cuda12x", "cupy-cuda13x", "jax-cuda12-plugin", "array-api-strict")
 
@@ -126,14 +143,20 @@ class BenchReport:
 
 
 def run_case(key: str, config: Config) -> CaseResult:
-    """Run case ``key`` in this process; an exception becomes a result with ``failed["case"]``."""
+    """Run case ``key`` in this process; an exception becomes a result with ``failed["case"]``.
+
+    The result's settings start with ``config``'s, and ``elapsed_s`` is the case's wall time.
+    """
     if key not in CASES:
         raise ValueError(f"unknown bench case {key!r}; choose from {', '.join(CASES)}.")
     meter = LoadMeter()
+    start = time.perf_counter()
     try:
-        result: CaseResult = CASES[key].run(config)
+        result: CaseResult = CASES[key].module.run(config)
     except Exception as e:  # one case failing must not hide the others
-        result = CaseResult(key, _TITLES[key], failed={"case": error_text(e)})
+        result = CaseResult(key, CASES[key].title, failed={"case": error_text(e)})
+    result.elapsed_s = time.perf_counter() - start
+    result.settings = {**config.as_dict(), **result.settings}
     load = meter.report()
     result.environment["load"] = load
     result.notes.append(load_note(load))
@@ -144,13 +167,15 @@ def _run_isolated(key: str, config: Config, threads: int | None) -> CaseResult:
     env = dict(os.environ)
     if threads is not None:
         env.update({var: str(threads) for var in _THREAD_VARS})
+    # the child imports this package from where it is, whatever the working directory
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO, env.get("PYTHONPATH")]))
     progress = {None: "auto", True: "on", False: "off"}[config.progress]
     with tempfile.TemporaryDirectory(prefix="pnn-bench-") as tmp:
         out = os.path.join(tmp, f"case-{key}.json")
         cmd = [
             sys.executable,
             "-m",
-            "portable_nn.tools.bench",
+            "benchmarks.child",
             "--case",
             key,
             "--profile",
@@ -170,7 +195,7 @@ def _run_isolated(key: str, config: Config, threads: int | None) -> CaseResult:
                 return CaseResult.from_dict(json.load(f))
     tail = (proc.stdout or "").strip().splitlines()[-3:]
     why = f"child process exited with status {proc.returncode} (its traceback, if any, is on stderr above)"
-    return CaseResult(key, _TITLES[key], failed={"case": why + (f": {' | '.join(tail)}" if tail else "")})
+    return CaseResult(key, CASES[key].title, failed={"case": why + (f": {' | '.join(tail)}" if tail else "")})
 
 
 def _limit_threads_here(threads: int) -> None:
@@ -198,7 +223,7 @@ def run_bench(
     """Run the bench ``cases`` and collect their results.
 
     Args:
-        cases: case letters, ``"a"`` to ``"g"`` (see :data:`CASES`).
+        cases: case letters (see :data:`CASES`; default: those with ``default=True``).
         profile: ``"full"``, ``"quick"`` (smaller, about two minutes) or ``"tiny"`` (smoke tests).
         libraries: comparison libraries to include among ``torch``, ``jax``,
             ``sklearn`` (NumPy always runs); None means all that are installed.

@@ -1,13 +1,86 @@
-"""The machine while a case runs: memory (RSS) and whether other processes kept the cores busy."""
+"""The machine a case runs on: BLAS threads, installed versions, memory (RSS), and whether other
+processes kept the cores busy meanwhile."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["BUSY_CORES", "LoadMeter", "busy", "current_rss_mib", "load_note", "peak_rss_mib"]
+__all__ = [
+    "BUSY_CORES",
+    "LoadMeter",
+    "blas_threads",
+    "busy",
+    "current_rss_mib",
+    "installed_versions",
+    "load_note",
+    "peak_rss_mib",
+    "threadpools",
+]
+
+
+def threadpools() -> list[dict[str, Any]] | None:
+    """The native thread pools loaded in this process (BLAS, OpenMP), per threadpoolctl.
+
+    Returns:
+        One dict per pool (``user_api``, ``internal_api``, ``num_threads``,
+        ``version``, ``filepath``), or None when threadpoolctl is not installed.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    keys = (
+        "user_api",
+        "internal_api",
+        "num_threads",
+        "version",
+        "threading_layer",
+        "architecture",
+        "filepath",
+    )
+    return [{k: info[k] for k in keys if k in info} for info in threadpool_info()]
+
+
+def blas_threads() -> tuple[int, str]:
+    """Threads NumPy's BLAS uses, and where that number came from.
+
+    Asks threadpoolctl when installed (preferring the BLAS that NumPy loaded),
+    else reads ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``/``OMP_NUM_THREADS``,
+    else falls back to ``os.cpu_count()``.
+
+    Returns:
+        ``(threads, source)``, source e.g. ``"threadpoolctl (openblas)"``.
+    """
+    import numpy  # noqa: F401  (load NumPy's BLAS so threadpoolctl can see it)
+
+    pools = threadpools()
+    if pools:
+        blas = [p for p in pools if p.get("user_api") == "blas"]
+        mine = [p for p in blas if "numpy" in str(p.get("filepath", ""))] or blas
+        if mine:
+            return int(mine[0]["num_threads"]), f"threadpoolctl ({mine[0].get('internal_api', 'blas')})"
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) >= 1:
+            return int(value), var
+    return os.cpu_count() or 1, "os.cpu_count()"
+
+
+def installed_versions(distributions: Iterable[str]) -> dict[str, str]:
+    """Versions of installed distributions (e.g. ``"torch"``, ``"scikit-learn"``), read without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def current_rss_mib() -> float | None:

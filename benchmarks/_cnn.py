@@ -7,7 +7,7 @@ starts from the same host-drawn params (portable_nn's Conv2D has
 ``torch.nn.Conv2d``'s weight layout ``(out, in, kh, kw)``; its Linear's ``W`` is
 ``(in, out)``, torch's ``weight`` its transpose) and trains on the same batches,
 so their losses after a few steps agree. The portable_nn candidates are
-:func:`._mlp.pnn_step` on :func:`cnn_problem`.
+:func:`._steps.pnn_step` on :func:`cnn_problem`.
 """
 
 from __future__ import annotations
@@ -18,19 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ...backends import Backend, to_numpy
-from ...layers.activations import ReLU
-from ...layers.base import Layer
-from ...layers.conv import Conv2D
-from ...layers.flatten import Flatten
-from ...layers.linear import Linear
-from ...layers.pooling import MaxPool2D
-from ...layers.sequential import Sequential
-from ...losses import softmax_cross_entropy
-from ...optim import SGD
-from ..problems import Problem
-from ..timing import Candidate
-from ._mlp import Built, _functional, _loss_after, host_params
+from portable_nn import Backend, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sequential
+from portable_nn.losses import softmax_cross_entropy
+from portable_nn.optim import SGD
+from portable_nn.tools.problems import Problem
+
+from ._steps import Built, host_params, jax_sgd_step, torch_sgd_step
 
 __all__ = ["CLASSES", "LR", "Im2col", "cnn_model", "cnn_problem", "flops", "im2col_memory", "images",
            "jax_step", "torch_step"]
@@ -74,49 +67,20 @@ def flops(batch: int, size: int, c1: int, c2: int) -> int:
     return 2 * conv1 + 3 * conv2 + 3 * head
 
 
-def _host_batches(prob: Problem) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(np.asarray(to_numpy(X)), np.asarray(to_numpy(T))) for X, T in prob.batches]
-
-
 # --- PyTorch eager ---------------------------------------------------------------------------------
 
 
 def torch_step(prob: Problem, torch: Any, name: str = "torch eager", backend: Backend | None = None) -> Built:
-    """``nn.Sequential`` of the same layers + ``F.cross_entropy`` + autograd + ``torch.optim.SGD``."""
-    device = "cpu" if backend is None else backend.device
+    """``nn.Sequential`` of the same layers, trained by :func:`~benchmarks._steps.torch_sgd_step`."""
     W1, b1, W2, b2, W3, b3 = host_params(prob)
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(W1.shape[1], W1.shape[0], KERNEL, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(W2.shape[1], W2.shape[0], KERNEL, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(W3.shape[0], CLASSES),
-    ).to(device)
-    layers = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-    weights = [(W1, b1), (W2, b2), (np.ascontiguousarray(W3.T), b3)]  # torch's Linear: (out, in)
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    batches = [tuple(torch.from_numpy(a.copy()).to(device) for a in b) for b in _host_batches(prob)]
-    cross_entropy = torch.nn.functional.cross_entropy
-    cur: dict[str, Any] = {}
-
-    def reset() -> None:
-        with torch.no_grad():
-            for layer, (W, b) in zip(layers, weights, strict=True):
-                layer.weight.copy_(torch.from_numpy(W))
-                layer.bias.copy_(torch.from_numpy(b))
-        cur["i"] = 0
-
-    def one() -> Any:
-        X, y = batches[cur["i"] % len(batches)]
-        opt.zero_grad(set_to_none=True)
-        loss = cross_entropy(model(X), y)
-        loss.backward()
-        opt.step()
-        cur["i"] += 1
-        cur["loss"] = loss.detach()
-        return cur["loss"]
-
-    reset()
-    return Built(Candidate(name, one, backend, reset), _loss_after(reset, one, cur))
+    )
+    weights = [(W1, b1), (W2, b2), (W3.T, b3)]  # torch's Linear weight is (out, in)
+    return torch_sgd_step(prob, torch, model, weights, name, backend)
 
 
 # --- JAX, written by hand ----------------------------------------------------------------------------
@@ -127,27 +91,18 @@ def jax_step(prob: Problem, jax: Any, name: str = "jax by hand (jit)") -> Built:
     import jax.numpy as jnp
 
     lax = jax.lax
-    cpu = jax.devices("cpu")[0]
-    init = [jax.device_put(w, cpu) for w in host_params(prob)]
-    batches = [(jax.device_put(X, cpu), jax.device_put(y, cpu)) for X, y in _host_batches(prob)]
 
     def conv_relu_pool(x: Any, W: Any, b: Any) -> Any:
         y = lax.conv_general_dilated(x, W, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
         y = jax.nn.relu(y + b[None, :, None, None])
         return lax.reduce_window(y, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
 
-    def loss_fn(p: list[Any], X: Any, y: Any) -> Any:
+    def logits(p: list[Any], X: Any) -> Any:
         W1, b1, W2, b2, W3, b3 = p
         h = conv_relu_pool(conv_relu_pool(X, W1, b1), W2, b2)
-        logp = jax.nn.log_softmax(h.reshape(h.shape[0], -1) @ W3 + b3, axis=1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return h.reshape(h.shape[0], -1) @ W3 + b3
 
-    @jax.jit
-    def train(p: list[Any], X: Any, y: Any) -> tuple[list[Any], Any]:
-        loss, g = jax.value_and_grad(loss_fn)(p, X, y)
-        return [w - LR * gw for w, gw in zip(p, g, strict=True)], loss
-
-    return _functional(name, train, init, batches, None)
+    return jax_sgd_step(prob, jax, logits, name)
 
 
 # --- memory of im2col ----------------------------------------------------------------------------

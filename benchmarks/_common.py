@@ -1,4 +1,4 @@
-"""Settings shared by every case, and small helpers: optional libraries, threads, rows."""
+"""Settings shared by every case, and small helpers: optional libraries and devices, threads, rows, columns."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...backends import Backend, get_backend
-from ..environment import blas_threads, threadpools
-from ..timing import Candidate, Timing, time_interleaved
-from ._result import CaseResult, Progress, Target
+from portable_nn import Backend, get_backend
+from portable_nn.tools.timing import Timing
+
+from ._interleaved import Candidate, time_interleaved
+from ._machine import blas_threads, threadpools
+from ._result import CaseResult, Column, Progress, Target
 
 __all__ = [
     "LIBRARIES",
     "Config",
     "PROFILES",
+    "Rivals",
     "checked_values",
     "device_backends",
     "device_speedup_goals",
@@ -28,11 +31,14 @@ __all__ = [
     "optional",
     "paired_ratio",
     "ratio",
+    "relative_dev",
+    "rivals",
+    "run_candidates",
     "setup_threads",
     "speed_target",
+    "timing_columns",
     "timing_row",
     "torch_cuda",
-    "run_candidates",
 ]
 
 # comparison libraries a case may use besides NumPy (the reference, always run); --backends picks among them
@@ -54,7 +60,7 @@ class Config:
 
     Attributes:
         profile: ``"full"``, ``"quick"`` or ``"tiny"`` (each case sizes itself from it).
-        repeats, warmup, block_s: see :func:`portable_nn.tools.timing.time_interleaved`.
+        repeats, warmup, block_s: see :func:`benchmarks._interleaved.time_interleaved`.
         explicit_repeats: ``repeats`` was asked for (``--repeats``), not the profile's default.
         libraries: comparison libraries allowed (subset of :data:`LIBRARIES`).
         progress: tqdm bar on stderr; None shows it only when stderr is a terminal.
@@ -161,6 +167,36 @@ def torch_cuda(config: Config, result: CaseResult, torch: Any, label: str) -> Ba
         return None
 
 
+@dataclass(frozen=True)
+class Rivals:
+    """What a case compares portable_nn with, as found here (what is missing is in ``result.skipped``).
+
+    Attributes:
+        torch, jax: the modules, or None when not selected (``--backends``) or not installed.
+        devices: :func:`device_backends`; cuda: :func:`torch_cuda`.
+        torch_name: the PyTorch CPU candidate's label with its thread count, ``"torch eager (2 threads)"``.
+    """
+
+    torch: Any
+    jax: Any
+    devices: dict[str, Backend]
+    cuda: Backend | None
+    torch_name: str
+
+
+def rivals(config: Config, result: CaseResult, *, torch: str, jax: str, cuda: str) -> Rivals:
+    """Import torch and JAX (labels ``torch`` and ``jax`` say whose candidates are skipped without them),
+    resolve the device backends and torch's CUDA (label ``cuda``), give torch NumPy's BLAS thread
+    count and record the threads in ``result.environment``."""
+    torch_module = optional("torch", config, result, torch)
+    jax_module = optional("jax", config, result, jax)
+    devices = device_backends(config, result)
+    cuda_backend = torch_cuda(config, result, torch_module, cuda)
+    threads = setup_threads()
+    result.environment = {"threads": threads}
+    return Rivals(torch_module, jax_module, devices, cuda_backend, f"{torch} ({threads.get('torch_threads')} threads)")
+
+
 def setup_threads() -> dict[str, Any]:
     """Give torch as many intra-op threads as NumPy's BLAS has; return the thread facts for the report.
 
@@ -191,12 +227,24 @@ def timing_row(name: str, timing: Timing, **extra: Any) -> dict[str, Any]:
     }
 
 
+def timing_columns(per: str) -> list[Column]:
+    """The first columns of a table of timed candidates: name, median time per ``per``, spread."""
+    return [Column("candidate", "name"), Column(f"median/{per}", "median_s", "time"), Column("spread", "spread", "pct")]
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """``numerator / denominator``, None when either is missing or the denominator is not positive."""
     if numerator is None or denominator is None or not denominator > 0:
         return None
     value = numerator / denominator
     return value if math.isfinite(value) else None
+
+
+def relative_dev(value: float | None, reference: float | None) -> float | None:
+    """``|value - reference| / |reference|``, None when either is missing or the reference is 0."""
+    if value is None or not reference:
+        return None
+    return abs(value - reference) / abs(reference)
 
 
 def paired_ratio(numerator: Timing | None, denominator: Timing | None) -> float | None:

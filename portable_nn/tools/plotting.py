@@ -1,5 +1,8 @@
 """A PNG of a comparison: loss curves overlaid, deviation from NumPy per step, time per step.
 
+    result = run_comparison(["numpy", "torch"], "seed")
+    write_plot(result, "compare.png")      # what ``python -m portable_nn compare --plot FILE`` writes
+
 matplotlib is optional (``pip install 'portable_nn[plot]'``). The figure is
 drawn with the Agg canvas directly, so no pyplot state or GUI backend is touched.
 """
@@ -7,14 +10,12 @@ drawn with the Agg canvas directly, so no pyplot state or GUI backend is touched
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._compare_result import Comparison
 from ._deviation import REFERENCE, loss_deviations
-
-if TYPE_CHECKING:  # only a type: the result module imports this one when it plots
-    from ._compare_result import Comparison
 
 __all__ = ["PLOT_INSTALL_HINT", "require_matplotlib", "write_plot"]
 

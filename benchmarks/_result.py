@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["CaseResult", "Column", "Progress", "Target", "format_value", "json_safe"]
@@ -35,7 +35,7 @@ class Target:
         note: caveats, e.g. a candidate below the accuracy bar.
         valid: False when the comparison does not count (e.g. not at the same accuracy).
         paired_ratio: the median of per-repeat ratios (see
-            :func:`~portable_nn.tools.bench._common.paired_ratio`), shown for context;
+            :func:`~benchmarks._common.paired_ratio`), shown for context;
             ``met`` is judged on ``ratio``, the ratio of the medians.
     """
 
@@ -65,30 +65,13 @@ class Target:
         return {True: "met", False: "MISSED", None: "not run"}[self.met]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "goal": self.goal,
-            "ratio_name": self.ratio_name,
-            "ratio": self.ratio,
-            "op": self.op,
-            "threshold": self.threshold,
-            "met": self.met,
-            "note": self.note,
-            "valid": self.valid,
-            "paired_ratio": self.paired_ratio,
-        }
+        """Every field, and whether the target was ``met``."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "met": self.met}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Target:
-        return cls(
-            d["goal"],
-            d["ratio_name"],
-            d["ratio"],
-            d["op"],
-            d["threshold"],
-            d.get("note", ""),
-            d.get("valid", True),
-            d.get("paired_ratio"),
-        )
+        """The inverse of :meth:`as_dict` (``met`` is computed, not read)."""
+        return cls(**_known_fields(cls, d))
 
 
 @dataclass(frozen=True)
@@ -133,7 +116,7 @@ class CaseResult:
     """One case's measurements.
 
     Attributes:
-        key: the case's letter, ``"a"``...``"e"``.
+        key: the case's letter (see :data:`benchmarks.runner.CASES`).
         title: one line saying what was measured.
         settings: sizes, repeats, block length... (JSON).
         columns: how :meth:`table` shows ``rows``.
@@ -158,13 +141,13 @@ class CaseResult:
     environment: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
-
     def note_agreement(self, after: str, tolerance: float) -> None:
         """Add a note with the largest ``loss_dev`` of the rows (flagged when above ``tolerance``)."""
         worst = max((r["loss_dev"] for r in self.rows if r.get("loss_dev") is not None), default=None)
         if worst is not None:
             flag = "" if worst < tolerance else "  <-- implementations DISAGREE"
             self.notes.append(f"loss after {after} agrees with portable_nn's to {worst:.1e} relative{flag}")
+
     def row(self, name: str) -> dict[str, Any] | None:
         """The row called ``name``, or None."""
         return next((r for r in self.rows if r.get("name") == name), None)
@@ -189,19 +172,10 @@ class CaseResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaseResult:
-        return cls(
-            key=d["key"],
-            title=d["title"],
-            settings=d.get("settings", {}),
-            columns=[Column(*c) for c in d.get("columns", [])],
-            rows=d.get("rows", []),
-            targets=[Target.from_dict(t) for t in d.get("targets", [])],
-            skipped=d.get("skipped", {}),
-            failed=d.get("failed", {}),
-            notes=d.get("notes", []),
-            environment=d.get("environment", {}),
-            elapsed_s=d.get("elapsed_s", 0.0),
-        )
+        """The inverse of :meth:`as_dict` (e.g. a child process's result)."""
+        columns = [Column(*c) for c in d.get("columns", [])]
+        targets = [Target.from_dict(t) for t in d.get("targets", [])]
+        return cls(**{**_known_fields(cls, d), "columns": columns, "targets": targets})
 
     def table(self) -> str:
         """The rows as an aligned text table, then targets, skipped/failed candidates and notes."""
@@ -237,6 +211,11 @@ class CaseResult:
         lines.extend(f"  note: {n}" for n in self.notes)
         lines.append(f"  ({self.elapsed_s:.1f} s)")
         return "\n".join(lines)
+
+
+def _known_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``d`` that are fields of dataclass ``cls`` (the others' defaults stand)."""
+    return {f.name: d[f.name] for f in fields(cls) if f.name in d}
 
 
 def json_safe(value: Any) -> Any:

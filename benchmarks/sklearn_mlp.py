@@ -16,15 +16,14 @@ Targets: portable_nn >= 2x faster than scikit-learn, on NumPy and on JAX.
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
 import numpy as np
 
-from ...backends import get_backend
-from ..problems import load_digits_data
-from ..timing import Candidate
+from portable_nn import get_backend
+from portable_nn.tools.problems import load_digits_data
+
 from ._common import (
     Config,
     checked_values,
@@ -33,8 +32,10 @@ from ._common import (
     run_candidates,
     setup_threads,
     speed_target,
+    timing_columns,
     timing_row,
 )
+from ._interleaved import Candidate
 from ._result import CaseResult, Column
 
 __all__ = ["EPOCHS", "KEY", "run"]
@@ -56,7 +57,6 @@ def _settings(epochs: int) -> dict[str, Any]:
 
 def run(config: Config) -> CaseResult:
     """Time whole fits at equal epochs; target: portable_nn's estimator >= 2x faster than scikit-learn's."""
-    start = time.perf_counter()
     epochs = EPOCHS[config.profile]
     result = CaseResult(
         KEY,
@@ -67,7 +67,7 @@ def run(config: Config) -> CaseResult:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
-        from ...sklearn import MLPClassifier
+        from portable_nn.sklearn import MLPClassifier
     except ImportError as e:
         result.skipped["all"] = f"scikit-learn is not installed ({e}); pip install 'portable_nn[sklearn]'"
         return result
@@ -106,9 +106,7 @@ def run(config: Config) -> CaseResult:
             timing_row(name, timing, ratio=ratio(t_sklearn, timing.median), accuracy=acc.get(name), epochs=epochs)
         )
     result.columns = [
-        Column("candidate", "name"),
-        Column("median/fit", "median_s", "time"),
-        Column("spread", "spread", "pct"),
+        *timing_columns("fit"),
         Column("sklearn / this", "ratio", "ratio"),
         Column("test acc", "accuracy", "acc"),
     ]
@@ -124,7 +122,6 @@ def run(config: Config) -> CaseResult:
     )
     if PNN_JAX in timings:
         result.notes.append(f"{PNN_JAX}: timed after a warm-up fit (which compiles the step once per process)")
-    result.settings = {**config.as_dict(), "epochs": epochs, "repeats": repeats, **settings,
+    result.settings = {"epochs": epochs, "repeats": repeats, **settings,
                        "ratio": "median fit time of sklearn MLPClassifier (float64 data) / median fit time of this"}
-    result.elapsed_s = time.perf_counter() - start
     return result

@@ -1,8 +1,8 @@
-"""The child process of :func:`portable_nn.tools.bench.run_bench`: one case, its result written as JSON.
+"""The child process of :func:`benchmarks.run_bench`: one case, its result written as JSON.
 
-    python -m portable_nn.tools.bench --case a --profile quick --out /tmp/a.json
+    python -m benchmarks.child --case a --profile quick --out /tmp/a.json
 
-Use ``python -m portable_nn bench`` for the whole suite with tables.
+Use ``python -m benchmarks`` for the whole suite with tables.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .runner import CASES, run_case
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one case in this process and write its result to ``--out``."""
     p = argparse.ArgumentParser(
-        prog="python -m portable_nn.tools.bench", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="python -m benchmarks.child", description=__doc__.splitlines()[0] if __doc__ else None
     )
     p.add_argument("--case", required=True, choices=list(CASES))
     p.add_argument("--profile", default="full", choices=list(PROFILES))
