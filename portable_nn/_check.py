@@ -16,11 +16,14 @@ import numpy as np
 from .backends import NUMPY_NS, adapter_of, namespace
 
 __all__ = [
+    "HALF_PRECISIONS",
     "check_array",
     "check_int",
     "check_same_device",
     "dtype_name",
     "is_float",
+    "is_half",
+    "upcast",
     "is_traced",
     "real_number",
 ]
@@ -79,8 +82,26 @@ def check_int(where: str, name: str, value: Any, lo: int) -> int:
 def is_float(xp: Any, dtype: Any) -> bool:
     """True for a real floating dtype of namespace ``xp``."""
     if isinstance(dtype, np.dtype):
-        return dtype.kind == "f"
+        return dtype.kind == "f" or dtype.name == "bfloat16"  # ml_dtypes' bfloat16 (JAX's) is kind 'V'
     return bool(xp.isdtype(dtype, "real floating"))
+
+
+HALF_PRECISIONS = ("bfloat16", "float16")
+"""The half precisions mixed-precision training computes in (outside the Array API standard)."""
+
+
+def is_half(dtype: Any) -> bool:
+    """True for a half-precision float dtype (``bfloat16``, ``float16``) of any library."""
+    return dtype_name(dtype) in HALF_PRECISIONS
+
+
+def upcast(xp: Any, X: Any) -> Any:
+    """``X`` in float32 when it is half precision (``bfloat16``, ``float16``), else ``X`` itself.
+
+    What a layer calls for the computations it keeps in float32 under mixed
+    precision (statistics, a softmax: see :attr:`~portable_nn.Layer.float32_ops`).
+    """
+    return xp.astype(X, xp.float32) if is_half(X.dtype) else X
 
 
 def is_traced(X: Any) -> bool:

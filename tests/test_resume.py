@@ -170,12 +170,15 @@ CHILD = textwrap.dedent("""
     io.os.replace = slow_replace
 
     path, out = sys.argv[1], sys.argv[2]
+    precision = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
     rng = np.random.default_rng(0)
     X = rng.standard_normal((384, 8))
     y = np.argmax(X @ rng.standard_normal((8, 3)), axis=1)
     model = pnn.Sequential(pnn.Linear(8, 32), pnn.ReLU(), pnn.Dropout(0.1), pnn.Linear(32, 3))
-    params = model.init(seed=0, dtype="float64")
+    params = model.init(seed=0, dtype="float64" if precision is None else "float32")
     kwargs = {} if path == "-" else dict(checkpoint=path, checkpoint_every=2, resume=True)
+    if precision is not None:  # float16: DynamicLossScale's scale and counters are in the checkpoint too
+        kwargs["precision"] = precision
     print("ready", flush=True)
     params, history = pnn.fit(model, params, X, y, loss=pnn.losses.softmax_cross_entropy,
                               optimizer=pnn.optim.Adam(1e-2), epochs=12, batch_size=16, seed=5,
@@ -192,24 +195,28 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _start(script, ckpt, out):
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(out)], stdout=subprocess.PIPE, text=True)
+def _start(script, ckpt, out, precision="-"):
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(out), precision], stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
 
-def test_sigkill_five_times_then_resume_gives_bit_identical_params(tb, tmp_path):
-    """SIGKILL at 5 random points (most mid-save, with a slowed rename), resume each time: same sha256."""
+@pytest.mark.parametrize("precision", ["-", "float16"])
+def test_sigkill_five_times_then_resume_gives_bit_identical_params(tb, tmp_path, precision):
+    """SIGKILL at 5 random points (most mid-save, with a slowed rename), resume each time: same sha256.
+
+    Also in mixed precision (float16 compute, float32 master params, DynamicLossScale's state checkpointed)."""
     if tb.spec != "numpy":
         pytest.skip("the kill-and-resume test runs in the numpy session")
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     ckpt, out, ref = tmp_path / "run.safetensors", tmp_path / "out.safetensors", tmp_path / "ref.safetensors"
-    subprocess.run([sys.executable, str(script), "-", str(ref)], check=True, timeout=300)
+    subprocess.run([sys.executable, str(script), "-", str(ref), precision], check=True, timeout=300)
     delays = np.random.default_rng(20261130).uniform(0.1, 0.4, size=5)  # the run takes > 2.5 s
     landed = 0
     for delay in delays:
-        proc = _start(script, ckpt, out)
+        proc = _start(script, ckpt, out, precision)
         time.sleep(float(delay))
         landed += proc.poll() is None
         if proc.poll() is None:
@@ -219,6 +226,6 @@ def test_sigkill_five_times_then_resume_gives_bit_identical_params(tb, tmp_path)
     # a kill between writing the temporary file and the rename leaves it behind (the checkpoint stays whole)
     assert len(list(tmp_path.glob(".tmp-*.safetensors"))) >= 1, "no kill landed mid-save"
     assert not out.exists()
-    proc = _start(script, ckpt, out)
+    proc = _start(script, ckpt, out, precision)
     assert proc.wait(timeout=300) == 0
     assert _sha256(out) == _sha256(ref)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._check import real_number
 from .._rng import Seed
-from .base import Array, Backprop, Layer, Params, check_array, check_params
+from .base import Array, Backprop, Layer, Params, check_array, check_params, upcast
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "sigmoid"]
 
@@ -125,7 +125,10 @@ class Softmax(Layer):
 
     Backward is the full Jacobian-vector product ``dX = Y * (dY - sum(dY * Y))``.
     For training a classifier prefer ``losses.softmax_cross_entropy`` on logits.
+    Half-precision X (mixed precision): computed in float32, Y and dX in X's dtype.
     """
+
+    float32_ops = ("softmax and its backward",)
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = axis
@@ -140,10 +143,14 @@ class Softmax(Layer):
         xp = check_array(self, X)
         if not -X.ndim <= self.axis < max(X.ndim, 1):
             raise ValueError(f"{self!r}: axis out of range for X of shape {tuple(X.shape)}.")
+        low = X.dtype
+        X = upcast(xp, X)
         E = xp.exp(X - xp.max(X, axis=self.axis, keepdims=True))
         Y = E / xp.sum(E, axis=self.axis, keepdims=True)
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
-            return Y * (dY - xp.sum(dY * Y, axis=self.axis, keepdims=True)), {}
+            dY = upcast(xp, dY)
+            dX = Y * (dY - xp.sum(dY * Y, axis=self.axis, keepdims=True))
+            return (xp.astype(dX, low) if dX.dtype != low else dX), {}
 
-        return Y, backprop
+        return (xp.astype(Y, low) if Y.dtype != low else Y), backprop

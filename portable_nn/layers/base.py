@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._check import check_array, check_int, dtype_name, real_number
+from .._check import check_array, check_int, dtype_name, is_half, real_number, upcast
 from .._rng import Seed, host_rng
 from ..backends import Backend, get_backend
 
@@ -56,11 +56,13 @@ __all__ = [
     "config_key",
     "dtype_name",
     "has_state",
+    "is_half",
     "no_grads",
     "real_number",
     "run_backprop",
     "takes_indices",
     "trainable",
+    "upcast",
     "uses_host_rng",
 ]
 
@@ -161,6 +163,12 @@ class Layer:
         return f"{type(self).__name__}()"
 
     # --- what training code needs to know, declared by the layer itself -----------------------
+
+    float32_ops: tuple[str, ...] = ()
+    """What this layer computes in float32 when its input is half precision (mixed precision: ``fit(...,
+    precision="bfloat16")``), e.g. ``("mean and variance",)`` for LayerNorm. The layer does the upcast
+    itself (:func:`upcast`) and returns Y, dX and grads in the dtypes of X and of its params; the tuple
+    declares it, for the documentation's table of which op runs in which dtype."""
 
     @property
     def takes_indices(self) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from .._check import real_number
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, State, check_array, check_int, check_params
+from .base import Array, Backprop, Layer, Params, State, check_array, check_int, check_params, is_half
 
 __all__ = ["BatchNorm"]
 
@@ -37,7 +37,14 @@ class BatchNorm(Layer):
     A model with a BatchNorm is stateful: ``model.init()`` returns
     ``Variables(params, state)``; run it with ``model(variables, X)``,
     ``pnn.predict``/``pnn.fit``, or ``apply_with_state``.
+
+    Half-precision X (mixed precision): the batch statistics, the running
+    statistics, the normalization and its backward run in the state's dtype
+    (the float32 master dtype); Y, dX and the grads come back in X's and the
+    params' dtypes.
     """
+
+    float32_ops = ("batch statistics", "running statistics", "normalization and its backward")
 
     def __init__(self, features: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
         self.features = check_int("BatchNorm", "features", features, 1)
@@ -82,6 +89,9 @@ class BatchNorm(Layer):
         gamma, beta = check_params(self, params, shape)
         mean_r, var_r = self._check_state(state)
         xp = check_array(self, X, like=gamma, axes="(batch, features, ...)")
+        low = X.dtype if is_half(X.dtype) else None
+        if low is not None:  # statistics and normalization in the state's (master) dtype: see float32_ops
+            X, gamma, beta = (xp.astype(a, mean_r.dtype) for a in (X, gamma, beta))
         if X.ndim < 2 or X.shape[1] != self.features:
             raise ValueError(
                 f"{self!r}: X must be (batch, {self.features}) or (batch, {self.features}, ...) with the "
@@ -113,20 +123,25 @@ class BatchNorm(Layer):
         Y = Xhat * g + xp.reshape(beta, bshape)
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
+            if low is not None:
+                dY = xp.astype(dY, Xhat.dtype)
             grads = {"gamma": xp.sum(dY * Xhat, axis=axes), "beta": xp.sum(dY, axis=axes)}
+            if low is not None:
+                grads = {k: xp.astype(v, low) for k, v in grads.items()}
             if not need_dX:
                 return None, grads
             dXhat = dY * g
             if not train:  # the statistics are constants
-                return dXhat * inv_std, grads
-            dX = inv_std * (
-                dXhat
-                - xp.mean(dXhat, axis=axes, keepdims=True)
-                - Xhat * xp.mean(dXhat * Xhat, axis=axes, keepdims=True)
-            )
-            return dX, grads
+                dX = dXhat * inv_std
+            else:
+                dX = inv_std * (
+                    dXhat
+                    - xp.mean(dXhat, axis=axes, keepdims=True)
+                    - Xhat * xp.mean(dXhat * Xhat, axis=axes, keepdims=True)
+                )
+            return (dX if low is None else xp.astype(dX, low)), grads
 
-        return Y, new_state, backprop
+        return (Y if low is None else xp.astype(Y, low)), new_state, backprop
 
     def _check_state(self, state: State) -> tuple[Array, Array]:
         want = (self.features,)

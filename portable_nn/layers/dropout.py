@@ -40,8 +40,12 @@ class Dropout(Layer):
         if not train or self.rate == 0.0:
             return X, no_grads
         keep = host_rng(rng).random(tuple(X.shape)) >= self.rate
-        host_mask = (keep / (1.0 - self.rate)).astype(dtype_name(X.dtype))
-        mask = xp.asarray(host_mask, device=array_api_compat.device(X))
+        name = dtype_name(X.dtype)
+        if name == "bfloat16":  # NumPy has none: the float32 mask (1 / (1 - rate) rounded once more on the device)
+            mask = xp.astype(xp.asarray((keep / (1.0 - self.rate)).astype("float32"), device=array_api_compat.device(X)),
+                             X.dtype)
+        else:
+            mask = xp.asarray((keep / (1.0 - self.rate)).astype(name), device=array_api_compat.device(X))
         Y = X * mask
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:

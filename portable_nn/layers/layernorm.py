@@ -7,7 +7,7 @@ import numpy as np
 from .._check import real_number
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params
+from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params, is_half, upcast
 
 __all__ = ["LayerNorm"]
 
@@ -17,7 +17,12 @@ class LayerNorm(Layer):
 
     Params: ``{"gamma": (features,), "beta": (features,)}`` (ones and zeros).
     Shapes: X ``(..., features)`` -> Y of the same shape and dtype.
+    Half-precision X (mixed precision): the statistics, the normalization and
+    the backward run in float32; Y, dX and the grads come back in X's and the
+    params' dtypes.
     """
+
+    float32_ops = ("mean and variance", "normalization and its backward")
 
     def __init__(self, features: int, *, eps: float = 1e-5) -> None:
         self.features = check_int("LayerNorm", "features", features, 1)
@@ -37,6 +42,9 @@ class LayerNorm(Layer):
     ) -> tuple[Array, Backprop]:
         gamma, beta = check_params(self, params, {"gamma": (self.features,), "beta": (self.features,)})
         xp = check_array(self, X, like=gamma, features=self.features)
+        half = is_half(X.dtype)
+        if half:  # float32 statistics and normalization (see float32_ops)
+            X, gamma, beta = upcast(xp, X), upcast(xp, gamma), upcast(xp, beta)
         batch_axes = tuple(range(X.ndim - 1))
         Xc = X - xp.mean(X, axis=-1, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(Xc * Xc, axis=-1, keepdims=True) + self.eps)
@@ -44,7 +52,11 @@ class LayerNorm(Layer):
         Y = Xhat * gamma + beta
 
         def backprop(dY: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
+            low = dY.dtype
+            dY = upcast(xp, dY)
             grads = {"gamma": xp.sum(dY * Xhat, axis=batch_axes), "beta": xp.sum(dY, axis=batch_axes)}
+            if half:
+                grads = {k: xp.astype(g, low) for k, g in grads.items()}
             if not need_dX:
                 return None, grads
             dXhat = dY * gamma
@@ -53,6 +65,6 @@ class LayerNorm(Layer):
                 - xp.mean(dXhat, axis=-1, keepdims=True)
                 - Xhat * xp.mean(dXhat * Xhat, axis=-1, keepdims=True)
             )
-            return dX, grads
+            return (xp.astype(dX, low) if half else dX), grads
 
-        return Y, backprop
+        return (xp.astype(Y, params["gamma"].dtype) if half else Y), backprop

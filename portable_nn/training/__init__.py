@@ -14,6 +14,6 @@ from __future__ import annotations
 from .._errors import FitInterrupted
 from ._evaluate import evaluate, predict
 from ._fit import fit
-from ._step import TrainStep, compile_step
+from ._step import StepSpec, TrainStep, compile_step, forward_backward
 
-__all__ = ["FitInterrupted", "TrainStep", "compile_step", "evaluate", "fit", "predict"]
+__all__ = ["FitInterrupted", "StepSpec", "TrainStep", "compile_step", "evaluate", "fit", "forward_backward", "predict"]

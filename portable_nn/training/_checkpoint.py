@@ -46,6 +46,7 @@ class RunState:
         steps_done: steps over the whole run (for ``checkpoint_every``).
         stopped: early stopping or a callback ended the run.
         plateau_best, plateau_wait: ``reduce_lr``'s bookkeeping (its scale is the state's ``lr_scale``).
+        skipped_before: a loss-scaled optimizer's skipped steps before ``epoch`` (the history counts each epoch's).
     """
 
     params: Any
@@ -64,6 +65,7 @@ class RunState:
     stopped: bool = False
     plateau_best: float = float("inf")
     plateau_wait: int = 0
+    skipped_before: int = 0
 
 
 def fingerprint(
@@ -169,7 +171,8 @@ class Checkpointer:
             "fingerprint": {k: np.frombuffer(v.encode(), dtype=np.uint8).copy() for k, v in self.prints.items()},
             "params": run.params,
             "opt_state": run.opt_state,
-            "position": {"epoch": run.epoch, "step": run.step, "steps_done": run.steps_done, "stopped": run.stopped},
+            "position": {"epoch": run.epoch, "step": run.step, "steps_done": run.steps_done, "stopped": run.stopped,
+                         "skipped_before": run.skipped_before},
             "partial": {
                 "total": float(run.total),
                 "correct": None if run.correct is None else int(run.correct),
@@ -223,6 +226,7 @@ class Checkpointer:
             stopped=bool(position["stopped"]),
             plateau_best=float(early["plateau_best"]),
             plateau_wait=int(early["plateau_wait"]),
+            skipped_before=int(position.get("skipped_before", 0)),
         )
 
     def _place(self, tree: Any) -> Any:

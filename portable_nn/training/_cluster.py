@@ -37,6 +37,7 @@ from ..layers.base import Params, has_state, takes_indices, trainable, uses_host
 from ._dask_data import DaskSource
 from ._data import params_backend
 from ._epoch import Loop, nonfinite
+from ._precision import loss_scale_of
 from ._source import MemorySource, batch_slices
 from ._step import finite_check, update
 
@@ -176,7 +177,7 @@ class ClusterRunner:
             RuntimeWarning, stacklevel=4,
         )
 
-    def _exchange(self, host_params: Any, idx: np.ndarray, rng_state: Any) -> tuple[dict[int, Any], Any]:
+    def _exchange(self, host_params: Any, idx: np.ndarray, rng_state: Any, scale: float | None) -> tuple[dict[int, Any], Any]:
         shard_of = np.searchsorted(self.bounds, idx, side="right") - 1
         tasks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for sid in np.unique(shard_of):
@@ -190,7 +191,7 @@ class ClusterRunner:
             mine: dict[str, dict[int, Any]] = {}
             for sid, task in tasks.items():
                 mine.setdefault(self.owner[sid], {})[sid] = task
-            futs = {w: _call(self.actors[w], "step", host_params, t, rng_state, int(idx.shape[0]), self.micro)
+            futs = {w: _call(self.actors[w], "step", host_params, t, rng_state, int(idx.shape[0]), self.micro, scale)
                     for w, t in mine.items()}
             parts: dict[int, Any] = {}
             end, lost = None, []
@@ -239,7 +240,8 @@ class ClusterRunner:
                 rows = np.arange(idx.start, idx.stop) if isinstance(idx, slice) else np.asarray(idx)
                 host = tree_map(to_numpy, trainable(params))
                 rng_state = loop.rng.bit_generator.state if self.uses_rng else None
-                parts, end = self._exchange(host, rows, rng_state)
+                scale = loss_scale_of(state)
+                parts, end = self._exchange(host, rows, rng_state, None if scale is None else float(scale))
                 loss_sum, grads, count, c_sum = 0.0, None, 0, None
                 for sid in sorted(parts):  # the fixed order: by shard, wherever the shard lives
                     ls, g, cnt, c = parts[sid]
@@ -253,7 +255,8 @@ class ClusterRunner:
                 g_tree = _unflatten(trainable(params), [xp.asarray(g / div, device=self.device) for g in grads])
                 new_params, new_state = update(self.spec.optimizer, params, g_tree, state)
                 value = xp.asarray(loss_sum / div, dtype=self.dtype, device=self.device)
-                if loop.on_nonfinite != "ignore" and not math.isfinite(float(finite_check(value, new_params))):
+                checked = finite_check(value if scale is None else 0.0, new_params, like=value)  # a skip is no error
+                if loop.on_nonfinite != "ignore" and not math.isfinite(float(checked)):
                     nonfinite(loop, params, epoch, step, value)
                 if end is not None:
                     loop.rng.bit_generator.state = end

@@ -29,7 +29,9 @@ import numpy as np
 
 from ..layers.base import Array, Layer, Params, takes_indices
 from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend, probe
+from ._precision import infer
 from ._source import Batch, take_rows
+from ._step import n_correct
 
 __all__ = ["DaskData", "DaskSource", "as_dask_pair", "check_dask_data", "evaluate_blocks", "evaluate_dask", "is_dask",
            "predict_dask"]
@@ -324,42 +326,46 @@ def _inference_batches(data: DaskData, batch_size: int) -> Iterator[tuple[Array,
 
 
 def evaluate_dask(
-    where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, reduction: str, batch_size: int
+    where: str, model: Layer, params: Params, X: Any, Y: Any, loss: Any, reduction: str, batch_size: int,
+    precision: str | None = None,
 ) -> tuple[float, float | None]:
     """:func:`evaluate` over Dask data, streamed block by block (checked at entry as for fit)."""
     data, counts = check_dask_data(where, model, params, X, Y, loss)
-    return evaluate_blocks(model, params, data, loss, reduction, batch_size, counts)
+    return evaluate_blocks(model, params, data, loss, reduction, batch_size, counts, precision)
 
 
 def evaluate_blocks(
-    model: Layer, params: Params, data: DaskData, loss: Any, reduction: str, batch_size: int, counts: bool
+    model: Layer, params: Params, data: DaskData, loss: Any, reduction: str, batch_size: int, counts: bool,
+    precision: str | None = None,
 ) -> tuple[float, float | None]:
     """The loss (and accuracy, where ``counts``) of checked Dask data, block by block."""
-    from ._step import n_correct
-
     total, correct = 0.0, 0
     for Xb, Yb in _inference_batches(data, batch_size):
-        Yp = model(params, Xb)
+        Yp = infer(model, params, Xb, precision)
         value = float(loss(Yp, Yb)[0])
         total += value if reduction == "sum" else value * Xb.shape[0]
         c = n_correct(data.xp, Yp, Yb)
         correct += 0 if c is None else int(c)
     n = data.n
-    return (total if reduction == "sum" else total / n), (correct / n if counts else None)
+    return (total if reduction == "sum" else total / n), (correct / int(np.prod(data.Y.shape)) if counts else None)
 
 
-def predict_dask(model: Layer, params: Params, X: Any, batch_size: int) -> Array:
+def predict_dask(model: Layer, params: Params, X: Any, batch_size: int, precision: str | None = None) -> Array:
     """:func:`predict` over a Dask array, streamed block by block; the outputs are concatenated."""
     import dask.array as da
 
     xp, device, dtype = params_backend(params, "predict")
-    if np.dtype(X.dtype).kind != "f":
-        raise TypeError(f"predict: X has dtype {X.dtype}; floating data is needed. Convert it, e.g. X.astype('float32').")
+    indices = takes_indices(model)
+    kind = np.dtype(X.dtype).kind
+    if not (kind in "iu" if indices else kind == "f"):
+        want = "integer indices (the model starts with an embedding)" if indices else "floating data"
+        raise TypeError(f"predict: X has dtype {X.dtype}; {want} is needed. Convert it, e.g. X.astype("
+                        f"'{'int64' if indices else 'float32'}').")
     if X.ndim == 0 or X.shape[0] == 0:
         raise ValueError(f"predict: X must have rows, got a Dask array of shape {X.shape}.")
     if any(np.isnan(c) for c in X.chunks[0]):
         raise ValueError("predict: X is a Dask array with unknown chunk sizes; call X.compute_chunk_sizes() first.")
     assert isinstance(X, da.Array)
-    data = DaskData("predict", _rows_only(X), None, xp, device, dtype)
-    outs = [model(params, Xb) for Xb, _ in _inference_batches(data, batch_size)]
+    data = DaskData("predict", _rows_only(X), None, xp, device, dtype, indices=indices)
+    outs = [infer(model, params, Xb, precision) for Xb, _ in _inference_batches(data, batch_size)]
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

@@ -87,10 +87,11 @@ class Replica:
 
     def step(
         self, params: Any, tasks: dict[int, tuple[np.ndarray, np.ndarray]], rng_state: dict[str, Any] | None,
-        batch_rows: int, micro: int,
+        batch_rows: int, micro: int, loss_scale: float | None = None,
     ) -> tuple[dict[int, tuple[float, list[np.ndarray], int, int | None]], Any]:
         """Per shard ``sid`` with ``(rows, pos)`` (its local rows, their places in the global batch):
-        ``(loss sum, grad sums as host leaves, row count, correct or None)``; and the dropout RNG's state after
+        ``(loss sum, grad sums as host leaves, row count, correct or None)`` (grads of ``loss_scale`` times the
+        loss, with a loss-scaled optimizer); and the dropout RNG's state after
         the batch (None without ``rng_state``)."""
         xp, device = self.be.xp, self.be.device
         p = tree_map(lambda a: xp.asarray(a, device=device), params)
@@ -107,7 +108,7 @@ class Replica:
                 Xb = X[r, ...] if xp is np else xp.take(X, xp.asarray(r, device=device), axis=0)
                 Tb = Y[r, ...] if xp is np else xp.take(Y, xp.asarray(r, device=device), axis=0)
                 rng = None if rng_state is None else RowsRng(rng_state, batch_rows, pos[part])
-                Yp, value, g, _ = forward_backward(self.spec, p, Xb, Tb, rng)
+                Yp, value, g, _ = forward_backward(self.spec, p, Xb, Tb, rng, None, loss_scale)
                 scale = float(r.shape[0]) if self.reduction != "sum" else 1.0
                 leaves = [a * scale for a in tree_leaves(g)] if scale != 1.0 else tree_leaves(g)
                 grads = leaves if grads is None else [a + b for a, b in zip(grads, leaves, strict=True)]

@@ -31,6 +31,7 @@ from ..layers.base import Params, trainable
 from ._checkpoint import Checkpointer, RunState
 from ._epoch import History, Loop, StepRunner
 from ._interrupt import Interrupts, interrupts_between_steps
+from ._precision import loss_scale_of
 from ._scan import ScanRunner
 from ._settings import Settings
 from ._source import MemorySource, Source
@@ -99,11 +100,13 @@ def train(
         if ckpt is not None and ckpt.due(run.steps_done):
             ckpt.save(run)
 
+    scaled = loss_scale_of(state) is not None
     with interrupts_between_steps() as interrupts:
         loop = Loop(trainer, data, bs, dropout_rng, s.on_nonfinite, history, bar, reduction, interrupts,
-                    None if ckpt is None else on_step, compiled=trainer.compiler(data.like) is not None)
+                    None if ckpt is None else on_step, compiled=trainer.compiler(data.like) is not None,
+                    scaled=scaled)
         runner = _runner(loop, s, client, params, one_epoch=validation is not None or s.patience is not None
-                         or s.reduce_lr is not None or bool(s.callbacks))
+                         or s.reduce_lr is not None or bool(s.callbacks) or scaled)
         epoch = run.epoch
         try:
             while epoch < s.epochs and not run.stopped:
@@ -114,6 +117,10 @@ def train(
                 for (epoch_loss, correct), lr in zip(stats, _epoch_lrs(spec.optimizer, state, len(stats),
                                                                        steps_per_epoch), strict=True):
                     _record(history, epoch_loss, correct, data.n_labels, lr)
+                if scaled:  # one epoch per run: the loss scale at its end and the steps it skipped
+                    history.setdefault("loss_scale", []).append(float(state.scale))
+                    history.setdefault("skipped_steps", []).append(float(int(state.skipped) - run.skipped_before))
+                    run.skipped_before = int(state.skipped)
                 epoch += len(stats)
                 if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # no on_step ran (no checkpoint, or a
                     # compiled chunk): the last epoch's steps are done, its validation not yet (a resume point)
@@ -226,7 +233,7 @@ def _after_epoch(
             run.plateau_best, run.plateau_wait, float(state.lr_scale), monitored
         )
         if scale != float(state.lr_scale):
-            state = run.opt_state = state._replace(lr_scale=scale)
+            state = run.opt_state = _replace(state, lr_scale=scale)
     run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in s.callbacks)
     return best, state
 
@@ -247,8 +254,17 @@ def _epoch_lrs(optimizer: Any, state: Any, k: int, steps_per_epoch: int) -> list
         return [None] * k
     if not hasattr(state, "count") or not hasattr(state, "_replace"):
         return [float(learning_rate(state))] * k
-    count = int(state.count)  # the next step's; each epoch's last step is one before its end
-    return [float(learning_rate(state._replace(count=count - 1 - (k - 1 - i) * steps_per_epoch))) for i in range(k)]
+    count = int(state.count)  # the next step's; each epoch's last step is one before its end (a loss-scaled
+    # optimizer counts the steps it applied: none yet, the next step's rate)
+    return [float(learning_rate(_replace(state, count=max(0, count - 1 - (k - 1 - i) * steps_per_epoch))))
+            for i in range(k)]
+
+
+def _replace(state: Any, **fields: Any) -> Any:
+    """``state._replace(**fields)``, into the ``inner`` state of a wrapper's state (``DynamicLossScale``'s)."""
+    if hasattr(state, "inner") and hasattr(state, "_replace"):
+        return state._replace(inner=_replace(state.inner, **fields))
+    return state._replace(**fields)
 
 
 def _progress_bar(progress: bool | None, total: int, done: int = 0) -> Any:

@@ -43,6 +43,8 @@ class Loop:
             steps done in the epoch, the epoch's loss total, its correct count)``
             (checkpointing's bookkeeping); None when nobody needs it.
         compiled: the step is compiled (it checks its loss and params in one read anyway).
+        scaled: the optimizer scales the loss (``DynamicLossScale``): a step with non-finite grads is
+            skipped, not an error, so each step's params are checked (its loss may be inf then).
     """
 
     trainer: TrainStep
@@ -56,6 +58,7 @@ class Loop:
     interrupts: Interrupts
     on_step: Callable[[Params, Any, int, int, Any, Any], None] | None = None
     compiled: bool = False
+    scaled: bool = False
 
     def epoch_loss(self, total: Any) -> float:
         """The epoch's loss from its total: the mean over rows (weights) for a ``"mean"`` loss, else the sum."""
@@ -114,7 +117,7 @@ def run_epoch(
             carrying the params from before the step that made it.
         FitInterrupted: Ctrl-C, with the params after the last completed step.
     """
-    lazy = loop.on_nonfinite != "ignore" and loop.on_step is None and not loop.compiled
+    lazy = loop.on_nonfinite != "ignore" and loop.on_step is None and not loop.compiled and not loop.scaled
     if not lazy:
         return _steps(loop, params, state, order, epoch, start, total, correct, "every")
     rng_state = None if loop.rng is None else loop.rng.bit_generator.state

@@ -9,6 +9,7 @@ from ..layers.base import Array, Layer, Params, takes_indices
 from ..losses import reduction_of
 from ._dask_data import evaluate_dask, is_dask, predict_dask
 from ._data import as_data, check_targets, label_count, params_backend
+from ._precision import check_precision, infer
 from ._source import batch_slices
 from ._step import n_correct
 
@@ -16,7 +17,7 @@ __all__ = ["evaluate", "predict"]
 
 
 def evaluate(
-    model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024
+    model: Layer, params: Params, X: Any, Y: Any, *, loss: Any, batch_size: int = 1024, precision: str | None = None,
 ) -> tuple[float, float | None]:
     """The loss and accuracy of ``model`` over a data set, in inference mode.
 
@@ -26,15 +27,22 @@ def evaluate(
         loss: as in :func:`fit`. A ``"mean"`` loss (see ``pnn.losses``) gives the
             mean over all rows, a ``"sum"`` loss the sum over all rows: the same
             value whatever ``batch_size``.
+        precision: ``None``, ``"bfloat16"`` or ``"float16"``: run the model in
+            that dtype (as :func:`fit` trains with it); the loss is computed in
+            the params' dtype.
 
     Returns:
         ``(loss, accuracy)``; accuracy is None unless Y holds integer labels.
+
+    Raises:
+        TypeError, ValueError: bad data or arguments, named in the message.
     """
     where = "evaluate"
     batch_size = check_int(where, "batch_size", batch_size, 1)
+    precision = check_precision(where, precision, params)
     reduction = reduction_of(loss)
     if is_dask(X, Y):  # streamed block by block
-        return evaluate_dask(where, model, params, X, Y, loss, reduction, batch_size)
+        return evaluate_dask(where, model, params, X, Y, loss, reduction, batch_size, precision)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
     Y = as_data(where, "Y", Y, xp, device, dtype, labels_ok=True)
@@ -44,7 +52,7 @@ def evaluate(
     if n == 0:
         raise ValueError("evaluate: X is empty (0 rows).")
     for i, idx in enumerate(batch_slices(n, batch_size, None)):
-        Yp = model(params, X[idx, ...])
+        Yp = infer(model, params, X[idx, ...], precision)
         if i == 0:
             check_targets(where, "Y", Y, Yp, xp)
         value = float(loss(Yp, Y[idx, ...])[0])
@@ -55,7 +63,9 @@ def evaluate(
     return (total if reduction == "sum" else total / n), (correct / label_count(Y) if has_acc else None)
 
 
-def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> Array:
+def predict(
+    model: Layer, params: Params, X: Any, *, batch_size: int = 1024, precision: str | None = None
+) -> Array:
     """Run ``model`` in inference mode over ``X`` in batches.
 
     Args:
@@ -63,17 +73,24 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
         X: ``(n, ...)`` float inputs; host data is copied to the params' device; a Dask
             array is read block by block (the outputs are concatenated in memory).
         batch_size: rows per forward pass (>= 1).
+        precision: ``None``, ``"bfloat16"`` or ``"float16"``: run the model in
+            that dtype (as :func:`fit` trains with it); Y comes back in the
+            params' dtype.
 
     Returns:
-        ``Y`` of shape ``(n, ...)``, on the params' backend and device.
+        ``Y`` of shape ``(n, ...)``, on the params' backend and device, in the params' dtype.
+
+    Raises:
+        TypeError, ValueError: bad data or arguments, named in the message.
     """
     where = "predict"
     batch_size = check_int(where, "batch_size", batch_size, 1)
+    precision = check_precision(where, precision, params)
     if is_dask(X):  # streamed block by block
-        return predict_dask(model, params, X, batch_size)
+        return predict_dask(model, params, X, batch_size, precision)
     xp, device, dtype = params_backend(params, where)
     X = as_data(where, "X", X, xp, device, dtype, labels_ok=False, indices=takes_indices(model))
-    outs = [model(params, X[idx, ...]) for idx in batch_slices(X.shape[0], batch_size, None)]
+    outs = [infer(model, params, X[idx, ...], precision) for idx in batch_slices(X.shape[0], batch_size, None)]
     if not outs:
         raise ValueError("predict: X is empty (0 rows).")
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)

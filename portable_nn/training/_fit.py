@@ -23,6 +23,7 @@ from ._data import prepare, prepare_validation
 from ._driver import Validation, train
 from ._epoch import History
 from ._evaluate import evaluate
+from ._precision import check_precision, with_loss_scale
 from ._settings import Callback, Settings, check_settings
 from ._source import MemorySource, Source
 from ._step import StepSpec, TrainStep
@@ -56,6 +57,7 @@ def fit(
     client: Any = None,
     accumulate: int = 1,
     sample_weight: Any = None,
+    precision: str | None = None,
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` with minibatch ``optimizer`` steps.
 
@@ -131,12 +133,26 @@ def fit(
         sample_weight: ``(n,)`` weights >= 0 (in-memory data): a ``"mean"``
             loss of a batch is then ``sum(w_i l_i) / sum(w_i)``; the loss must
             take a ``weights=`` keyword.
+        precision: ``None`` (compute in the params' dtype), ``"bfloat16"`` or
+            ``"float16"``: mixed precision. The params and the optimizer state
+            stay float32 (the master weights); each step casts the params and
+            the batch to this dtype, runs forward and backward there (the
+            statistics and softmaxes a layer lists in ``float32_ops`` stay
+            float32), computes the loss in float32 and casts the grads back. For
+            ``"float16"`` the optimizer is wrapped in
+            :class:`~portable_nn.optim.DynamicLossScale` unless it is one: a
+            step whose grads overflow is skipped (params and optimizer state
+            unchanged), not an error; the history then also holds
+            ``"loss_scale"`` (at each epoch's end) and ``"skipped_steps"``.
+            Validation runs in the same precision. A backend or device without
+            it raises before any step (see :func:`~portable_nn.available_precisions`).
 
     Returns:
         ``(params, history)``; history maps ``"loss"``, ``"accuracy"`` (integer
-        labels only), ``"val_loss"``, ``"val_accuracy"`` and ``"lr"`` (the
+        labels only), ``"val_loss"``, ``"val_accuracy"``, ``"lr"`` (the
         learning rate of the epoch's last step, where the optimizer has a
-        ``learning_rate``) to one float per epoch.
+        ``learning_rate``) and, with a loss-scaled optimizer,
+        ``"loss_scale"`` and ``"skipped_steps"`` to one float per epoch.
         Losses are over the whole epoch as the loss reduces: the mean over
         rows for a ``"mean"`` loss, the sum for a ``"sum"`` loss.
 
@@ -159,15 +175,16 @@ def fit(
         epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle, patience=patience, min_delta=min_delta,
         progress=progress, on_nonfinite=on_nonfinite, compile=compile, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callbacks=callbacks, reduce_lr=reduce_lr,
-        accumulate=accumulate,
+        accumulate=accumulate, precision=check_precision("fit", precision, params),
     )
     if client is None and s.accumulate != 1:
         raise ValueError("fit: accumulate=k needs client= (a distributed.Client): it sets micro-batches per worker.")
     reduction = reduction_of(loss)
+    optimizer = with_loss_scale(optimizer, s.precision)
     data, validation, validate = _sources(model, params, X, Y, loss, validation_data, s, sample_weight)
-    spec = StepSpec(model, loss, optimizer)
-    if client is None and TrainStep(spec, s.compile).compiler(data.like) is None:
-        spec = StepSpec(model, unchecked(loss, namespace(data.like)), optimizer)  # the data were checked above
+    spec = StepSpec(model, loss, optimizer, precision=s.precision)
+    if client is None and TrainStep(spec, s.compile).compiler(data.like) is None:  # the data were checked above
+        spec = StepSpec(model, unchecked(loss, namespace(data.like)), optimizer, precision=s.precision)
     prints = None
     if s.checkpoint is not None:
         prints = fingerprint(model, loss, optimizer, _arrays(data), validation, s.resume_key())
@@ -192,9 +209,9 @@ def _sources(
         raise TypeError("fit: validation_data must be a pair (X_val, Y_val).")
     if isinstance(data, MemorySource) and not is_dask(*validation_data):
         Xv, Yv = prepare_validation(model, params, validation_data, data)
-        return data, (Xv, Yv), lambda p: evaluate(model, p, Xv, Yv, loss=loss)
+        return data, (Xv, Yv), lambda p: evaluate(model, p, Xv, Yv, loss=loss, precision=s.precision)
     vd = _dask_validation(model, params, validation_data, loss, data)
-    return data, (vd.X, vd.Y), partial(_evaluate_blocks, model, vd, loss, reduction_of(loss))
+    return data, (vd.X, vd.Y), partial(_evaluate_blocks, model, vd, loss, reduction_of(loss), s.precision)
 
 
 def _dask_validation(model: Layer, params: Params, validation_data: Any, loss: Any, data: Source) -> DaskData:
@@ -221,8 +238,10 @@ def _dask_validation(model: Layer, params: Params, validation_data: Any, loss: A
     return vd
 
 
-def _evaluate_blocks(model: Layer, vd: DaskData, loss: Any, reduction: str, params: Params) -> tuple[float, float | None]:
-    return evaluate_blocks(model, params, vd, loss, reduction, 1024, vd.counts)
+def _evaluate_blocks(
+    model: Layer, vd: DaskData, loss: Any, reduction: str, precision: str | None, params: Params
+) -> tuple[float, float | None]:
+    return evaluate_blocks(model, params, vd, loss, reduction, 1024, vd.counts, precision)
 
 
 def _arrays(data: Source) -> tuple[Any, Any, Any]:

@@ -22,7 +22,7 @@ __all__ = ["Callback", "Settings", "check_settings", "RESUME_SETTINGS"]
 History = dict[str, list[float]]
 
 # The settings a checkpoint's bookkeeping depends on: resuming with another value is refused.
-RESUME_SETTINGS = ("batch_size", "shuffle", "seed", "patience", "min_delta", "reduce_lr")
+RESUME_SETTINGS = ("batch_size", "shuffle", "seed", "patience", "min_delta", "reduce_lr", "precision")
 
 
 class Callback(Protocol):
@@ -51,6 +51,7 @@ class Settings:
     callbacks: tuple[Callback, ...] = ()
     reduce_lr: ReduceOnPlateau | None = None
     accumulate: int = 1
+    precision: str | None = None
 
     def resume_key(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (see :data:`RESUME_SETTINGS`)."""
@@ -60,7 +61,7 @@ class Settings:
 def check_settings(
     *, epochs: Any, batch_size: Any, seed: Any, shuffle: Any, patience: Any, min_delta: Any, progress: Any,
     on_nonfinite: Any, compile: Any, checkpoint: Any, checkpoint_every: Any, resume: Any, callbacks: Any,
-    reduce_lr: Any, accumulate: Any,
+    reduce_lr: Any, accumulate: Any, precision: str | None = None,
 ) -> Settings:
     """fit's arguments as :class:`Settings`, each checked; raises TypeError/ValueError naming the argument."""
     where = "fit"
@@ -98,6 +99,7 @@ def check_settings(
         callbacks=_check_callbacks(callbacks),
         reduce_lr=reduce_lr,
         accumulate=check_int(where, "accumulate", accumulate, 1),
+        precision=precision,
     )
 
 

@@ -7,9 +7,11 @@ and the Dask workers of ``fit(..., client=)`` (:func:`forward_backward`, the
 first half, whose gradients the cluster sums before :func:`update`).
 
 What varies between callers is data, not code: a :class:`StepSpec` holds the
-model, the loss, the optimizer and an optional ``penalty`` (a regularizer's
-loss term and gradient, e.g. scikit-learn's L2 ``alpha``); rows may carry
-sample weights ``W`` (the loss then takes ``weights=W``).
+model, the loss, the optimizer, an optional ``penalty`` (a regularizer's
+loss term and gradient, e.g. scikit-learn's L2 ``alpha``) and the compute
+``precision`` (mixed precision, see ``_precision``); rows may carry sample
+weights ``W`` (the loss then takes ``weights=W``); an optimizer state with a
+loss scale (``DynamicLossScale``) scales dY before the backward pass.
 
 ``compile_step(model, loss, optimizer)`` returns a callable
 ``step(params, state, X, T) -> (params, state, loss)``. The same Python code
@@ -29,7 +31,7 @@ import numpy as np
 
 from .._check import dtype_name
 from .._rng import Seed
-from .._tree import tree_leaves
+from .._tree import tree_leaves, tree_map
 from ..backends import adapter_of, namespace
 from ..layers.base import (
     Array,
@@ -39,8 +41,10 @@ from ..layers.base import (
     apply_model,
     config_key,
     run_backprop,
+    trainable,
     uses_host_rng,
 )
+from ._precision import compute_dtype, loss_scale_of, master_params, to_dtype
 
 __all__ = [
     "StepSpec",
@@ -72,14 +76,16 @@ class StepSpec:
     loss: Callable[..., Any]
     optimizer: Any
     penalty: Penalty | None = None
+    precision: str | None = None
 
     def key(self) -> tuple[Any, ...]:
         """The configuration, for compile caches: a layer setting changed in place gives another key."""
-        return (config_key(self.model), self.loss, self.optimizer, self.penalty)
+        return (config_key(self.model), self.loss, self.optimizer, self.penalty, self.precision)
 
 
 def forward_backward(
-    spec: StepSpec, params: Params, X: Array, T: Array, rng: Seed = None, W: Array | None = None
+    spec: StepSpec, params: Params, X: Array, T: Array, rng: Seed = None, W: Array | None = None,
+    scale: Any = None,
 ) -> tuple[Array, Array, Params, Params]:
     """Forward, loss and backprop on one batch: ``(Y, loss value, grads, params with the new model state)``.
 
@@ -87,21 +93,41 @@ def forward_backward(
         params: the model's params or its :class:`Variables` (the state comes back updated).
         X: the batch's inputs; T: its targets; W: its sample weights ``(batch,)`` or None.
         rng: dropout's host RNG.
+        scale: a loss scale (``DynamicLossScale``'s): the grads are those of ``scale * loss``.
 
-    The grads mirror the trainable params; the input's dX is not computed
-    where the model can skip it. A ``penalty`` adds its term to the value and
-    its gradient to the grads.
+    The grads mirror the trainable params, in their (master) dtype; the
+    input's dX is not computed where the model can skip it. A ``penalty`` adds
+    its term to the value and its gradient to the grads. With ``spec.precision``
+    the forward and backward passes run in that dtype (see ``_precision``).
     """
-    Y, params, backprop = apply_model(spec.model, params, X, train=True, rng=rng)
+    run, Xr = params, X
+    if spec.precision is not None:
+        low = compute_dtype(X, spec.precision)
+        run = to_dtype(trainable(params), low)
+        run = Variables(run, params.state) if type(params) is Variables else run
+        Xr = to_dtype(X, low)
+    Y, new, backprop = apply_model(spec.model, run, Xr, train=True, rng=rng)
+    if spec.precision is not None:
+        master = tree_leaves(trainable(params))[0].dtype
+        new = master_params(params, new)
+        Y = namespace(Y).astype(Y, master)  # the loss and its gradient in the master dtype
     value, dY = spec.loss(Y, T) if W is None else spec.loss(Y, T, weights=W)
+    if scale is not None:
+        dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
+    if spec.precision is not None:
+        dY = namespace(dY).astype(dY, low)
     _, grads = run_backprop(backprop, dY, need_dX=False)
+    if spec.precision is not None:
+        grads = to_dtype(grads, master)
     if spec.penalty is not None:
-        extra, grads = spec.penalty(
-            params.params if type(params) is Variables else params, grads,
-            X.shape[0] if W is None else namespace(W).sum(W),
-        )
+        weight = X.shape[0] if W is None else namespace(W).sum(W)
+        if scale is None:
+            extra, grads = spec.penalty(trainable(params), grads, weight)
+        else:  # the penalty's gradient joins the unscaled grads
+            extra, unscaled = spec.penalty(trainable(params), tree_map(lambda g: g / scale, grads), weight)
+            grads = tree_map(lambda g: g * scale, unscaled)
         value = value + extra
-    return Y, value, grads, params
+    return Y, value, grads, new
 
 
 def update(optimizer: Any, params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
@@ -123,8 +149,11 @@ def fit_step(
     inputs are untouched, so a caller that finds the check not finite still
     holds the last finite params.
     """
-    Y, value, grads, params = forward_backward(spec, params, X, T, rng, W)
+    scale = loss_scale_of(state)
+    Y, value, grads, params = forward_backward(spec, params, X, T, rng, W, scale)
     params, state = update(spec.optimizer, params, grads, state)
+    if scale is not None:  # a step with inf/NaN grads is skipped, not an error: only the params can say
+        return value, Y, params, state, finite_check(0.0, params, like=value) if check else namespace(value).zeros(())
     return value, Y, params, state, finite_check(value, params) if check else value
 
 
@@ -137,8 +166,10 @@ def grads_and_loss(
     return value, Y, grads
 
 
-def finite_check(value: Array, params: Params) -> Array:
+def finite_check(value: Any, params: Params, like: Array | None = None) -> Array:
     """``value + sum of every leaf of params``: a 0-d array that is finite iff all of them are.
+
+    ``value`` may be a Python number when ``like`` (an array of the namespace) is given.
 
     One value to copy to the host per step. fit passes the loss and the params
     *after* the update: a NaN/inf gradient makes the updated params NaN/inf
@@ -146,7 +177,7 @@ def finite_check(value: Array, params: Params) -> Array:
     zero gradient). float16 leaves are summed in float32 so that large finite
     params do not overflow the sum.
     """
-    xp = namespace(value)
+    xp = namespace(value if like is None else like)
     check = value
     for p in tree_leaves(params):
         check = check + (xp.sum(p, dtype=xp.float32) if dtype_name(p.dtype) == "float16" else xp.sum(p))
@@ -260,11 +291,17 @@ class TrainStep:
 
 
 def compile_step(
-    model: Layer, loss: Callable[..., Any], optimizer: Any, *, compile: bool | None = None
+    model: Layer, loss: Callable[..., Any], optimizer: Any, *, compile: bool | None = None,
+    precision: str | None = None,
 ) -> TrainStep:
     """A training step for ``model``, ``loss`` and ``optimizer``.
 
     Args:
+        precision: ``None``, ``"bfloat16"`` or ``"float16"``: mixed precision, as
+            in :func:`fit` (params and state stay in their dtype; forward and
+            backward run in this one). A float16 step needs a loss scale: pass a
+            :class:`~portable_nn.optim.DynamicLossScale` optimizer (``fit`` wraps
+            it for you); its state's scale multiplies dY.
         compile: ``None`` (default) jits the step with ``jax.jit`` on JAX arrays
             (unless the model has dropout) and runs the portable code elsewhere;
             ``True`` also runs ``torch.compile`` on torch tensors (its first
@@ -285,4 +322,6 @@ def compile_step(
         >>> for X, T in batches:
         ...     params, state, loss = step(params, state, X, T)
     """
-    return TrainStep(StepSpec(model, loss, optimizer), compile)
+    if precision not in (None, "bfloat16", "float16"):
+        raise ValueError(f"compile_step: precision must be None, 'bfloat16' or 'float16', got {precision!r}.")
+    return TrainStep(StepSpec(model, loss, optimizer, precision=precision), compile)
