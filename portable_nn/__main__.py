@@ -51,6 +51,13 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:  # type: 
         default=None,
         help="default: " + "; ".join(f"{d} for {names}" for d, names in by_dtype.items() if names),
     )
+    p.add_argument(
+        "--precision",
+        choices=("bfloat16", "float16"),
+        default=None,
+        help="mixed precision: float32 params, forward and backward in this dtype, as fit(precision=...); "
+        "backends without it are listed as missing (default: none)",
+    )
     steps = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
     p.add_argument("--steps", type=positive_int, default=None, metavar="N", help=f"training steps ({steps})")
     p.add_argument(
@@ -98,6 +105,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         eager=args.eager,
+        precision=args.precision,
     )
     print(result.table(), flush=True)
     if args.json is not None:

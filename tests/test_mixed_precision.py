@@ -190,3 +190,18 @@ def test_jax_compiled_epochs_in_half_precision_equal_the_portable_steps(tb: Any)
         for x, z in zip(_leaves(a), _leaves(b), strict=True):
             np.testing.assert_allclose(x, z, rtol=2e-2, atol=2e-3)
         assert ha.get("skipped_steps") == hb.get("skipped_steps")
+
+
+def test_compare_runs_in_a_precision_and_lists_backends_without_it(tb: Any) -> None:
+    if tb.spec != "numpy":
+        pytest.skip("the comparison runs NumPy as its reference: the numpy session")
+    from portable_nn.tools.compare import run_comparison
+
+    result = run_comparison(["numpy", "array_api_strict"], "seed", precision="float16", steps=5, repeats=1, warmup=0,
+                            progress=False)
+    (numpy,) = result.results
+    assert numpy.dtype == "float16 (mixed)" and result.settings["precision"] == "float16"
+    assert "cannot compute in float16" in result.missing["array_api_strict"]
+    assert np.isfinite(numpy.run.losses).all()
+    with pytest.raises(ValueError, match="precision needs float32 params"):
+        run_comparison(["numpy"], "seed", precision="float16", dtype="float64", steps=1)

@@ -33,6 +33,7 @@ import numpy as np
 from .. import BackendError, host_rng, tree_map
 from ..backends import Backend, available_backends, backend_name, get_backend, to_numpy
 from ..layers.base import Params, check_int
+from ..optim import DynamicLossScale
 from ..training import compile_step
 from ._compare_result import REFERENCE, BackendResult, Comparison, RecordedRun
 from ._deviation import loss_deviations, max_loss_deviation, param_deviation
@@ -67,15 +68,26 @@ TIMED = {
 }
 
 
-def train_step(problem: Problem, *, eager: bool = False) -> Step:
+def optimizer_for(problem: Problem, precision: str | None) -> Any:
+    """The problem's optimizer, wrapped in :class:`~portable_nn.optim.DynamicLossScale` for float16 (as ``fit`` does)."""
+    if precision == "float16":
+        return DynamicLossScale(problem.optimizer)
+    return problem.optimizer
+
+
+def train_step(problem: Problem, *, eager: bool = False, precision: str | None = None) -> Step:
     """The problem's step: ``step(params, opt_state, i) -> (params, opt_state, loss)``.
 
     Forward on batch ``i % len(batches)``, loss, backprop, optimizer step. The
     loss (a 0-d array on the device) is that of the params *before* the update.
     By default the step runs as ``fit`` runs it (``compile_step``'s default:
     ``jax.jit`` on JAX); ``eager=True`` runs the portable code op by op everywhere.
+    ``precision`` (``"bfloat16"``, ``"float16"``) computes in that dtype over
+    the problem's float32 params, as ``fit(precision=...)`` does; the optimizer
+    state is then :func:`optimizer_for`'s.
     """
-    trainer = compile_step(problem.model, problem.loss, problem.optimizer, compile=False if eager else None)
+    trainer = compile_step(problem.model, problem.loss, optimizer_for(problem, precision),
+                           compile=False if eager else None, precision=precision)
     batches = problem.batches
     rng = host_rng(0)  # fixed, so train=True never seeds from the OS (no dropout in these models)
 
@@ -87,7 +99,8 @@ def train_step(problem: Problem, *, eager: bool = False) -> Step:
 
 
 def record_run(
-    problem: Problem, steps: int, *, on_step: Callable[[], None] | None = None, eager: bool = False
+    problem: Problem, steps: int, *, on_step: Callable[[], None] | None = None, eager: bool = False,
+    precision: str | None = None,
 ) -> RecordedRun:
     """Train ``steps`` steps from the problem's initial params, reading each loss back to the host.
 
@@ -97,13 +110,14 @@ def record_run(
         steps: number of steps (>= 1).
         on_step: called after each step (e.g. a progress bar).
         eager: run the portable code op by op (see :func:`train_step`).
+        precision: compute in ``"bfloat16"`` or ``"float16"`` (see :func:`train_step`).
 
     Returns:
         A :class:`RecordedRun`: float64 losses ``(steps,)`` and host final params.
     """
     steps = check_int("record_run", "steps", steps, 1)
-    step = train_step(problem, eager=eager)
-    params, state = problem.params, problem.optimizer.init(problem.params)
+    step = train_step(problem, eager=eager, precision=precision)
+    params, state = problem.params, optimizer_for(problem, precision).init(problem.params)
     losses = np.empty(steps, dtype=np.float64)
     for i in range(steps):
         params, state, loss = step(params, state, i)
@@ -122,6 +136,7 @@ def time_training(
     warmup: int = 10,
     on_repeat: Callable[[int], None] | None = None,
     eager: bool = False,
+    precision: str | None = None,
 ) -> Timing:
     """Time ``steps`` training steps of ``problem`` on ``backend`` (see :func:`~portable_nn.tools.timing.time_steps`).
 
@@ -130,11 +145,12 @@ def time_training(
     Nothing is read back to the host inside the clock.
     """
     steps = check_int("time_training", "steps", steps, 1)
-    step = train_step(problem, eager=eager)
+    step = train_step(problem, eager=eager, precision=precision)
+    opt = optimizer_for(problem, precision)
     current: dict[str, Any] = {}
 
     def reset() -> None:
-        current.update(params=problem.params, state=problem.optimizer.init(problem.params), i=0)
+        current.update(params=problem.params, state=opt.init(problem.params), i=0)
 
     def one() -> Any:
         current["params"], current["state"], loss = step(current["params"], current["state"], current["i"])
@@ -163,9 +179,12 @@ def _label(spec: str | Backend, be: Backend) -> str:
 
 
 def _resolve(
-    specs: Sequence[str | Backend], problem: str, dtype: str | None
+    specs: Sequence[str | Backend], problem: str, dtype: str | None, precision: str | None = None
 ) -> tuple[list[tuple[str, Backend]], dict[str, str]]:
-    """Backends to run (reference first, duplicates dropped) and the specs that cannot run, with why."""
+    """Backends to run (reference first, duplicates dropped) and the specs that cannot run, with why.
+
+    With a ``precision``, the NumPy reference runs in it where NumPy has it (float16) and in the params'
+    dtype otherwise (bfloat16): the deviations then show the precision's distance from float32."""
     chosen: list[tuple[str, Backend]] = []
     missing: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
@@ -173,6 +192,8 @@ def _resolve(
         try:
             be = get_backend(spec)
             be.dtype(dtype or default_dtype(problem))
+            if precision is not None and spec != REFERENCE:
+                be.dtype(precision)
         except (BackendError, TypeError) as e:
             missing[str(spec)] = str(e)
             continue
@@ -195,6 +216,7 @@ def run_comparison(
     warmup: int = 10,
     progress: bool | None = None,
     eager: bool = False,
+    precision: str | None = None,
 ) -> Comparison:
     """Train ``problem`` on each backend; time it and compare its losses and params with NumPy's.
 
@@ -213,6 +235,11 @@ def run_comparison(
         progress: tqdm bar on stderr; ``None`` shows it only when stderr is a terminal.
         eager: time and record the portable code op by op on every backend,
             instead of the way ``fit`` runs it (``jax.jit`` on JAX).
+        precision: ``"bfloat16"`` or ``"float16"``: train in mixed precision
+            (float32 params, forward and backward in this dtype, as
+            ``fit(precision=...)``); backends without it are listed in
+            ``missing``. The NumPy reference runs in it where NumPy has it
+            (float16), in float32 otherwise.
 
     Returns:
         A :class:`Comparison`. Backends that are not installed, lack the
@@ -237,7 +264,12 @@ def run_comparison(
     for spec in specs:  # a typo fails now; a known backend that cannot run is listed in missing
         if isinstance(spec, str):
             backend_name(spec)
-    chosen, missing = _resolve(specs, problem, dtype)
+    if precision not in (None, "bfloat16", "float16"):
+        raise ValueError(f"run_comparison: precision must be None, 'bfloat16' or 'float16', got {precision!r}.")
+    if precision is not None and dtype == "float64":
+        raise ValueError("run_comparison: precision needs float32 params (the master weights): pass dtype=None or 'float32'.")
+    dtype = "float32" if precision is not None else dtype
+    chosen, missing = _resolve(specs, problem, dtype, precision)
     failed: dict[str, str] = {}
     results: list[BackendResult] = []
     problems: dict[str, tuple[Backend, Problem]] = {}
@@ -252,6 +284,8 @@ def run_comparison(
         for label, (be, prob) in problems.items():
             if bar is not None:
                 bar.set_description(label)
+            has = precision is not None and be.adapter.precision_problem(be.xp, be.device, precision) is None
+            prec = precision if has else None  # the reference runs in float32 where NumPy lacks the precision
             try:
                 with parity_precision(be):
                     timing = time_training(
@@ -262,14 +296,17 @@ def run_comparison(
                         warmup=warmup,
                         on_repeat=None if bar is None else bar.update,
                         eager=eager,
+                        precision=prec,
                     )
                     run = record_run(
-                        prob, n_steps, on_step=None if bar is None else (lambda: bar.update(1)), eager=eager
+                        prob, n_steps, on_step=None if bar is None else (lambda: bar.update(1)), eager=eager,
+                        precision=prec,
                     )
             except Exception as e:  # one backend failing must not hide the others' results
                 failed[label] = f"{type(e).__name__}: {e}"
                 continue
-            results.append(BackendResult(label, be, be.describe_device(), prob.dtype, timing, run))
+            shown = prob.dtype if prec is None else f"{prec} (mixed)"
+            results.append(BackendResult(label, be, be.describe_device(), shown, timing, run))
     finally:
         if bar is not None:
             bar.close()
@@ -281,6 +318,7 @@ def run_comparison(
         "repeats": repeats,
         "warmup": warmup,
         "timed": TIMED[bool(eager)],
+        "precision": precision,
         "hidden": hidden if problem == "mlp" else None,
         "batch": batch if problem == "mlp" else None,
         "backends": [s if isinstance(s, str) else _label(s, s) for s in specs],
