@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from portable_nn import Backend, compile_step, get_backend, to_backend, to_numpy
+from portable_nn.optim import DynamicLossScale
 from portable_nn.tools.problems import Problem
 from portable_nn.tools.timing import Timing
 
@@ -101,15 +102,20 @@ def functional_step(name: str, train: Callable[..., Any], init: Any, batches: li
 # --- portable_nn through its public fast path ----------------------------------------------------
 
 
-def pnn_step(prob: Problem, name: str = "portable_nn", backend: Backend | None = None) -> Built:
-    """``pnn.compile_step`` on NumPy (nothing to jit there), or with params and batches on ``backend``."""
-    step = compile_step(prob.model, prob.loss, prob.optimizer)
+def pnn_step(
+    prob: Problem, name: str = "portable_nn", backend: Backend | None = None, precision: str | None = None
+) -> Built:
+    """``pnn.compile_step`` on NumPy (nothing to jit there), or with params and batches on ``backend``;
+    with ``precision`` (``"bfloat16"``, ``"float16"``) in mixed precision, as ``fit(precision=...)`` runs it
+    (float16 with ``DynamicLossScale``)."""
+    optimizer = DynamicLossScale(prob.optimizer) if precision == "float16" else prob.optimizer
+    step = compile_step(prob.model, prob.loss, optimizer, precision=precision)
     be = backend or get_backend("numpy")
     params, batches = to_backend((prob.params, prob.batches), be)  # copies, on NumPy too
     cur: dict[str, Any] = {}
 
     def reset() -> None:
-        cur.update(params=params, state=prob.optimizer.init(params), i=0)
+        cur.update(params=params, state=optimizer.init(params), i=0)
 
     def one() -> Any:
         X, T = batches[cur["i"] % len(batches)]
