@@ -62,7 +62,8 @@ def run(config: Config) -> CaseResult:
     """Time each (problem, backend, precision); ratios against the same backend's float32 step; memory."""
     (hidden, batch), (cbatch, size, c1, c2) = SIZES[config.profile]
     result = CaseResult(KEY, "mixed precision on the CPU: MLP and CNN training steps, float32 vs bfloat16 vs float16")
-    specs = ["numpy", *(lib for lib in ("torch", "jax") if lib in config.libraries), *config.device_backends]
+    # with --device-backend (scripts/gpu_check.sh) only those: the CPU figures come from a CPU run
+    specs = list(config.device_backends) or ["numpy", *(lib for lib in ("torch", "jax") if lib in config.libraries)]
     problems = {"mlp": mlp_problem(hidden, batch), "cnn": cnn_problem(cbatch, size, c1, c2)}
     builders, runs = [], []
     for spec in specs:

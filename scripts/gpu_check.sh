@@ -68,8 +68,11 @@ bench_backends=${GPU_CHECK_BENCH_BACKENDS-cupy,torch:cuda,jax:gpu} # set but emp
 dask_backend=${GPU_CHECK_DASK_BACKEND-cupy} # set but empty: no dask_gpu step
 bench_s=150
 bench_cnn_s=120
+bench_precision_s=90
 dask_s=90
-budget=${GPU_CHECK_BUDGET:-$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s : 0)))}
+wanted=$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s + bench_precision_s : 0)))
+# one device call runs at most 600 s: by default the steps share 560 (the test suites, last, get what is left)
+budget=${GPU_CHECK_BUDGET:-$((wanted < 560 ? wanted : 560))}
 problems=(seed digits mlp)
 summary=$outdir/summary.txt
 end=$((SECONDS + budget))
@@ -174,6 +177,9 @@ if [[ -n $bench_backends ]]; then
     # timeout there cannot cost a, b and c their JSON
     step bench_gpu_cnn "$bench_cnn_s" "$python" -m benchmarks --quick --cases g \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
+    # case i: the MLP, CNN and GPT steps in float32, bfloat16 and float16 on each device backend: the speed-ups
+    step bench_gpu_precision "$bench_precision_s" "$python" -m benchmarks --quick --cases i \
+        --device-backend "$bench_backends" --json "$outdir/bench_gpu_precision.json"
 fi
 
 # data-parallel fit(client=) on a loopback Dask cluster whose workers hold the params' backend (CuPy)
@@ -253,6 +259,15 @@ for name in ("bench_gpu", "bench_gpu_cnn"):
         for label, why in {**case["skipped"], **case["failed"]}.items():
             if " on " in label or "(cuda)" in label or label == "case":
                 print(f"  {key}. NOT RUN {label}: {why[:150]}")
+path = os.path.join(outdir, "bench_gpu_precision.json")
+if bench_backends and os.path.exists(path):
+    case = json.load(open(path))["cases"].get("i", {})
+    print("mixed precision (case i): time/step and float32's time over this one's (> 1: faster):")
+    for row in case.get("rows", []):
+        speed = "-" if row.get("speedup") is None else f"{row['speedup']:.2f}x"
+        print(f"  {row['name']:34s} {row['median_s'] * 1e3:9.3f} ms  {speed}")
+elif bench_backends:
+    print("bench_gpu_precision: no JSON (see bench_gpu_precision.log)")
 path = os.path.join(outdir, "dask_gpu.json")
 if dask_backend and os.path.exists(path):
     d = json.load(open(path))
