@@ -141,6 +141,19 @@ def test_bench_sklearn_case_tiny() -> None:
     assert case["targets"][0]["ratio"] is not None and case["settings"]["max_iter"] == 1
 
 
+def test_bench_precision_case_tiny_times_half_precision_against_float32_and_measures_memory() -> None:
+    report = run_bench(["i"], profile="tiny", libraries=[], isolate=False, progress=False)
+    case = report.as_dict()["cases"]["i"]
+    _check_case(case, "i")
+    rows = {r["name"]: r for r in case["rows"]}
+    assert set(rows) == {f"{p} on numpy {d}" for p in ("mlp", "cnn") for d in ("float32", "float16")}
+    assert all(_positive_finite(r["speedup"]) for r in rows.values())
+    assert rows["mlp on numpy float32"]["speedup"] == 1.0
+    peaks = case["settings"]["cnn_peak_bytes"]
+    assert peaks["float16"] < peaks["float32"]  # the CNN's activations are half the bytes
+    assert any("peak memory" in note for note in case["notes"])
+
+
 def test_bench_cnn_case_tiny() -> None:
     from benchmarks import cnn_step as g
 
@@ -240,7 +253,7 @@ def test_bench_help_lists_every_case_on_its_own_line(capsys: pytest.CaptureFixtu
         build_parser().parse_args(["--help"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert set(CASES) == {"a", "b", "c", "d", "e", "f", "g", "h"}
+    assert set(CASES) >= {"a", "b", "c", "d", "e", "f", "g", "h", "i"}
     for key, case in CASES.items():
         assert any(line.startswith(f"  {key}  {case.summary}") for line in lines), key
         assert case.module.KEY == key
