@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "BUSY_CORES",
     "LoadMeter",
+    "RssPerEpoch",
     "blas_threads",
     "busy",
     "current_rss_mib",
@@ -174,3 +175,15 @@ def load_note(load: dict[str, Any]) -> str:
             "so these times and ratios are unreliable"
         )
     return text
+
+
+class RssPerEpoch:
+    """A ``fit`` callback reading the RSS (MiB) after each epoch into ``rss``."""
+
+    def __init__(self) -> None:
+        self.rss: list[float] = []
+
+    def on_epoch_end(self, epoch: int, history: Any, params: Any) -> None:
+        rss = current_rss_mib()
+        if rss is not None:
+            self.rss.append(rss)

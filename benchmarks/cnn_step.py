@@ -27,13 +27,12 @@ from functools import partial
 from typing import Any
 
 from portable_nn import fit, get_backend
-from portable_nn.layers.base import Params
 from portable_nn.losses import softmax_cross_entropy
 from portable_nn.optim import SGD
 
 from ._cnn import LR, cnn_model, cnn_problem, flops, im2col_memory, images, jax_step, torch_step
 from ._common import Config, on_device, ratio, rivals, speed_target
-from ._machine import current_rss_mib
+from ._machine import RssPerEpoch
 from ._result import CaseResult, Target
 from ._steps import pnn_step, step_table, time_checked
 
@@ -118,18 +117,6 @@ def _why(timings: dict[str, Any], num: str, den: str, bound: float, reason: str)
     return "" if r is None or r <= bound else f"missed: {reason}"
 
 
-class _RssPerEpoch:
-    """A ``fit`` callback reading the RSS after each epoch."""
-
-    def __init__(self) -> None:
-        self.rss: list[float] = []
-
-    def on_epoch_end(self, epoch: int, history: Any, params: Params) -> None:
-        rss = current_rss_mib()
-        if rss is not None:
-            self.rss.append(rss)
-
-
 def _memory(
     config: Config, result: CaseResult, model: Any, params: Any, X: Any, size: int, c1: int, c2: int, batch: int
 ) -> dict[str, Any]:
@@ -153,7 +140,7 @@ def _memory(
     Xf, yf = images(rows, size, seed=1)
     Xv, yv = images(max(batch, rows // 8), size, seed=2)
     fit_model = cnn_model(size, c1, c2)
-    probe = _RssPerEpoch()
+    probe = RssPerEpoch()
     t0 = time.perf_counter()
     fit(fit_model, fit_model.init(seed=0, backend="numpy", dtype="float32"), Xf, yf,
         loss=softmax_cross_entropy, optimizer=SGD(lr=LR), epochs=epochs, batch_size=batch, seed=0,
