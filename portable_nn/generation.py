@@ -11,9 +11,21 @@ from ._check import check_int, dtype_name, is_float, real_number
 from ._rng import host_rng
 from ._tree import tree_leaves
 from .backends import namespace, to_numpy
+from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers.attention import MultiHeadAttention
 from .layers.base import Array, Layer, Params, trainable
+from .layers.dropout import Dropout
+from .layers.embedding import Embedding, PositionalEmbedding
+from .layers.layernorm import LayerNorm
+from .layers.linear import Linear
+from .layers.residual import Residual
+from .layers.sequential import Sequential
+from .layers.transformer import TransformerBlock
 
-__all__ = ["generate", "context_length"]
+__all__ = ["generate", "context_length", "is_causal"]
+
+# Layers whose output at a position depends on that position's input only.
+_POSITIONWISE = (Embedding, PositionalEmbedding, LayerNorm, Linear, GELU, LeakyReLU, ReLU, Sigmoid, Tanh, Dropout)
 
 
 def context_length(model: Layer) -> int | None:
@@ -26,6 +38,23 @@ def context_length(model: Layer) -> int | None:
     """
     found = [m for m in (getattr(layer, "max_len", None) for layer in _walk(model)) if isinstance(m, int)]
     return min(found) if found else None
+
+
+def is_causal(model: Layer) -> bool:
+    """True when ``model``'s output at position i is known to depend on positions <= i only.
+
+    That is, it is built (with :class:`Sequential`, :class:`Residual` and
+    :class:`TransformerBlock`) from causal attention and layers that act on
+    each position alone: :class:`Embedding`, :class:`PositionalEmbedding`,
+    :class:`LayerNorm`, :class:`Linear`, the elementwise activations and
+    :class:`Dropout`. Any other layer (yours included) makes it False: its
+    effect on positions is not known.
+    """
+    if isinstance(model, MultiHeadAttention):
+        return model.causal
+    if isinstance(model, (Sequential, Residual, TransformerBlock)):
+        return all(is_causal(child) for child in model.children())
+    return type(model) in _POSITIONWISE
 
 
 def _walk(layer: Layer) -> list[Layer]:
@@ -54,6 +83,13 @@ def generate(
     there with ``numpy.random.Generator(PCG64(seed))``: one seed gives the same
     ids on every backend and device (up to ties in the probabilities at
     rounding level). Each step recomputes the whole context (no KV cache).
+
+    A model that :func:`is_causal`, with a context length, runs every step on
+    a fixed window of ``context_length`` ids, right-padded with id 0 until the
+    ids fill it: causal masking keeps the padding out of the last real
+    position's logits (up to rounding), and one shape lets JAX reuse its
+    compiled operations (each new length would compile them anew: seconds per
+    step on a CPU). Any other model runs on exactly the ids so far.
 
     Args:
         model: a language model mapping ids ``(batch, seq)`` to logits
@@ -101,9 +137,9 @@ def generate(
             "give at least one id per row to start from."
         )
     limit = context_length(model)
+    pad = limit is not None and is_causal(model)
     for _ in range(max_new_tokens):
-        context = ids if limit is None or ids.shape[1] <= limit else ids[:, -limit:]
-        logits = _last_logits(model(params, context), ids.shape[0])
+        logits = _next_logits(model, params, ids, limit, pad)
         vocab = logits.shape[1]
         if top_k is not None and top_k > vocab:
             raise ValueError(f"{where}: top_k must be in [1, {vocab}] for a vocabulary of {vocab}, got {top_k}.")
@@ -136,15 +172,29 @@ def _prompt(prompt_ids: Any, xp: Any, device: Any) -> Array:
     return xp.asarray(host.astype(dtype), device=device)
 
 
-def _last_logits(Y: Array, batch: int) -> Array:
-    """The next-token logits ``(batch, vocab)`` from a model output ``(batch, seq, vocab)`` or ``(batch, vocab)``."""
+def _next_logits(model: Layer, params: Params, ids: Array, limit: int | None, pad: bool) -> Array:
+    """The model's logits ``(batch, vocab)`` for the id after ``ids`` (batch, n): on the last ``limit``
+    ids, right-padded with id 0 to ``limit`` when ``pad`` (see :func:`generate`)."""
+    n = ids.shape[1]
+    context = ids if limit is None or n <= limit else ids[:, -limit:]
+    last = context.shape[1] - 1
+    if pad and limit is not None and n < limit:  # the fixed window; the logits are read at position last
+        xp = namespace(ids)
+        fill = xp.zeros((ids.shape[0], limit - n), dtype=ids.dtype, device=array_api_compat.device(ids))
+        context = xp.concat([context, fill], axis=1)
+    return _last_logits(model(params, context), ids.shape[0], last)
+
+
+def _last_logits(Y: Array, batch: int, last: int) -> Array:
+    """The next-token logits ``(batch, vocab)`` from a model output ``(batch, seq, vocab)`` (at position
+    ``last``) or ``(batch, vocab)``."""
     xp = namespace(Y)
     if not is_float(xp, Y.dtype) or Y.ndim not in (2, 3) or Y.shape[0] != batch:
         raise ValueError(
             f"generate: the model must map ids (batch, seq) to float logits (batch, seq, vocab) or "
             f"(batch, vocab); it gave shape {tuple(Y.shape)} and dtype {Y.dtype} for a batch of {batch}."
         )
-    return Y[:, -1, :] if Y.ndim == 3 else Y
+    return Y[:, last, :] if Y.ndim == 3 else Y
 
 
 def _sample(probs: np.ndarray, top_k: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
-from portable_nn.generation import context_length
+from portable_nn.generation import _next_logits, context_length, is_causal
 
 from ._support import host
 
 VOCAB, DIM, MAX_LEN = 7, 8, 6
 
 
-def small_gpt() -> pnn.Sequential:
+def small_gpt(causal: bool = True) -> pnn.Sequential:
     return pnn.Sequential(
-        pnn.Embedding(VOCAB, DIM), pnn.PositionalEmbedding(MAX_LEN, DIM), pnn.TransformerBlock(DIM, 2),
+        pnn.Embedding(VOCAB, DIM), pnn.PositionalEmbedding(MAX_LEN, DIM), pnn.TransformerBlock(DIM, 2, causal=causal),
         pnn.LayerNorm(DIM), pnn.Linear(DIM, VOCAB, init="glorot"),
     )
 
@@ -54,8 +54,13 @@ def test_returns_the_prompt_then_new_integer_ids_on_the_params_device(tb: Any, m
     np.testing.assert_array_equal(host(pnn.generate(model, params, PROMPT, 0)), PROMPT)
 
 
-def test_greedy_is_the_argmax_of_the_last_logits(tb: Any, model_and_params: Any) -> None:
-    model, params = model_and_params
+@pytest.mark.parametrize("causal", [True, False], ids=["causal-padded", "full-exact"])
+def test_greedy_is_the_argmax_of_the_last_logits(tb: Any, causal: bool) -> None:
+    """A causal model runs on a right-padded fixed window, any other on exactly the ids so far: both
+    give the argmax of the model's logits on the ids so far (padding a full-attention model would not)."""
+    model = small_gpt(causal)
+    params = pnn.tree_map(lambda a: a * 4.0, tb.init(model, seed=3))  # large weights: attention far from uniform
+    assert is_causal(model) is causal
     out = host(pnn.generate(model, params, PROMPT, 4, top_k=1, seed=0))
     again = host(pnn.generate(model, params, PROMPT, 4, top_k=1, seed=99))
     np.testing.assert_array_equal(out, again)  # greedy draws nothing
@@ -85,6 +90,27 @@ def test_top_k_draws_only_among_the_k_most_likely(tb: Any, model_and_params: Any
         logits = host(model(params, tb.asarray(out[:, : 3 + step][:, -MAX_LEN:], "int64")))[:, -1, :]
         top2 = np.argsort(-logits, axis=1)[:, :2]
         assert all(out[i, 3 + step] in top2[i] for i in range(2))
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal-padded", "full-exact"])
+def test_each_step_s_logits_are_the_model_s_on_the_ids_so_far(tb: Any, causal: bool) -> None:
+    """generate's padded window (causal models) changes the logits by rounding only; a full-attention
+    model runs unpadded (padding would change its logits by ~1)."""
+    model = small_gpt(causal)
+    params = tb.init(model, seed=3)
+    ids = tb.asarray(PROMPT, "int64")
+    got = host(_next_logits(model, params, ids, MAX_LEN, is_causal(model)))
+    want = host(model(params, ids))[:, -1, :]
+    tol = 1e-12 if tb.float == "float64" else 1e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.max(np.abs(want)))
+
+
+def test_is_causal_knows_the_library_s_layers_only() -> None:
+    assert is_causal(pnn.Sequential(pnn.Embedding(3, 4), pnn.Residual(pnn.Sequential(pnn.LayerNorm(4), pnn.GELU()))))
+    assert is_causal(pnn.MultiHeadAttention(4, 2, causal=True))
+    assert not is_causal(pnn.Sequential(pnn.Embedding(3, 4), pnn.TransformerBlock(4, 2, causal=False)))
+    assert not is_causal(pnn.Sequential(pnn.Embedding(3, 4), pnn.Flatten()))  # mixes positions
+    assert not is_causal(SumAll())  # a layer of yours: unknown
 
 
 def test_the_context_is_cropped_to_max_len(tb: Any, model_and_params: Any) -> None:
