@@ -7,6 +7,12 @@ python examples/char_lm.py --steps 5 --epochs 1 --dim 16 --layers 1 --context 16
 Prints the validation loss in bits per character after each epoch, the
 unigram model's (each character's frequency in the training text, no context)
 for comparison, the time, and a sample generated from the trained model.
+
+Measured with the defaults on NumPy (2 epochs, 818 steps, 117,479 params):
+validation 2.22 bits/char against the unigram model's 4.67, in 61 s with
+OPENBLAS_NUM_THREADS=1 on a busy 2-core machine (347 s with OpenBLAS's
+default 2 threads there, which then wait on each other: on a shared machine,
+try OPENBLAS_NUM_THREADS=1).
 """
 
 from __future__ import annotations
@@ -147,8 +153,8 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = arguments()
     args = parser.parse_args(argv)
-    for name in ("epochs", "dim", "layers", "heads", "context", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "steps", "dim", "layers", "heads", "context", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.dim % args.heads:
         parser.error(f"--dim ({args.dim}) must be a multiple of --heads ({args.heads})")
