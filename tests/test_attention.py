@@ -19,12 +19,7 @@ from hypothesis import strategies as st
 
 import portable_nn as pnn
 
-from ._support import FAST, SHAPES, assert_same_kind, host, seeds
-
-
-def rel_err(actual: Any, desired: Any) -> float:
-    desired = np.asarray(desired, dtype=np.float64)
-    return float(np.max(np.abs(host(actual) - desired)) / max(float(np.max(np.abs(desired))), 1e-300))
+from ._support import FAST, SHAPES, assert_same_kind, host, rel_err, seeds
 
 
 def random_params(tb: Any, layer: pnn.MultiHeadAttention, rng: np.random.Generator, dtype: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import portable_nn as pnn
 from portable_nn.layers.embedding import ONEHOT_MAX
 
-from ._support import FAST, SHAPES, assert_same_kind, host, seeds
+from ._support import FAST, SHAPES, assert_same_kind, host, rel_err, seeds
 
 CE = pnn.losses.softmax_cross_entropy
 METHODS = ["onehot", "segments"]
@@ -28,10 +28,6 @@ METHODS = ["onehot", "segments"]
 def ids(tb: Any, a: Any) -> Any:
     return tb.asarray(np.asarray(a), "int64")
 
-
-def rel_err(actual: Any, desired: Any) -> float:
-    desired = np.asarray(desired, dtype=np.float64)
-    return float(np.max(np.abs(host(actual) - desired)) / max(float(np.max(np.abs(desired))), 1e-300))
 
 
 # ---------------------------------------------------------------- 1. gradcheck

@@ -19,14 +19,10 @@ from hypothesis import strategies as st
 import portable_nn as pnn
 from portable_nn.losses import unchecked
 
-from ._support import FAST, SHAPES, assert_same_kind, host, seeds
+from ._support import FAST, SHAPES, assert_same_kind, host, rel_err, seeds
 
 CE = pnn.losses.softmax_cross_entropy
 
-
-def rel_err(actual: Any, desired: Any) -> float:
-    desired = np.asarray(desired, dtype=np.float64)
-    return float(np.max(np.abs(host(actual) - desired)) / max(float(np.max(np.abs(desired))), 1e-300))
 
 
 @settings(FAST, max_examples=4)

@@ -19,14 +19,10 @@ from hypothesis import strategies as st
 import portable_nn as pnn
 from portable_nn.layers.base import uses_host_rng
 
-from ._support import FAST, SHAPES, assert_same_kind, host, seeds
+from ._support import FAST, SHAPES, assert_same_kind, host, rel_err, seeds
 
 CE = pnn.losses.softmax_cross_entropy
 
-
-def rel_err(actual: Any, desired: Any) -> float:
-    desired = np.asarray(host(desired) if not isinstance(desired, np.ndarray) else desired, dtype=np.float64)
-    return float(np.max(np.abs(host(actual) - desired)) / max(float(np.max(np.abs(desired))), 1e-300))
 
 
 def random_params(tb: Any, block: pnn.TransformerBlock, rng: np.random.Generator, dtype: str) -> Any:
