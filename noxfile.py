@@ -101,5 +101,9 @@ def examples(session: nox.Session) -> None:
     )
     session.run("python", "-m", "portable_nn", "compare", "--backends", "numpy", "--steps", "20")
     session.run("python", "examples/sklearn_pipeline.py", "--max-iter", "5", "--cv", "2", "--n-jobs", "1")
+    session.run(
+        "python", "examples/char_lm.py", "--steps", "5", "--epochs", "1", "--dim", "16", "--layers", "1",
+        "--context", "16", "--sample", "40",
+    )
 
 

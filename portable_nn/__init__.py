@@ -29,18 +29,23 @@ from .backends import (
     to_numpy,
     use_backend,
 )
+from .generation import generate
 from .io import load, save
 from .layers import init
 from .layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers.attention import MultiHeadAttention
 from .layers.base import Layer, Seed, Variables
 from .layers.batchnorm import BatchNorm
 from .layers.conv import Conv2D
 from .layers.dropout import Dropout
+from .layers.embedding import Embedding, PositionalEmbedding
 from .layers.flatten import Flatten
 from .layers.layernorm import LayerNorm
 from .layers.linear import Linear
 from .layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .layers.residual import Residual
 from .layers.sequential import Sequential
+from .layers.transformer import TransformerBlock
 from .testing import assert_close, gradcheck
 from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
@@ -53,6 +58,7 @@ __all__ = [
     "ClusterError",
     "Conv2D",
     "Dropout",
+    "Embedding",
     "FitInterrupted",
     "Flatten",
     "GELU",
@@ -63,14 +69,18 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MaxPool2D",
+    "MultiHeadAttention",
     "NonFiniteError",
+    "PositionalEmbedding",
     "PrecisionError",
     "ReLU",
+    "Residual",
     "Seed",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "TransformerBlock",
     "Variables",
     "__version__",
     "TrainStep",
@@ -80,6 +90,7 @@ __all__ = [
     "available_precisions",
     "evaluate",
     "fit",
+    "generate",
     "get_backend",
     "gradcheck",
     "host_rng",

@@ -142,19 +142,29 @@ def _bce(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
 
 @reduces("mean")
 def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[Array, Array]:
-    """Mean cross-entropy of logits ``Y`` (N, C) against integer class labels (N,).
+    """Mean cross-entropy of logits ``Y`` against integer class labels.
 
-    Stable for large logits: log-softmax is computed after subtracting the row max.
+    Shapes: Y ``(N, C)`` with labels ``(N,)``, or a sequence model's logits
+    ``(N, ..., C)`` (e.g. ``(batch, seq, vocab)``) with labels ``(N, ...)``:
+    the mean is then over every token, ``N * seq`` of them. Stable for large
+    logits: log-softmax is computed after subtracting each row's max.
 
     Returns:
-        ``(loss, (softmax(Y) - onehot(labels)) / N)``, dY of shape (N, C).
+        ``(loss, (softmax(Y) - onehot(labels)) / M)``, a 0-d array and dY shaped
+        like Y, where M is the number of labels (``labels.size``).
 
     Raises:
         TypeError: labels not integer, or another namespace than Y.
-        ValueError: shapes do not match, or a label is outside [0, C).
+        ValueError: labels not of shape ``Y.shape[:-1]`` (both shapes named),
+            Y with fewer than 2 dimensions, or a label outside [0, C).
     """
     where = "softmax_cross_entropy"
-    xp = check_array(where, Y, ndim=2, name="Y (logits)", xp=xp)
+    xp = check_array(where, Y, name="Y (logits)", xp=xp)
+    if Y.ndim < 2:
+        raise ValueError(
+            f"{where}: Y (logits) must have at least 2 dimensions (batch, ..., classes), got shape "
+            f"{tuple(Y.shape)}."
+        )
     if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
         raise TypeError(f"{where}: labels must be an integer array, got {type(labels).__name__}.")
     try:
@@ -167,11 +177,13 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
             f"{where}: labels have dtype {labels.dtype}; integer class indices are needed "
             f"(not one-hot or float). Convert with be.asarray(labels, dtype='int64')."
         )
-    N, C = Y.shape
-    if tuple(labels.shape) != (N,):
+    C = Y.shape[-1]
+    want = tuple(Y.shape[:-1])
+    if tuple(labels.shape) != want:
+        rows = f" ({Y.shape[0]} rows)" if Y.ndim == 2 else ""
         raise ValueError(
-            f"{where}: labels have shape {tuple(labels.shape)} but Y has {N} rows; "
-            f"labels must have shape ({N},)."
+            f"{where}: labels have shape {tuple(labels.shape)} but Y (logits) has shape {tuple(Y.shape)}"
+            f"{rows}; labels must have shape {want}, one class index per row of logits."
         )
     _nonempty(where, Y)
     # One host sync; skipped while tracing (jax.jit), where values are not known.
@@ -185,6 +197,9 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
 
 
 def _sce(Y: Array, labels: Array, xp: Any) -> tuple[Array, Array]:
+    if Y.ndim != 2:  # (N, ..., C): every token is a row
+        loss, dY = _sce(xp.reshape(Y, (-1, Y.shape[-1])), xp.reshape(labels, (-1,)), xp)
+        return loss, xp.reshape(dY, Y.shape)
     N, C = Y.shape
     classes = xp.arange(C, dtype=labels.dtype, device=array_api_compat.device(Y))
     onehot = xp.astype(labels[:, None] == classes[None, :], Y.dtype)

@@ -27,6 +27,12 @@ def host(a: Any) -> np.ndarray:
     return np.array(pnn.to_numpy(a), copy=True)
 
 
+def rel_err(actual: Any, desired: Any) -> float:
+    """``max|actual - desired| / max|desired|`` on host copies in float64 (either may be any backend's array)."""
+    want = host(desired).astype(np.float64)
+    return float(np.max(np.abs(host(actual) - want)) / max(float(np.max(np.abs(want))), 1e-300))
+
+
 def dtypes_under_test(tb: Any) -> list[str]:
     """float32 plus every dtype the device supports, each once."""
     return list(dict.fromkeys(("float32", *tb.dtypes)))

@@ -153,12 +153,12 @@ def _(tb: Any, tmp: Path) -> Setup:
     return Setup(lambda: layer(params, X), ("Linear(3, 2)", "(3,)", "2 dimensions"), params)
 
 
-@case("linear-3d-X", ValueError)
+@case("linear-3d-X-wrong-features", ValueError)
 def _(tb: Any, tmp: Path) -> Setup:
     layer = pnn.Linear(3, 2)
     params = tb.init(layer)
-    X = tb.asarray(data(8, 3).reshape(2, 4, 3), tb.float)
-    return Setup(lambda: layer(params, X), ("Linear(3, 2)", "(2, 4, 3)", "2 dimensions"), params)
+    X = tb.asarray(data(8, 4).reshape(2, 4, 4), tb.float)
+    return Setup(lambda: layer(params, X), ("Linear(3, 2)", "(2, 4, 4)", "3 features"), params)
 
 
 @case("linear-X-not-an-array", TypeError)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from . import base, init
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid
+from .attention import MultiHeadAttention
 from .base import Layer, Variables, check_array, check_params
 from .batchnorm import BatchNorm
 from .conv import Conv2D
 from .dropout import Dropout
+from .embedding import Embedding, PositionalEmbedding
 from .flatten import Flatten
 from .layernorm import LayerNorm
 from .linear import Linear
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .residual import Residual
 from .sequential import Sequential
+from .transformer import TransformerBlock
 
 __all__ = [
     "AvgPool2D",
@@ -25,6 +29,7 @@ __all__ = [
     "Conv2D",
     "GELU",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GlobalAvgPool2D",
     "Layer",
@@ -32,11 +37,15 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MaxPool2D",
+    "MultiHeadAttention",
+    "PositionalEmbedding",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "TransformerBlock",
     "Variables",
     "base",
     "check_array",

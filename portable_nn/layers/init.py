@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Initializer", "he_normal", "glorot_uniform", "normal", "zeros", "get_initializer"]
+__all__ = ["Initializer", "he_normal", "glorot_uniform", "normal", "gpt2_normal", "zeros", "get_initializer"]
 
 Initializer = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
 
@@ -33,6 +33,11 @@ def normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return rng.standard_normal(shape)
 
 
+def gpt2_normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Normal(0, 0.02): GPT-2's initialization of its embeddings and linear weights."""
+    return rng.standard_normal(shape) * 0.02
+
+
 def zeros(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """All zeros (draws nothing from ``rng``)."""
     return np.zeros(shape)
@@ -42,12 +47,13 @@ _BY_NAME: dict[str, Initializer] = {
     "he": he_normal,
     "glorot": glorot_uniform,
     "normal": normal,
+    "gpt2": gpt2_normal,
     "zeros": zeros,
 }
 
 
 def get_initializer(init: str | Initializer, where: str) -> Initializer:
-    """Resolve ``"he"``, ``"glorot"``, ``"normal"``, ``"zeros"`` or a callable."""
+    """Resolve ``"he"``, ``"glorot"``, ``"normal"``, ``"gpt2"``, ``"zeros"`` or a callable."""
     if callable(init):
         return init
     if init not in _BY_NAME:
