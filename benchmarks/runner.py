@@ -28,7 +28,18 @@ from typing import Any
 from portable_nn.layers.base import check_int
 from portable_nn.tools.environment import environment
 
-from . import cnn_step, dask_parallel, digits, memory, mlp_step, notebook, precision, scaling, sklearn_mlp
+from . import (
+    cnn_step,
+    dask_parallel,
+    digits,
+    gpt_step,
+    memory,
+    mlp_step,
+    notebook,
+    precision,
+    scaling,
+    sklearn_mlp,
+)
 from ._common import LIBRARIES, PROFILES, Config, error_text
 from ._machine import BUSY_CORES, LoadMeter, blas_threads, busy, installed_versions, load_note, threadpools
 from ._result import CaseResult, Target, json_safe
@@ -64,6 +75,8 @@ CASES: dict[str, Case] = {
               "one training step of a small CNN vs PyTorch eager and JAX; im2col memory, fit's RSS"),
     "h": Case(dask_parallel, "data-parallel fit on Dask",
               "data-parallel fit on a 2-worker Dask cluster vs one process on the same cores", default=False),
+    "j": Case(gpt_step, "GPT training step",
+              "one training step of a 2-block GPT (dim 128, context 128) vs PyTorch eager and JAX; attention memory"),
     "i": Case(precision, "mixed precision",
               "MLP and CNN steps in float32 vs bfloat16 vs float16 on each backend; the memory half precision saves"),
 }

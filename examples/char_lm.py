@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import portable_nn as pnn
-from portable_nn.backends import backend_name
+from portable_nn.tools.arguments import backend_arg, positive_int
 
 
 def corpus() -> str:
@@ -61,12 +61,14 @@ def unigram_bits(train: np.ndarray, val: np.ndarray, vocab: int) -> float:
 class Report:
     """fit's callback: the validation loss in bits per character after each epoch."""
 
-    def __init__(self, model: pnn.Layer, val: tuple[np.ndarray, np.ndarray], start: float) -> None:
-        self.model, self.val, self.start = model, val, start
+    def __init__(self, model: pnn.Layer, val: tuple[np.ndarray, np.ndarray], start: float,
+                 precision: str | None = None) -> None:
+        self.model, self.val, self.start, self.precision = model, val, start, precision
         self.bits: list[float] = []
 
     def on_epoch_end(self, epoch: int, history: dict[str, list[float]], params: Any) -> None:
-        loss, _ = pnn.evaluate(self.model, params, *self.val, loss=pnn.losses.softmax_cross_entropy, batch_size=64)
+        loss, _ = pnn.evaluate(self.model, params, *self.val, loss=pnn.losses.softmax_cross_entropy, batch_size=64,
+                               precision=self.precision)
         self.bits.append(loss / math.log(2))
         print(
             f"epoch {epoch + 1}: train {history['loss'][-1] / math.log(2):.3f} bits/char, "
@@ -105,11 +107,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"unigram model: {unigram:.3f} bits/char on the validation text", flush=True)
     start = time.perf_counter()
-    report = Report(model, val, start)
+    report = Report(model, val, start, args.precision)
     schedule = pnn.schedules.cosine(args.lr, total_steps=steps, warmup=min(100, steps // 10), end=args.lr / 10)
     params, history = pnn.fit(
         model, params, X, Y, loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.Adam(lr=schedule),
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, callbacks=[report], progress=args.progress,
+        precision=args.precision,
     )
     seconds = time.perf_counter() - start
     prompt = np.array([code[c] for c in "The "], dtype=np.int64)
@@ -120,30 +123,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return {"val_bits": report.bits[-1], "unigram_bits": unigram, "seconds": seconds, "sample": text_out}
 
 
-def backend_spec(text: str) -> str:
-    """An argparse type: a backend spec with a known library name (``torch``, ``torch:cuda``...)."""
-    try:
-        backend_name(text.split(":", 1)[0])
-    except pnn.BackendError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
 def arguments() -> argparse.ArgumentParser:
     assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", type=backend_spec, default="numpy", help="numpy, torch, jax, ... (default numpy)")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the training windows (default 2)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per epoch (a random subset of the windows; "
-                        "also cuts the validation text to 4 batches); default: every window")
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--context", type=int, default=64, help="characters per window (the model's max_len)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, ... (default numpy)")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the training windows (default 2)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="steps per epoch (a random subset of the "
+                        "windows; also cuts the validation text to 4 batches); default: every window")
+    parser.add_argument("--dim", type=positive_int, default=64)
+    parser.add_argument("--layers", type=positive_int, default=2)
+    parser.add_argument("--heads", type=positive_int, default=4)
+    parser.add_argument("--context", type=positive_int, default=64, help="characters per window (the model's max_len)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam's peak learning rate (cosine schedule)")
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--precision", default=None, choices=["bfloat16", "float16"],
+                        help="mixed precision: float32 params, forward and backward in this dtype (torch, JAX; "
+                        "float16 on NumPy too)")
     parser.add_argument("--sample", type=int, default=300, help="characters to generate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true", help="show fit's progress bar")
@@ -153,15 +150,10 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = arguments()
     args = parser.parse_args(argv)
-    for name in ("epochs", "steps", "dim", "layers", "heads", "context", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.dim % args.heads:
         parser.error(f"--dim ({args.dim}) must be a multiple of --heads ({args.heads})")
-    try:
-        pnn.get_backend(args.backend)
-    except pnn.BackendError as e:
-        parser.error(str(e))
+    if args.precision is not None and args.precision not in pnn.available_precisions(args.backend):
+        parser.error(f"--precision {args.precision}: {args.backend} has {', '.join(pnn.available_precisions(args.backend))}")
     return train(args)
 
 

@@ -154,6 +154,23 @@ def test_bench_precision_case_tiny_times_half_precision_against_float32_and_meas
     assert any("peak memory" in note for note in case["notes"])
 
 
+def test_bench_gpt_case_tiny_agrees_with_torch_and_jax_by_hand() -> None:
+    from benchmarks import gpt_step as j
+
+    report = run_bench(["j"], profile="tiny", libraries=INSTALLED, isolate=False, progress=False)
+    case = report.as_dict()["cases"]["j"]
+    _check_case(case, "j")
+    rows = {r["name"]: r for r in case["rows"]}
+    torch_name = next((n for n in rows if n.startswith(j.TORCH)), None)
+    expected = {j.PNN} | ({torch_name} if "torch" in INSTALLED else set())
+    expected |= {j.JAX, j.PNN_JAX} if "jax" in INSTALLED else set()
+    assert set(rows) == expected
+    # the same params and text: the same loss after 2 steps in torch (SDPA) and JAX by hand as portable_nn's
+    assert all(math.isfinite(r["loss_check"]) and r["loss_dev"] < 1e-4 for r in rows.values())
+    assert case["settings"]["attention_bytes"] == 4 * 2 * 16 * 16 * 4 * 2
+    assert any("(batch, heads, seq, seq)" in note for note in case["notes"])
+
+
 def test_bench_cnn_case_tiny() -> None:
     from benchmarks import cnn_step as g
 
@@ -253,7 +270,7 @@ def test_bench_help_lists_every_case_on_its_own_line(capsys: pytest.CaptureFixtu
         build_parser().parse_args(["--help"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert set(CASES) >= {"a", "b", "c", "d", "e", "f", "g", "h", "i"}
+    assert set(CASES) >= {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
     for key, case in CASES.items():
         assert any(line.startswith(f"  {key}  {case.summary}") for line in lines), key
         assert case.module.KEY == key

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params
+from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params, is_half, upcast
 from .init import Initializer, get_initializer
 
 __all__ = ["MultiHeadAttention", "causal_mask"]
@@ -58,6 +58,8 @@ class MultiHeadAttention(Layer):
     Raises:
         ValueError: ``dim`` not a multiple of ``heads``; X not ``(batch, seq, dim)``.
     """
+
+    float32_ops = ("softmax and its backward",)
 
     def __init__(
         self, dim: int, heads: int, *, causal: bool = False, bias: bool = True, init: str | Initializer = "glorot"
@@ -114,11 +116,14 @@ class MultiHeadAttention(Layer):
         QKV = xp.permute_dims(xp.reshape(QKV, (B, T, 3, H, d)), (2, 0, 3, 1, 4))
         Qs, K, V = QKV[0, ...] * scale, QKV[1, ...], QKV[2, ...]
         S = Qs @ xp.matrix_transpose(K)  # (B, H, T, T) scores
+        low = S.dtype if is_half(S.dtype) else None
+        S = upcast(xp, S)  # the softmax in float32 under mixed precision (float32_ops)
         if self.causal:
             neg_inf = xp.asarray(-math.inf, dtype=S.dtype, device=array_api_compat.device(S))
             S = xp.where(causal_mask(xp, T, array_api_compat.device(S)), S, neg_inf)
         E = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
-        P = E / xp.sum(E, axis=-1, keepdims=True)  # attention weights, rows sum to 1
+        P32 = E / xp.sum(E, axis=-1, keepdims=True)  # attention weights, rows sum to 1
+        P = P32 if low is None else xp.astype(P32, low)
         A = xp.reshape(xp.permute_dims(P @ V, (0, 2, 1, 3)), (B * T, D))  # heads side by side
         Y = A @ W_o
         if b_o is not None:
@@ -129,7 +134,10 @@ class MultiHeadAttention(Layer):
             dA = xp.permute_dims(xp.reshape(dY2 @ W_o.T, (B, T, H, d)), (0, 2, 1, 3))  # (B, H, T, d)
             dP = dA @ xp.matrix_transpose(V)
             dV = xp.matrix_transpose(P) @ dA
-            dS = P * (dP - xp.sum(dP * P, axis=-1, keepdims=True))  # softmax's Jacobian; 0 where masked
+            dP = upcast(xp, dP)
+            dS = P32 * (dP - xp.sum(dP * P32, axis=-1, keepdims=True))  # softmax's Jacobian; 0 where masked
+            if low is not None:
+                dS = xp.astype(dS, low)
             dQ = (dS @ K) * scale
             dK = xp.matrix_transpose(dS) @ Qs
             # (3, B, H, T, d) -> (B, T, 3, H, d) -> (B*T, 3D): the columns of QKV
