@@ -1,6 +1,7 @@
-"""Case i: mixed precision on the CPU: a training step in float32, bfloat16 and float16, and the memory saved.
+"""Case i: mixed precision: a training step in float32, bfloat16 and float16, and the memory saved.
 
-For case a's MLP (784-512-512-10, batch 256) and case g's CNN (batch 64, 3x32x32),
+For case a's MLP (784-512-512-10, batch 256), case g's CNN (batch 64, 3x32x32) and
+case j's GPT (2 blocks, dim 128, context 128, batch 32),
 ``pnn.compile_step`` runs in float32 and with ``precision="bfloat16"`` /
 ``"float16"`` (float32 master params, forward and backward in the half
 precision, the loss in float32; float16 with ``DynamicLossScale``) on every
@@ -28,6 +29,7 @@ from portable_nn.training import StepSpec, forward_backward
 
 from ._cnn import cnn_problem
 from ._common import Config, ratio, timing_columns, timing_row
+from ._gpt import gpt_problem
 from ._mlp import mlp_problem
 from ._result import CaseResult, Column
 from ._steps import pnn_step, time_checked
@@ -35,8 +37,9 @@ from ._steps import pnn_step, time_checked
 __all__ = ["KEY", "SIZES", "run"]
 
 KEY = "i"
-SIZES = {"full": ((512, 256), (64, 32, 32, 64)), "quick": ((512, 256), (64, 32, 32, 64)),
-         "tiny": ((32, 16), (8, 8, 4, 8))}
+SIZES = {"full": ((512, 256), (64, 32, 32, 64), (32, 128, 128, 4, 2)),
+         "quick": ((512, 256), (64, 32, 32, 64), (32, 128, 128, 4, 2)),
+         "tiny": ((32, 16), (8, 8, 4, 8), (4, 16, 16, 2, 2))}
 PRECISIONS = ("float32", "bfloat16", "float16")
 CHECK_STEPS = 2
 
@@ -60,11 +63,11 @@ def _peak_bytes(prob: Problem, precision: str | None) -> int:
 
 def run(config: Config) -> CaseResult:
     """Time each (problem, backend, precision); ratios against the same backend's float32 step; memory."""
-    (hidden, batch), (cbatch, size, c1, c2) = SIZES[config.profile]
-    result = CaseResult(KEY, "mixed precision on the CPU: MLP and CNN training steps, float32 vs bfloat16 vs float16")
+    (hidden, batch), (cbatch, size, c1, c2), gpt = SIZES[config.profile]
+    result = CaseResult(KEY, "mixed precision: MLP, CNN and GPT training steps, float32 vs bfloat16 vs float16")
     # with --device-backend (scripts/gpu_check.sh) only those: the CPU figures come from a CPU run
     specs = list(config.device_backends) or ["numpy", *(lib for lib in ("torch", "jax") if lib in config.libraries)]
-    problems = {"mlp": mlp_problem(hidden, batch), "cnn": cnn_problem(cbatch, size, c1, c2)}
+    problems = {"mlp": mlp_problem(hidden, batch), "cnn": cnn_problem(cbatch, size, c1, c2), "gpt": gpt_problem(*gpt)}
     builders, runs = [], []
     for spec in specs:
         try:
@@ -105,6 +108,6 @@ def run(config: Config) -> CaseResult:
         result.settings[f"{pname}_peak_bytes"] = {"float32": f32, "float16": f16}
     result.notes.append("vs float32 = float32's median time / this one's (> 1: faster); CPUs rarely have fast "
                         "half-precision kernels, GPUs do (scripts/gpu_check.sh measures them)")
-    result.settings.update({"hidden": hidden, "batch": batch, "cnn": [cbatch, size, c1, c2],
+    result.settings.update({"hidden": hidden, "batch": batch, "cnn": [cbatch, size, c1, c2], "gpt": list(gpt),
                             "backends": specs, "precisions": list(PRECISIONS)})
     return result

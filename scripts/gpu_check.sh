@@ -69,8 +69,9 @@ dask_backend=${GPU_CHECK_DASK_BACKEND-cupy} # set but empty: no dask_gpu step
 bench_s=150
 bench_cnn_s=120
 bench_precision_s=90
+bench_gpt_s=60
 dask_s=90
-wanted=$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s + bench_precision_s : 0)))
+wanted=$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s + bench_gpt_s + bench_precision_s : 0)))
 # one device call runs at most 600 s: by default the steps share 560 (the test suites, last, get what is left)
 budget=${GPU_CHECK_BUDGET:-$((wanted < 560 ? wanted : 560))}
 problems=(seed digits mlp)
@@ -177,6 +178,9 @@ if [[ -n $bench_backends ]]; then
     # timeout there cannot cost a, b and c their JSON
     step bench_gpu_cnn "$bench_cnn_s" "$python" -m benchmarks --quick --cases g \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_cnn.json"
+    # case j (the GPT step: 2 blocks, dim 128, context 128) on each device backend
+    step bench_gpu_gpt "$bench_gpt_s" "$python" -m benchmarks --quick --cases j \
+        --device-backend "$bench_backends" --json "$outdir/bench_gpu_gpt.json"
     # case i: the MLP, CNN and GPT steps in float32, bfloat16 and float16 on each device backend: the speed-ups
     step bench_gpu_precision "$bench_precision_s" "$python" -m benchmarks --quick --cases i \
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_precision.json"
@@ -240,7 +244,7 @@ for p in problems:
               f"param dev {r['max_param_deviation'] or 0:.1e}")
     for label, why in {**data["missing"], **data["failed"]}.items():
         print(f"  {label:18s} NOT RUN: {why[:150]}")
-for name in ("bench_gpu", "bench_gpu_cnn"):
+for name in ("bench_gpu", "bench_gpu_cnn", "bench_gpu_gpt"):
     path = os.path.join(outdir, f"{name}.json")
     if bench_backends and not os.path.exists(path):
         print(f"bench: no JSON (see {name}.log)")

@@ -146,7 +146,7 @@ def test_bench_precision_case_tiny_times_half_precision_against_float32_and_meas
     case = report.as_dict()["cases"]["i"]
     _check_case(case, "i")
     rows = {r["name"]: r for r in case["rows"]}
-    assert set(rows) == {f"{p} on numpy {d}" for p in ("mlp", "cnn") for d in ("float32", "float16")}
+    assert set(rows) == {f"{p} on numpy {d}" for p in ("mlp", "cnn", "gpt") for d in ("float32", "float16")}
     assert all(_positive_finite(r["speedup"]) for r in rows.values())
     assert rows["mlp on numpy float32"]["speedup"] == 1.0
     peaks = case["settings"]["cnn_peak_bytes"]

@@ -99,7 +99,7 @@ def test_compare_help_lists_every_problem(capsys: pytest.CaptureFixture[str]) ->
         build_parser().parse_args(["compare", "--help"])
     assert exit_info.value.code == 0
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines (and breaks at hyphens)
-    assert set(PROBLEMS) == {"seed", "digits", "mlp", "cnn"} == set(SUMMARIES)
+    assert set(PROBLEMS) == {"seed", "digits", "mlp", "cnn", "gpt"} == set(SUMMARIES)
     for name, summary in SUMMARIES.items():
         assert "".join(f"{name}: {summary}".split()) in text, name
     assert "".join("float32 for digits, mlp, cnn".split()) in text

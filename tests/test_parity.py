@@ -102,6 +102,17 @@ def test_cnn_problem_matches_numpy_step_by_step(tb: Any) -> None:
     assert compare.param_deviation(run.params, ref.params) <= tol
 
 
+def test_gpt_problem_matches_numpy_step_by_step(tb: Any) -> None:
+    """compare --problem gpt: the 2-block GPT trained 4 steps agrees with NumPy (float64 1e-12, float32 1e-5)."""
+    dtype = tb.float
+    ref = compare.record_run(make_problem("gpt", "numpy", dtype=dtype), 4)
+    run = compare.record_run(_on_test_backend(tb, make_problem("gpt", tb.be, dtype=dtype)), 4)
+    tol = SEED_TOL if dtype == "float64" else 1e-5
+    assert run.losses[-1] < run.losses[0]
+    assert compare.max_loss_deviation(run.losses, ref.losses) <= tol
+    assert compare.param_deviation(run.params, ref.params) <= tol
+
+
 def test_run_comparison_on_test_backend(tb: Any) -> None:
     result = compare.run_comparison([tb.be], "seed", dtype=tb.float, steps=20, repeats=2, warmup=1)
     assert not result.failed and not result.missing

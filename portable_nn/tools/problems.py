@@ -1,4 +1,4 @@
-"""Standard training problems, built identically on any backend: ``seed``, ``digits``, ``mlp``, ``cnn``.
+"""Standard training problems, built identically on any backend: ``seed``, ``digits``, ``mlp``, ``cnn``, ``gpt``.
 
 Each problem fixes a model, its initial params, the data batches, a loss and
 an optimizer. Everything random is drawn on the host, so the same problem on
@@ -17,6 +17,12 @@ comparisons (``python -m portable_nn compare``) meaningful.
   random linear teacher; Conv2D(1, 8, 3, padding=1) -> ReLU -> MaxPool2D(2) ->
   Conv2D(8, 16, 3, padding=1) -> ReLU -> GlobalAvgPool2D -> Linear(16, 3),
   SGD lr 0.05 with momentum 0.9, softmax cross-entropy, 4 batches of 16; float32.
+- ``gpt``: a character-level GPT on windows of Python's own documentation
+  (``pydoc_data.topics``, no download): Embedding -> PositionalEmbedding ->
+  2 TransformerBlocks (dim 32, 4 heads, causal) -> LayerNorm -> Linear, context
+  32, SGD lr 0.1 with momentum 0.9 (Adam would turn the exactly-zero gradient
+  of attention's key bias into rounding-sized steps that differ per backend),
+  softmax cross-entropy over every token, 4 batches of 16; float32.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ from ..backends import Backend, get_backend
 from ..layers.activations import ReLU
 from ..layers.base import Array, Layer, Params, check_int, dtype_name
 from ..layers.conv import Conv2D
+from ..layers.embedding import Embedding, PositionalEmbedding
+from ..layers.layernorm import LayerNorm
 from ..layers.linear import Linear
 from ..layers.pooling import GlobalAvgPool2D, MaxPool2D
 from ..layers.sequential import Sequential
+from ..layers.transformer import TransformerBlock
 from ..losses import softmax_cross_entropy, sum_squared_error
 from ..optim import SGD, Adam
 
@@ -55,9 +64,10 @@ SUMMARIES = {
     "digits": "64-128-10 MLP on scikit-learn's digits, Adam, softmax cross-entropy",
     "mlp": "synthetic 784-H-H-10 MLP (hidden width H, batch size B), SGD, softmax cross-entropy",
     "cnn": "small CNN (2 convs, max and global average pooling) on synthetic 1x12x12 images, SGD with momentum",
+    "gpt": "2-block character-level GPT (dim 32, context 32) on Python's documentation text, SGD with momentum",
 }
 PROBLEMS = tuple(SUMMARIES)
-DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50, "cnn": 40}
+DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50, "cnn": 40, "gpt": 30}
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
 
@@ -77,7 +87,8 @@ class Problem:
         params: initial params on the backend, of ``dtype``.
         batches: ``(X, T)`` pairs on the backend; step ``i`` trains on
             ``batches[i % len(batches)]``. X is ``(batch, features)`` of
-            ``dtype``; T is float targets (``seed``) or int64 labels ``(batch,)``.
+            ``dtype`` (int64 character ids ``(batch, seq)`` for ``gpt``); T is float
+            targets (``seed``) or int64 labels ``(batch,)`` (``(batch, seq)`` for ``gpt``).
         loss: ``loss(Y, T) -> (value, dY)``.
         optimizer: an object with ``init(params)`` and ``step(params, grads, state)``.
         dtype: ``"float32"`` or ``"float64"``.
@@ -166,7 +177,7 @@ def make_problem(
     """Build problem ``name`` on ``backend``.
 
     Args:
-        name: ``"seed"``, ``"digits"``, ``"mlp"`` or ``"cnn"`` (see the module docstring).
+        name: ``"seed"``, ``"digits"``, ``"mlp"``, ``"cnn"`` or ``"gpt"`` (see the module docstring).
         backend: a Backend or spec such as ``"torch:cuda"``; ``None`` is the default backend.
         dtype: ``"float32"`` or ``"float64"``; ``None`` is the problem's default
             (float64 for ``seed``, float32 otherwise).
@@ -192,6 +203,8 @@ def make_problem(
         return _digits_problem(be, dt, seed)
     if name == "cnn":
         return _cnn_problem(be, dt, seed)
+    if name == "gpt":
+        return _gpt_problem(be, dt, seed)
     return _mlp_problem(be, dt, int(hidden), int(batch), seed)
 
 
@@ -250,6 +263,27 @@ def _cnn_problem(be: Backend, dtype: str, seed: int) -> Problem:
     opt = SGD(lr=0.05, momentum=0.9)
     desc = f"{model!r}, {opt!r}, softmax_cross_entropy, synthetic 1x12x12 images: {n_batches} batches of {batch}"
     return Problem("cnn", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
+
+
+def _gpt_problem(be: Backend, dtype: str, seed: int) -> Problem:
+    from pydoc_data.topics import topics
+
+    text = "".join(topics[k] for k in sorted(topics))
+    chars = sorted(set(text))
+    code = {c: i for i, c in enumerate(chars)}
+    n_batches, batch, context = 4, 16, 32
+    starts = np.random.default_rng(seed).integers(0, len(text) - context - 1, n_batches * batch)
+    windows = np.array([[code[c] for c in text[s : s + context + 1]] for s in starts], dtype=np.int64)
+    model = Sequential(
+        Embedding(len(chars), 32), PositionalEmbedding(context, 32),
+        TransformerBlock(32, 4), TransformerBlock(32, 4), LayerNorm(32), Linear(32, len(chars)),
+    )
+    params = model.init(seed=seed, backend=be, dtype=dtype)
+    batches = _batches(be, windows[:, :-1], windows[:, 1:], batch)  # int64 character ids, next-character labels
+    opt = SGD(lr=0.1, momentum=0.9)
+    desc = (f"{model!r}, {opt!r}, softmax_cross_entropy over tokens, {n_batches} batches of {batch} windows of "
+            f"{context} characters of Python's documentation")
+    return Problem("gpt", desc, model, params, batches, softmax_cross_entropy, opt, dtype)
 
 
 def _batches(be: Backend, X: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[Array, Array], ...]:
