@@ -205,3 +205,20 @@ def test_compare_runs_in_a_precision_and_lists_backends_without_it(tb: Any) -> N
     assert np.isfinite(numpy.run.losses).all()
     with pytest.raises(ValueError, match="precision needs float32 params"):
         run_comparison(["numpy"], "seed", precision="float16", dtype="float64", steps=1)
+
+
+def test_the_gpt_in_bfloat16_ends_within_2_percent_of_its_float32_validation_loss(tb: Any) -> None:
+    """Issue #24's GPT goal at CI size: a 2-block character GPT trained in bfloat16 (torch, JAX)."""
+    _needs(tb, "bfloat16")
+    from portable_nn.tools.problems import make_problem
+
+    prob = make_problem("gpt", tb.be, dtype="float32")
+    X = tb.be.xp.concat([b[0] for b in prob.batches[:3]], axis=0)
+    Y = tb.be.xp.concat([b[1] for b in prob.batches[:3]], axis=0)
+    Xv, Yv = prob.batches[3]
+    losses = {}
+    for precision in (None, "bfloat16"):
+        params, _ = pnn.fit(prob.model, prob.params, X, Y, loss=SCE, optimizer=pnn.optim.Adam(3e-3), epochs=4,
+                            batch_size=16, progress=False, precision=precision)
+        losses[precision], _ = pnn.evaluate(prob.model, params, Xv, Yv, loss=SCE, precision=precision)
+    assert abs(losses["bfloat16"] - losses[None]) <= 0.02 * losses[None], losses
