@@ -38,7 +38,7 @@ def test_a_tiny_run_prints_bits_per_character_and_a_sample(tb: Any, capsys: pyte
     [
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--dim", "10", "--heads", "4"], "--dim (10) must be a multiple of --heads (4)"),
-        (["--steps", "0"], "--steps must be >= 1"),
+        (["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
