@@ -78,16 +78,18 @@ class GradientCheckError(AssertionError):
 
 
 class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step.
+    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step, ``opt_state``
+    the optimizer state that goes with them (None where it is not known).
 
     (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
     last completed chunk.)
     """
 
-    def __init__(self, params: Any, history: dict[str, list[float]]) -> None:
+    def __init__(self, params: Any, history: dict[str, list[float]], opt_state: Any = None) -> None:
         super().__init__("fit interrupted; the last completed step's params are on .params")
         self.params = params
         self.history = history
+        self.opt_state = opt_state
 
 
 class StopTraining(Exception):

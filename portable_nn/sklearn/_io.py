@@ -157,7 +157,7 @@ def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, 
         raise ValueError(f"load: the model is {est.model_!r} but {config['model']} was saved; pass that model.")
     be = get_backend(est.backend_)
     est.params_ = pnn_load(os.path.join(path, ARRAYS), backend=be, like=est.params_)
-    est._opt_state, est._trainer = pnn_load(os.path.join(path, STATE), backend=be), None
+    est._opt_state = pnn_load(os.path.join(path, STATE), backend=be)
     return est
 
 

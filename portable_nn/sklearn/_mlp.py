@@ -6,9 +6,10 @@ The parameters are scikit-learn's, with the same defaults and meanings
 weights (Glorot-uniform, drawn from the same ``RandomState`` in the same
 order), the same validation split and the same minibatches as scikit-learn;
 the losses, the L2 penalty (``alpha``, on the weights, divided by the batch
-size) and the optimizers follow scikit-learn's formulas, so in float64 the
-training curves agree to rounding. Adam differs only in where ``epsilon``
-enters (``m / (sqrt(v) + eps)`` after bias correction here, before it there).
+size, or by the sum of its sample weights) and the optimizers follow
+scikit-learn's formulas, so in float64 the training curves agree to rounding.
+Adam differs only in where ``epsilon`` enters (``m / (sqrt(v) + eps)`` after
+bias correction here, before it there).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from ..optim import SGD, Adam
 from ._base import NeuralNetBase, Schedule
 from ._data import host
 from ._io import Persist
-from ._targets import ClassifierPart, RegressorPart
-from ._train import binary_log_loss, half_squared_error, log_loss
+from ._losses import binary_log_loss, half_squared_error, log_loss
+from ._targets import CLASS_WEIGHT_DOC, ClassifierPart, RegressorPart
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -41,15 +42,16 @@ _ACTIVATIONS: dict[str, type[Layer] | None] = {"relu": ReLU, "tanh": Tanh, "logi
 
 @dataclass(frozen=True)
 class L2Penalty:
-    """scikit-learn's L2 term: ``alpha / (2 rows) * sum(W**2)`` over the weights (not the biases).
+    """scikit-learn's L2 term: ``alpha / (2 m) * sum(W**2)`` over the weights (not the biases).
 
-    Its gradient ``alpha / rows * W`` is added to each weight's. Equal by value (one compiled step per alpha).
+    ``m`` is the batch's weight: its rows, or the sum of its sample weights. The gradient
+    ``alpha / m * W`` is added to each weight's. Equal by value (one compiled step per alpha).
     """
 
     alpha: float
 
-    def __call__(self, params: Params, grads: Params, rows: int) -> tuple[Any, Params]:
-        scale = self.alpha / rows
+    def __call__(self, params: Params, grads: Params, batch_weight: Any) -> tuple[Any, Params]:
+        scale = self.alpha / batch_weight
         total: Any = 0.0
         out = []
         for p, g in zip(params, grads, strict=True):
@@ -148,7 +150,7 @@ class MLPPart(Persist, NeuralNetBase):
         self.n_layers_ = len(units)
         return Sequential(*layers), params
 
-    def _make_loss(self) -> Any:
+    def _make_loss(self, weighted: bool) -> Any:
         if self.out_activation_ == "identity":
             return half_squared_error
         return log_loss if self.out_activation_ == "softmax" else binary_log_loss
@@ -185,24 +187,97 @@ class MLPPart(Persist, NeuralNetBase):
         return [host(p["b"]) for p in self.params_ if p]
 
 
-_DOC = """
-    Parameters (scikit-learn's, same defaults): hidden_layer_sizes, activation ('relu', 'tanh',
-    'logistic', 'identity'), solver ('adam', 'sgd'), alpha (L2), batch_size ('auto' = min(200, n)),
-    learning_rate_init, max_iter (epochs), shuffle, random_state, tol, verbose, warm_start, momentum,
-    nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change.
-    Plus ``backend`` (a portable_nn backend spec such as "torch" or "jax:cpu"; None: the input's
-    namespace under scikit-learn's array_api_dispatch, else portable_nn's default backend) and
-    ``dtype`` ("float32", the default, or "float64").
+_PARAMETERS = """
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=(100,)
+        The width of each hidden layer.
+    activation : {{"relu", "tanh", "logistic", "identity"}}, default="relu"
+        The hidden layers' activation.
+    solver : {{"adam", "sgd"}}, default="adam"
+        The optimizer (``pnn.optim.Adam`` or ``pnn.optim.SGD`` with momentum).
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on the weights (not the biases), divided by the batch's rows
+        (by the sum of its sample weights when weighted).
+    batch_size : int or "auto", default="auto"
+        Rows per step; "auto" is ``min(200, n_samples)``.
+    learning_rate_init : float, default=1e-3
+        The optimizer's learning rate.
+    max_iter : int, default=200
+        The most epochs ``fit`` runs.
+    shuffle : bool, default=True
+        Reshuffle the rows every epoch (the same minibatches as scikit-learn's for a ``random_state``).
+    random_state : int, RandomState instance or None, default=None
+        Initial weights, the validation split, the batches.
+    tol : float, default=1e-4
+        An epoch improves when the loss falls (the validation score rises) by at least ``tol``.
+    verbose : bool, default=False
+        Print each epoch's loss (and validation score).
+    warm_start : bool, default=False
+        ``fit`` continues from the fitted weights instead of new ones.
+    momentum : float, default=0.9
+        SGD's momentum, in [0, 1).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum (SGD, momentum > 0).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (stratified for classes), stop when their score
+        stops improving and restore the best epoch's weights.
+    validation_fraction : float, default=0.1
+        The held-out share with ``early_stopping``.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's settings.
+    n_iter_no_change : int or np.inf, default=10
+        Stop after more than this many epochs in a row without an improvement by ``tol``.{extra}
+    backend : str or None, default=None
+        A portable_nn backend spec such as "torch", "jax:cpu" or "cupy:0". None: the input's library
+        and device under scikit-learn's array API dispatch, else portable_nn's default backend.
+    dtype : {{"float32", "float64"}}, default="float32"
+        The training precision.
 
-    Fitted attributes: as scikit-learn's (``loss_curve_``, ``n_iter_``, ``t_``, ``best_loss_`` or
-    ``best_validation_score_`` and ``validation_scores_``, ``n_features_in_``, ``feature_names_in_``,
-    ``n_layers_``, ``n_outputs_``, ``out_activation_``; ``coefs_`` and ``intercepts_`` as NumPy arrays),
-    plus ``model_`` (a ``pnn.Sequential``), ``params_`` (its params on ``backend_``) and ``dtype_``.
+    Attributes
+    ----------
+    loss_curve_ : list of float
+        Each epoch's training loss (with the L2 term).
+    n_iter_, t_ : int
+        Epochs of the last ``fit``, and rows seen in all.
+    best_loss_, best_validation_score_, validation_scores_
+        As scikit-learn's (the latter two with ``early_stopping``).
+    coefs_, intercepts_ : list of ndarray
+        The weights ``(fan_in, fan_out)`` and biases of each layer, as NumPy arrays.
+    model_ : pnn.Sequential
+        The network; ``params_`` are its params on ``backend_`` in ``dtype_``.
+    n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
+        As scikit-learn's.{classes}
 """
 
-
 class MLPClassifier(ClassifierMixin, ClassifierPart, MLPPart):
-    __doc__ = "Multi-layer perceptron classifier (binary, multiclass, multilabel) trained by portable_nn.\n" + _DOC
+    __doc__ = (
+        "Multi-layer perceptron classifier (binary, multiclass, multilabel) trained by portable_nn.\n"
+        + _PARAMETERS.format(extra=CLASS_WEIGHT_DOC, classes="\n    classes_ : ndarray\n        The class labels.")
+    )
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        **MLPPart._parameter_constraints, "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+        alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate_init: float = 0.001,
+        max_iter: int = 200, shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+        verbose: bool = False, warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
+        beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10, class_weight: Any = None,
+        backend: Any = None, dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, backend=backend, dtype=dtype,
+        )
+        self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -212,7 +287,10 @@ class MLPClassifier(ClassifierMixin, ClassifierPart, MLPPart):
 
 
 class MLPRegressor(RegressorMixin, RegressorPart, MLPPart):
-    __doc__ = "Multi-layer perceptron regressor (one or more outputs) trained by portable_nn.\n" + _DOC
+    __doc__ = (
+        "Multi-layer perceptron regressor (one or more outputs) trained by portable_nn.\n"
+        + _PARAMETERS.format(extra="", classes="")
+    )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
     check_classification_targets,
@@ -28,7 +29,14 @@ from ..layers.activations import Softmax, sigmoid
 from . import _data
 from ._base import NeuralNetBase
 
-__all__ = ["ClassifierPart", "RegressorPart"]
+__all__ = ["CLASS_WEIGHT_DOC", "ClassifierPart", "RegressorPart"]
+
+CLASS_WEIGHT_DOC = """
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, ``{class_label: weight}`` ("balanced": ``n_samples / (n_classes *
+        counts)``, the counts weighted by ``sample_weight``). Each row's loss is weighted by its class's
+        weight times its sample weight. Not for multilabel targets; "balanced" not with partial_fit."""
+"""``class_weight`` in the classifiers' numpydoc Parameters."""
 
 
 class ClassifierPart(NeuralNetBase):
@@ -36,6 +44,7 @@ class ClassifierPart(NeuralNetBase):
 
     _y_options: dict[str, Any] = {"multi_output": True}
     _class_indices = False  # True: train on class indices with softmax over every class (the generic wrapper)
+    class_weight: Any
 
     def _encode(self, y: np.ndarray, incremental: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         if y.ndim == 2 and y.shape[1] == 1:
@@ -84,9 +93,40 @@ class ClassifierPart(NeuralNetBase):
             return xp.argmax(out, axis=1)
         return xp.astype(out > 0, xp.int64) if self._multilabel() else xp.astype(out[:, 0] > 0, xp.int64)
 
-    def _val_score(self, y_true: np.ndarray, out: Any) -> float:
+    def _class_factors(self, sample_weight: Any, y: np.ndarray, incremental: bool) -> np.ndarray | None:
+        """``class_weight`` (scikit-learn's meaning, ``compute_class_weight``; "balanced" counts the rows
+        by their sample weights) as factors of each row's sample weight, as ``LogisticRegression`` combines them."""
+        if self.class_weight is None:
+            return None
+        name = type(self).__name__
+        if self._multilabel():
+            raise ValueError(
+                f"{name}: class_weight is not supported for multilabel targets (a row has several labels, so "
+                "no one class weight); weigh the rows with sample_weight instead."
+            )
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                f"{name}: class_weight='balanced' is not supported for partial_fit (one batch does not show the "
+                "class frequencies). Compute them once with sklearn.utils.class_weight.compute_class_weight("
+                "'balanced', classes=classes, y=y) on enough of the training targets and pass the resulting "
+                "weights as a dict, class_weight=dict(zip(classes, weights))."
+            )
+        host_w = None if sample_weight is None else _data.host(sample_weight)
+        with np.errstate(divide="ignore"):
+            per_class = np.asarray(compute_class_weight(self.class_weight, classes=self.classes_, y=y,
+                                                        sample_weight=host_w), dtype=np.float64)
+        if not np.all(np.isfinite(per_class)):
+            empty = self.classes_[~np.isfinite(per_class)].tolist()
+            raise ValueError(
+                f"{name}: class_weight='balanced' cannot weigh the classes {empty}: their rows have a total "
+                "sample weight of 0. Give them weight, or drop them from y."
+            )
+        return per_class[np.searchsorted(self.classes_, y)]
+
+    def _val_score(self, y_true: np.ndarray, out: Any, sample_weight: np.ndarray | None) -> float:
         idx = _data.host(self._indices(out))
-        return float(accuracy_score(y_true, idx if self._multilabel() else self.classes_[idx]))
+        return float(accuracy_score(y_true, idx if self._multilabel() else self.classes_[idx],
+                                    sample_weight=sample_weight))
 
     def predict(self, X: Any) -> Any:
         """Predicted labels ``(n,)`` from ``classes_`` (multilabel: a 0/1 matrix ``(n, labels)``)."""
@@ -117,15 +157,16 @@ class ClassifierPart(NeuralNetBase):
         p = sigmoid(out)
         return p if self._multilabel() else xp.concat([1.0 - p, p], axis=1)
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> Any:
-        """One epoch over ``X``, ``y``, continuing the optimizer's state. The first call needs ``classes``.
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> Any:
+        """One epoch over ``X``, ``y`` (rows weighted by ``sample_weight``), continuing the optimizer's
+        state. The first call needs ``classes``.
 
         Labels outside ``classes_`` raise ValueError.
         """
         if _check_partial_fit_first_call(self, classes):
             target = y if _data.host(y).ndim == 2 and _data.host(y).shape[1] > 1 else classes
             self._label_binarizer = LabelBinarizer().fit(target)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
 
 class RegressorPart(NeuralNetBase):
@@ -142,15 +183,15 @@ class RegressorPart(NeuralNetBase):
     def _n_model_outputs(self, T: np.ndarray) -> int:
         return int(T.shape[1])
 
-    def _val_score(self, y_true: np.ndarray, out: Any) -> float:
+    def _val_score(self, y_true: np.ndarray, out: Any, sample_weight: np.ndarray | None) -> float:
         pred = _data.host(out)
-        return float(r2_score(y_true, pred[:, 0] if pred.shape[1] == 1 else pred))
+        return float(r2_score(y_true, pred[:, 0] if pred.shape[1] == 1 else pred, sample_weight=sample_weight))
 
     def predict(self, X: Any) -> Any:
         """Predictions ``(n,)`` for one output, ``(n, outputs)`` for several."""
         out, key, dtype = self._outputs(X, "predict")
         return _data.to_output(out[:, 0] if self.n_outputs_ == 1 else out, key, dtype)
 
-    def partial_fit(self, X: Any, y: Any) -> Any:
-        """One epoch over ``X``, ``y``, continuing the optimizer's state."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        """One epoch over ``X``, ``y`` (rows weighted by ``sample_weight``), continuing the optimizer's state."""
+        return self._fit(X, y, sample_weight, incremental=True)

@@ -1,172 +1,176 @@
-"""Training for the estimators: scikit-learn's losses and an epoch loop that keeps the optimizer state.
+"""The estimators' training: portable_nn's one epoch driver, with scikit-learn's MLP rules as its callback.
 
-The losses take the model's raw outputs (logits for classifiers) and scale
-exactly as scikit-learn's MLP does, so ``loss_curve_`` means the same thing
-and ``tol`` the same amount:
+:func:`run_epochs` hands the step (model, loss, optimizer, penalty) and the
+data to ``portable_nn.training.train`` (the engine under ``pnn.fit``: the
+portable steps, or on JAX whole epochs compiled as one ``lax.scan``) with:
 
-- :func:`log_loss`: ``-sum(T * log softmax(Y)) / n`` against one-hot T, dY = ``(softmax(Y) - T) / n``;
-- :func:`binary_log_loss`: binary cross-entropy summed over the outputs, averaged over the rows;
-- :func:`half_squared_error`: ``mean((Y - T)**2) / 2`` with scikit-learn's gradient ``(Y - T) / n``.
+- each epoch's row order drawn from the estimator's ``RandomState`` the way
+  scikit-learn's MLP shuffles (``sklearn.utils.shuffle`` of the running order),
+  so the minibatches are scikit-learn's;
+- :class:`SklearnRules` as the driver's callback after every epoch: it
+  records ``loss_curve_``, ``n_iter_`` and ``t_``, prints with ``verbose``,
+  scores the validation split with ``early_stopping`` (keeping the best
+  params), and stops training after more than ``n_iter_no_change`` epochs
+  without an improvement by ``tol``;
+- the optimizer state to continue from (``partial_fit``), and back the one
+  after the last step.
 
-:class:`Trainer` runs minibatch epochs from params and an optimizer state the
-caller keeps, so ``partial_fit``, ``warm_start`` and per-epoch stopping rules
-continue where the last call stopped. Where the backend's library compiles by
-default (JAX: ``jax.jit``, through the backend adapter), runs of up to
-:data:`CHUNK` steps are compiled once per configuration and batch sizes, and
-the inference pass once per model configuration (:func:`forward`).
+Ctrl-C (``FitInterrupted``) keeps the last completed step's params and
+optimizer state with scikit-learn's warning "Training interrupted by user.".
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
-from ..backends import Backend, namespace
-from ..layers.base import Array, Layer, Params, config_key, run_backprop, uses_host_rng
-from ..losses import binary_cross_entropy_with_logits, reduces
+from ..layers.base import Params, uses_host_rng
+from ..losses import reduction_of
+from ..training import FitInterrupted, MemorySource, Settings, StepSpec, train
 
-__all__ = ["Penalty", "Trainer", "binary_log_loss", "half_squared_error", "log_loss"]
-
-Penalty = Callable[[Params, Params, int], tuple[Any, Params]]
-"""``penalty(params, grads, rows) -> (loss term, grads)``: a regularizer added to each step."""
-
-# Compiled steps by configuration (backend, model configuration, loss, optimizer and penalty, all
-# compared by value where they define it), so equal estimators reuse one compiled function and JAX's
-# cache: clones in a grid search, successive fits and partial_fits compile once per process and shape.
-_COMPILED: dict[Any, Callable[..., Any]] = {}
-CHUNK = 8  # steps per compiled call: fewer calls (each costs ~50 us on a CPU) against longer compilation
+__all__ = ["Schedule", "SklearnRules", "run_epochs"]
 
 
-@reduces("mean")
-def log_loss(Y: Array, T: Array) -> tuple[Array, Array]:
-    """Multiclass log-loss of logits ``Y`` (n, k) against one-hot targets ``T`` (n, k), as scikit-learn's.
+@dataclass(frozen=True)
+class Schedule:
+    """How many epochs, in which batches, and when to stop (scikit-learn's MLP rules)."""
 
-    ``-sum(T * log softmax(Y)) / n``, computed as ``(sum(log S) - sum(T * Z)) / n`` with
-    ``Z = Y - max(Y)`` and ``S`` the rows' sums of ``exp(Z)`` (each row of T sums to 1).
+    max_epochs: int
+    batch_size: int | str
+    tol: float
+    n_iter_no_change: float  # math.inf: never stop before max_epochs
+    early_stopping: bool
+    validation_fraction: float
+    sklearn_warnings: bool  # as scikit-learn's MLP: ConvergenceWarning at max_epochs, batch_size > n clipped
+
+
+class SklearnRules:
+    """The driver's callback after each epoch: scikit-learn's bookkeeping and stopping rules.
+
+    An epoch counts as "no improvement" when its loss is above ``best_loss_ - tol``
+    or, with a validation split, when its score is below ``best_validation_score_ + tol``;
+    more than ``n_iter_no_change`` such epochs in a row stop training.
+
+    Args:
+        est: the estimator (its fitted attributes are updated in place).
+        validation: ``(X_val, y_val, sample_weight_val or None)`` or None.
+        rows: the training rows (``t_`` grows by them each epoch).
     """
-    xp = namespace(Y)
-    Z = Y - xp.max(Y, axis=1, keepdims=True)
-    E = xp.exp(Z)
-    S = xp.sum(E, axis=1, keepdims=True)
-    n = Y.shape[0]
-    return (xp.sum(xp.log(S)) - xp.sum(T * Z)) / n, (E / S - T) / n
+
+    def __init__(self, est: Any, schedule: Schedule, validation: Any, rows: int) -> None:
+        self.est, self.schedule, self.validation, self.rows = est, schedule, validation, rows
+        self.stopped = False
+
+    def on_epoch_end(self, epoch: int, history: dict[str, list[float]], params: Params) -> bool:
+        est, schedule = self.est, self.schedule
+        loss = history["loss"][-1]
+        est.n_iter_ += 1
+        est.t_ += self.rows
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
+        improved = self._score(params) if self.validation is not None else self._loss(loss)
+        est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
+        if est._no_improvement_count > schedule.n_iter_no_change:
+            if est.verbose:
+                what = "Validation score" if self.validation is not None else "Training loss"
+                print(
+                    f"{what} did not improve more than tol={schedule.tol:f} for "
+                    f"{schedule.n_iter_no_change:.0f} consecutive epochs. Stopping."
+                )
+            self.stopped = True
+        return self.stopped
+
+    def _score(self, params: Params) -> bool:
+        est = self.est
+        X_val, y_val, w_val = self.validation
+        score = est._val_score(y_val, est._forward(X_val, params=params), w_val)
+        est.validation_scores_.append(score)
+        if est.verbose:
+            print("Validation score: %f" % score)
+        improved = not score < est.best_validation_score_ + self.schedule.tol
+        if score > est.best_validation_score_:
+            est.best_validation_score_, est._best_params = score, params  # params are never updated in place
+        return improved
+
+    def _loss(self, loss: float) -> bool:
+        est = self.est
+        improved = not loss > est.best_loss_ - self.schedule.tol
+        est.best_loss_ = min(est.best_loss_, loss)
+        return improved
 
 
-@reduces("mean")
-def binary_log_loss(Y: Array, T: Array) -> tuple[Array, Array]:
-    """Binary and multilabel log-loss of logits ``Y`` (n, k): summed over the k outputs, averaged over rows."""
-    value, dY = binary_cross_entropy_with_logits(Y, T)  # mean over n * k elements
-    k = Y.shape[1]
-    return value * k, dY * k
+def batch_size(schedule: Schedule, n: int) -> int:
+    """The rows per step: ``"auto"`` is ``min(200, n)``; larger than ``n`` is clipped (scikit-learn warns)."""
+    if schedule.batch_size == "auto":
+        return min(200, n)
+    size = int(schedule.batch_size)
+    if size > n and schedule.sklearn_warnings:
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=5)
+    return int(np.clip(size, 1, n))
 
 
-@reduces("mean")
-def half_squared_error(Y: Array, T: Array) -> tuple[Array, Array]:
-    """scikit-learn's squared loss ``mean((Y - T)**2) / 2``; its gradient, as scikit-learn takes it, ``(Y - T) / n``."""
-    D = Y - T
-    xp = namespace(Y)
-    return 0.5 * xp.mean(D * D), D / Y.shape[0]
+def sklearn_orders(rs: np.random.RandomState, n: int) -> Callable[[], np.ndarray]:
+    """Each epoch's row order as scikit-learn's MLP draws it: its running order, shuffled by ``rs``."""
+    order = np.arange(n)
+
+    def draw() -> np.ndarray:
+        nonlocal order
+        perm = np.arange(n)
+        rs.shuffle(perm)  # sklearn.utils.shuffle(order, random_state=rs), less its checks
+        order = order[perm]
+        return order
+
+    return draw
 
 
-def compiled(be: Backend, key: Any, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
-    """``be``'s compiler applied to ``make()``, cached under ``key`` (compiled anew when ``key`` is unhashable)."""
+def run_epochs(
+    est: Any, spec: StepSpec, X: Any, T: Any, W: Any, validation: Any, schedule: Schedule, rs: Any,
+    incremental: bool, opt_state: Any,
+) -> None:
+    """Train ``est.params_`` on ``X``, ``T`` (sample weights ``W`` or None; arrays of the training backend):
+    one epoch (``incremental``) or up to ``schedule.max_epochs``, from ``opt_state`` (None: a new one).
+
+    Sets ``params_`` (the best validation epoch's with a validation split), ``_opt_state`` and, through
+    :class:`SklearnRules`, ``n_iter_``, ``t_``, ``loss_curve_`` and the stopping bookkeeping.
+    """
+    n = int(X.shape[0])
+    size = batch_size(schedule, n)
+    # dropout's host RNG; drawn from rs only for a model that uses it, since the draw would shift the
+    # shuffles after it away from scikit-learn's
+    seed = int(rs.randint(np.iinfo(np.int32).max)) if uses_host_rng(spec.model) else 0
+    rules = SklearnRules(est, schedule, validation, n)
+    settings = Settings(
+        epochs=1 if incremental else schedule.max_epochs, batch_size=size, seed=seed, shuffle=bool(est.shuffle),
+        progress=False, on_nonfinite="ignore", callbacks=(rules,),  # non-finite params: the estimator's error
+    )
+    data = MemorySource(X, T, W, counts_correct=False, n_labels=n)
+    est.n_iter_ = 0
+    interrupted = False
     try:
-        fn = _COMPILED.get((be.name, key))
-    except TypeError:  # an unhashable loss, optimizer or penalty: nothing to share
-        return be.adapter.compile(make())
-    if fn is None:
-        fn = _COMPILED[be.name, key] = be.adapter.compile(make())
-    return fn
-
-
-def forward(be: Backend, model: Layer) -> Callable[[Params, Array], Array] | None:
-    """``f(params, X) -> Y`` (inference) compiled for ``be``, or None where its library does not compile by default."""
-    if not be.adapter.jit_by_default:
-        return None
-    return compiled(be, ("forward", config_key(model)), lambda: lambda params, X: model.apply(params, X)[0])
-
-
-class Trainer:
-    """Minibatch epochs of ``model`` under ``loss`` and ``optimizer`` (plus an optional ``penalty``).
-
-    Nothing is kept between calls but the compiled step: the caller holds the
-    params and the optimizer state. Each epoch's data order comes from the caller.
-    """
-
-    def __init__(self, model: Layer, loss: Callable[..., Any], optimizer: Any, penalty: Penalty | None = None):
-        self.model, self.loss, self.optimizer, self.penalty = model, loss, optimizer, penalty
-        self._host_rng = uses_host_rng(model)
-
-    def _step(self, params: Params, state: Any, X: Array, T: Array, rng: Any = None) -> tuple[Params, Any, Array]:
-        Y, backprop = self.model.apply(params, X, train=True, rng=rng)
-        value, dY = self.loss(Y, T)
-        _, grads = run_backprop(backprop, dY, need_dX=False)
-        if self.penalty is not None:
-            extra, grads = self.penalty(params, grads, X.shape[0])
-            value = value + extra
-        params, state = self.optimizer.step(params, grads, state)
-        return params, state, value
-
-    def _chunk(
-        self, sizes: tuple[int, ...], params: Params, state: Any, X: Array, T: Array, total: Array
-    ) -> tuple[Params, Any, Array]:
-        """Steps on consecutive batches of ``sizes`` rows of ``X``, ``T``, adding ``loss * rows`` to ``total``.
-
-        For compiling once per ``sizes``.
-        """
-        start = 0
-        for size in sizes:
-            Xb, Tb = X[start : start + size, ...], T[start : start + size, ...]
-            params, state, value = self._step(params, state, Xb, Tb)
-            total, start = total + value * size, start + size
-        return params, state, total
-
-    def epoch(
-        self,
-        be: Backend,
-        params: Params,
-        state: Any,
-        X: Array,
-        T: Array,
-        order: np.ndarray | None,
-        batch_size: int,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[Params, Any, float]:
-        """One pass over ``X``, ``T`` (on ``be``) in ``order`` (None: as stored) in batches of ``batch_size``.
-
-        Where ``be``'s library compiles by default (JAX) and no layer draws host
-        random numbers, each run of up to :data:`CHUNK` steps is one compiled
-        call that gathers the rows and adds up the loss (compiled once per run
-        of batch sizes, shared by equal estimators: an epoch of 7 batches is one
-        call); elsewhere the epoch's rows are gathered once and the batches are
-        slices.
-
-        Returns:
-            ``(params, state, loss)``: the loss is the mean over rows of each
-            batch's loss (weighted by its rows), read to the host once.
-        """
-        xp, n = be.xp, X.shape[0]
-        order = np.arange(n) if order is None else order
-        bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-        idx = order if xp is np else xp.asarray(order, device=array_api_compat.device(X))
-        X, T = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
-        if be.adapter.jit_by_default and not self._host_rng:
-            key = ("chunk", config_key(self.model), self.loss, self.optimizer, self.penalty)
-            acc = xp.zeros((), dtype=X.dtype, device=array_api_compat.device(X))
-            for i in range(0, len(bounds), CHUNK):
-                run = bounds[i : i + CHUNK]
-                sizes = tuple(stop - start for start, stop in run)
-                chunk = compiled(be, (*key, sizes), partial(partial, self._chunk, sizes))
-                lo, hi = run[0][0], run[-1][1]
-                params, state, acc = chunk(params, state, X[lo:hi, ...], T[lo:hi, ...], acc)
-            return params, state, float(acc) / n
-        total: Any = 0.0
-        rng = rng if self._host_rng else None
-        for start, stop in bounds:
-            params, state, value = self._step(params, state, X[start:stop, ...], T[start:stop, ...], rng)
-            total = total + value * (stop - start)
-        return params, state, float(total) / n
+        out = train(
+            spec, est.params_, data, settings, reduction=reduction_of(spec.loss), opt_state=opt_state,
+            orders=sklearn_orders(rs, n) if est.shuffle else lambda: None, batch_weight="rows",
+        )
+        est.params_, est._opt_state = out.params, out.opt_state
+    except FitInterrupted as e:
+        est.params_ = e.params
+        if e.opt_state is not None:
+            est._opt_state = e.opt_state
+        interrupted = True
+        warnings.warn("Training interrupted by user.", stacklevel=4)
+    if validation is not None:
+        est.params_ = est._best_params
+    if (not (incremental or interrupted or rules.stopped) and est.n_iter_ == schedule.max_epochs
+            and schedule.sklearn_warnings):
+        warnings.warn(
+            "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't converged yet."
+            % schedule.max_epochs,
+            ConvergenceWarning,
+            stacklevel=4,
+        )

@@ -13,7 +13,10 @@ takes ``(Y, T)`` as portable_nn's losses do: the classifier passes integer
 class indices (``pnn.losses.softmax_cross_entropy``, the default), the
 regressor float targets ``(n, outputs)`` (``pnn.losses.mean_squared_error``,
 the default). ``optimizer`` is a portable_nn optimizer (default ``Adam(1e-3)``).
-X may have more than two axes (images ``(n, C, H, W)`` for a CNN).
+X may have more than two axes (images ``(n, C, H, W)`` for a CNN). With
+``sample_weight`` or ``class_weight`` the loss is called as ``loss(Y, T,
+weights=W)``: the two defaults have weighted equivalents (``_losses``), a loss
+of your own needs a ``weights`` keyword.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from ..losses import mean_squared_error, softmax_cross_entropy
 from ..optim import Adam
 from ._base import NeuralNetBase, Schedule
 from ._io import Persist
-from ._targets import ClassifierPart, RegressorPart
+from ._losses import loss_for_weights
+from ._targets import CLASS_WEIGHT_DOC, ClassifierPart, RegressorPart
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "HIDDEN"]
 
@@ -118,8 +122,9 @@ class WrapPart(Persist, NeuralNetBase):
             )
         return model, params
 
-    def _make_loss(self) -> Any:
-        return self.loss if self.loss is not None else self._default_loss()
+    def _make_loss(self, weighted: bool) -> Any:
+        loss = self.loss if self.loss is not None else self._default_loss()
+        return loss_for_weights(loss, type(self).__name__) if weighted else loss
 
     def _default_loss(self) -> Any:
         raise NotImplementedError
@@ -139,30 +144,90 @@ class WrapPart(Persist, NeuralNetBase):
         )
 
 
-_DOC = """
-    Parameters: ``model`` (a Layer, a function ``(n_features, n_outputs) -> Layer``, or None for a
-    small MLP), ``loss``, ``optimizer`` (None: the defaults), ``epochs``, ``batch_size``, ``shuffle``,
-    ``random_state``, ``early_stopping`` with ``validation_fraction`` (restores the params of the best
-    validation score), ``n_iter_no_change`` and ``tol`` (stop after that many epochs without an
-    improvement by ``tol``; None: never stop early), ``warm_start``, ``verbose``, ``backend``, ``dtype``.
+_PARAMETERS = """
+    Parameters
+    ----------
+    model : pnn.Layer, callable or None, default=None
+        The network: a Layer, a function ``model(n_features, n_outputs) -> Layer`` called at ``fit``,
+        or None for ``Linear(n_features, 32) -> ReLU -> Linear(32, n_outputs)``. It maps X ``(n, ...)``
+        to {outputs} per row.
+    loss : callable or None, default=None
+        ``loss(Y, T) -> (value, dY)`` as portable_nn's losses; None: {default_loss}. With sample or
+        class weights it is called as ``loss(Y, T, weights=W)`` (the defaults have weighted equivalents).
+    optimizer : portable_nn optimizer or None, default=None
+        An object with ``init`` and ``step``; None: ``pnn.optim.Adam(1e-3)``.
+    epochs : int, default=10
+        The most epochs ``fit`` runs.
+    batch_size : int, default=32
+        Rows per step (clipped to the rows).
+    shuffle : bool, default=True
+        Reshuffle the rows every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Initial weights, the validation split, the batches, dropout.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, score them after each epoch and restore the
+        params of the best score.
+    validation_fraction : float, default=0.1
+        The held-out share with ``early_stopping``.
+    n_iter_no_change : int or None, default=None
+        Stop after more than this many epochs in a row without an improvement by ``tol`` (None: never).
+    tol : float, default=1e-4
+        The improvement that counts.
+    warm_start : bool, default=False
+        ``fit`` continues from the fitted params instead of new ones.
+    verbose : bool, default=False
+        Print each epoch's loss.{extra}
+    backend : str or None, default=None
+        A portable_nn backend spec ("torch", "jax:cpu"...); None: the input's under scikit-learn's
+        array API dispatch, else portable_nn's default backend.
+    dtype : {{"float32", "float64"}}, default="float32"
+        The training precision.
 
-    Fitted attributes: ``model_``, ``params_``, ``loss_curve_``, ``n_iter_``, ``n_features_in_``,
-    ``n_outputs_``, ``backend_``, ``dtype_`` (classifier: ``classes_``).
+    Attributes
+    ----------
+    model_, params_ : the model and its fitted params (on ``backend_``, in ``dtype_``).
+    loss_curve_ : list of float
+        Each epoch's training loss.
+    n_iter_, n_features_in_, n_outputs_ : int
+        Epochs of the last ``fit``, input features, model outputs.{classes}
 """
 
 
 class NeuralNetClassifier(ClassifierMixin, ClassifierPart, WrapPart):
-    __doc__ = "Any portable_nn model as a scikit-learn classifier (binary and multiclass).\n" + _DOC
+    __doc__ = "Any portable_nn model as a scikit-learn classifier (binary and multiclass).\n" + _PARAMETERS.format(
+        outputs="one logit per class", default_loss="``pnn.losses.softmax_cross_entropy`` (on class indices)",
+        extra=CLASS_WEIGHT_DOC, classes="\n    classes_ : ndarray\n        The class labels.",
+    )
 
     _y_options: dict[str, Any] = {}
     _class_indices = True
+    _parameter_constraints: dict[str, list[Any]] = {
+        **WrapPart._parameter_constraints, "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self, model: Any = None, *, loss: Any = None, optimizer: Any = None, epochs: int = 10,
+        batch_size: int = 32, shuffle: bool = True, random_state: Any = None, early_stopping: bool = False,
+        validation_fraction: float = 0.1, n_iter_no_change: int | None = None, tol: float = 1e-4,
+        warm_start: bool = False, verbose: bool = False, class_weight: Any = None, backend: Any = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            model, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            random_state=random_state, early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, verbose=verbose, backend=backend,
+            dtype=dtype,
+        )
+        self.class_weight = class_weight
 
     def _default_loss(self) -> Any:
         return softmax_cross_entropy
 
 
 class NeuralNetRegressor(RegressorMixin, RegressorPart, WrapPart):
-    __doc__ = "Any portable_nn model as a scikit-learn regressor (one or more outputs).\n" + _DOC
+    __doc__ = "Any portable_nn model as a scikit-learn regressor (one or more outputs).\n" + _PARAMETERS.format(
+        outputs="one value per target", default_loss="``pnn.losses.mean_squared_error``", extra="", classes="",
+    )
 
     def _default_loss(self) -> Any:
         return mean_squared_error

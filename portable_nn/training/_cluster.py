@@ -280,7 +280,7 @@ class ClusterRunner:
         except KeyboardInterrupt as e:
             if isinstance(e, FitInterrupted):
                 raise
-            raise FitInterrupted(params, loop.history) from e
+            raise FitInterrupted(params, loop.history, state) from e
         return params, state, total, correct
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ def train(
     spec: StepSpec, params: Params, data: Source, s: Settings, *, reduction: str,
     validation: Validation | None = None, client: Any = None, opt_state: Any = None,
     orders: Callable[[], np.ndarray | None] | None = None, prints: dict[str, str] | None = None,
+    batch_weight: str = "samples",
 ) -> Outcome:
     """Train ``spec`` from ``params`` on ``data`` as ``s`` says; see :func:`~portable_nn.fit` for the rules.
 
@@ -66,6 +67,8 @@ def train(
         opt_state: the optimizer state to continue from (None: ``optimizer.init``).
         orders: draws each epoch's row order (None: from ``s.seed`` and ``s.shuffle``).
         prints: the run's checkpoint fingerprint (needed with ``s.checkpoint``).
+        batch_weight: ``"samples"`` or ``"rows"``: what each batch's value of a ``"mean"`` loss counts
+            for in the epoch's loss (see ``_epoch.Loop``; they differ only with sample weights).
     """
     n, bs = data.n, s.batch_size
     steps_per_epoch = -(-n // bs)
@@ -104,7 +107,7 @@ def train(
     with interrupts_between_steps() as interrupts:
         loop = Loop(trainer, data, bs, dropout_rng, s.on_nonfinite, history, bar, reduction, interrupts,
                     None if ckpt is None else on_step, compiled=trainer.compiler(data.like) is not None,
-                    scaled=scaled)
+                    scaled=scaled, batch_weight=batch_weight)
         runner = _runner(loop, s, client, params, one_epoch=validation is not None or s.patience is not None
                          or s.reduce_lr is not None or bool(s.callbacks) or scaled)
         epoch = run.epoch
@@ -125,7 +128,7 @@ def train(
                 if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # no on_step ran (no checkpoint, or a
                     # compiled chunk): the last epoch's steps are done, its validation not yet (a resume point)
                     run.params, run.opt_state, run.epoch, run.step = params, state, epoch - 1, steps_per_epoch
-                    run.total = stats[-1][0] * (1 if reduction == "sum" else data.total_weight)
+                    run.total = stats[-1][0] * (1 if reduction == "sum" else loop.epoch_weight())
                     run.correct, run.steps_done = stats[-1][1], epoch * steps_per_epoch
                     run.dropout_state = dropout_rng.bit_generator.state
                 monitored = _validate_epoch(history, validation, params, interrupts, bar)
@@ -145,7 +148,7 @@ def train(
                 ckpt.save(run)
             if isinstance(e, FitInterrupted):
                 raise
-            raise FitInterrupted(run.params, {k: v[: run.epoch] for k, v in history.items()}) from e
+            raise FitInterrupted(run.params, {k: v[: run.epoch] for k, v in history.items()}, run.opt_state) from e
         finally:
             runner.close()
             if bar is not None:

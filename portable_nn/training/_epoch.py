@@ -45,6 +45,10 @@ class Loop:
         compiled: the step is compiled (it checks its loss and params in one read anyway).
         scaled: the optimizer scales the loss (``DynamicLossScale``): a step with non-finite grads is
             skipped, not an error, so each step's params are checked (its loss may be inf then).
+        batch_weight: what a batch's value of a ``"mean"`` loss counts for in the epoch's:
+            ``"samples"`` (the sum of its sample weights, or its rows: the epoch's loss is the
+            weighted mean over all rows) or ``"rows"`` (its rows, also with sample weights:
+            scikit-learn's ``loss_curve_``). The same without sample weights.
     """
 
     trainer: TrainStep
@@ -59,10 +63,15 @@ class Loop:
     on_step: Callable[[Params, Any, int, int, Any, Any], None] | None = None
     compiled: bool = False
     scaled: bool = False
+    batch_weight: str = "samples"
 
     def epoch_loss(self, total: Any) -> float:
         """The epoch's loss from its total: the mean over rows (weights) for a ``"mean"`` loss, else the sum."""
-        return float(total) if self.reduction == "sum" else float(total) / self.source.total_weight
+        return float(total) if self.reduction == "sum" else float(total) / self.epoch_weight()
+
+    def epoch_weight(self) -> float:
+        """What a ``"mean"`` loss's epoch total is divided by (see ``batch_weight``)."""
+        return float(self.source.n) if self.batch_weight == "rows" else self.source.total_weight
 
 
 def nonfinite(loop: Loop, params: Params, epoch: int, step: int, value: Any, stacklevel: int = 5) -> None:
@@ -141,6 +150,7 @@ def _steps(
     raises ``_SeenNonFinite`` for a NaN/inf loss or, at the end or on Ctrl-C, params)."""
     trainer, source = loop.trainer, loop.source
     weighted = loop.reduction != "sum"
+    by_rows = loop.batch_weight == "rows"
     checks = loop.on_nonfinite != "ignore"
     full = check == "every"
     step, value, xp = start, None, None
@@ -157,7 +167,7 @@ def _steps(
                 nonfinite(loop, params, epoch, step, value, stacklevel=6)
             params, state = new_params, new_state
             if weighted:  # the total stays on the device until the epoch ends
-                total = total + value * (Xb.shape[0] if Wb is None else _sum(Wb))
+                total = total + value * (Xb.shape[0] if Wb is None or by_rows else _sum(Wb))
             else:
                 total = total + value
             if source.counts_correct:
@@ -180,7 +190,7 @@ def _steps(
             raise _SeenNonFinite(step, value) from None
         if isinstance(e, FitInterrupted):
             raise
-        raise FitInterrupted(params, loop.history) from e
+        raise FitInterrupted(params, loop.history, state) from e
     except Exception:
         # a later step failed on the hidden NaN params (a user's loss or layer that rejects NaN inputs):
         # a per-step check would have stopped at the step that made them, before this error

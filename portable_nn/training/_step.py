@@ -64,12 +64,15 @@ Penalty = Callable[[Params, Params, Any], tuple[Any, Params]]
 ``batch_weight`` is the batch's rows, or the sum of its sample weights."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StepSpec:
     """What a training step computes: ``model`` under ``loss``, trained by ``optimizer`` (plus ``penalty``).
 
-    Equal (and hashed) by its parts, so a compiled function keyed by a spec serves the next fit call with
-    the same model, loss and an equal optimizer (optimizers compare by their hyperparameters).
+    Equal (and hashed) by its configuration (:meth:`key`): the model's type and settings, the loss and
+    penalty, the optimizer's hyperparameters. So a compiled function keyed by a spec (JAX's scanned
+    epochs take it as a static argument) serves the next fit with an equal model, also a new object
+    of the same configuration (the scikit-learn estimators build one per fit, and a grid search's
+    clones each their own).
     """
 
     model: Layer
@@ -81,6 +84,12 @@ class StepSpec:
     def key(self) -> tuple[Any, ...]:
         """The configuration, for compile caches: a layer setting changed in place gives another key."""
         return (config_key(self.model), self.loss, self.optimizer, self.penalty, self.precision)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is StepSpec and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
 
 
 def forward_backward(
