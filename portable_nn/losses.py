@@ -8,6 +8,13 @@ without the attribute is treated as ``"mean"`` (:func:`reduction_of`).
 
 An empty batch (Y with no elements) raises ``ValueError`` naming the loss and
 Y's shape, for every loss: a sum would be a silent 0, a mean NaN.
+
+Every built-in loss takes ``weights=W``, sample weights ``(N,)`` (one per row
+of Y, float, on Y's device; ``fit(..., sample_weight=...)`` passes them): a
+``"mean"`` loss is then ``sum(w_i l_i) / sum(w_i)`` over the rows' losses
+``l_i`` (each the mean over its row's elements or tokens; 0, with a zero dY,
+for a batch whose weights are all 0), a ``"sum"`` loss ``sum(w_i l_i)``; dY is
+scaled to match. ``weights=None`` is the plain loss, bit for bit.
 """
 
 from __future__ import annotations
@@ -78,6 +85,37 @@ def _nonempty(where: str, Y: Array) -> None:
         )
 
 
+def _weights(where: str, W: Any, Y: Array, xp: Any) -> None:
+    """Check sample weights ``W``: a float ``(N,)`` array of Y's namespace, dtype and device."""
+    if W is None:
+        return
+    check_array(where, W, like=Y, name="weights", xp=xp, like_name="Y")
+    if tuple(W.shape) != (Y.shape[0],):
+        raise ValueError(
+            f"{where}: weights must have shape ({Y.shape[0]},), one per row of Y {tuple(Y.shape)}, got "
+            f"{tuple(W.shape)}."
+        )
+
+
+def _rows(W: Array, Y: Array, xp: Any) -> Array:
+    """Weights ``(N,)`` shaped to broadcast against Y ``(N, ...)``."""
+    return xp.reshape(W, (Y.shape[0],) + (1,) * (Y.ndim - 1))
+
+
+def _total(W: Array, xp: Any) -> Array:
+    """``sum(W)``, or 1 where it is 0: a batch whose rows all weigh 0 has loss 0 and no gradient."""
+    total = xp.sum(W)
+    return xp.where(total > 0, total, xp.ones_like(total))
+
+
+def _weighted_mean(L: Array, G: Array, W: Array, xp: Any) -> tuple[Array, Array]:
+    """A mean loss from per-element losses ``L`` and gradients ``G`` (Y's shape) and row weights ``W``:
+    ``sum_i w_i mean_j L_ij / sum w`` and its gradient."""
+    per_row = _size(L) // L.shape[0]
+    Wr = _rows(W, L, xp) / (_total(W, xp) * float(per_row))
+    return xp.sum(L * Wr), G * Wr
+
+
 def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
     """Check float predictions Y against float targets T of the same shape, namespace, device."""
     xp = check_array(where, Y, name="Y", xp=xp)
@@ -94,60 +132,93 @@ def _targets(where: str, Y: Array, T: Array, xp: Any) -> Any:
 
 
 @reduces("sum")
-def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
+def sum_squared_error(Y: Array, T: Array, *, weights: Array | None = None, xp: Any = None) -> tuple[Array, Array]:
     """``sum((Y - T)**2)``, the notebook's loss.
 
     Args:
         Y: predictions, any shape, float.
         T: targets, same shape, dtype, namespace and device as Y.
+        weights: ``(N,)`` row weights: ``sum_i w_i sum_j (Y - T)_ij**2`` (see the module docstring).
 
     Returns:
-        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)``.
+        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)`` (times each row's weight).
+
+    Raises:
+        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
     """
-    return _sse(Y, T, _targets("sum_squared_error", Y, T, xp))
+    xp = _targets("sum_squared_error", Y, T, xp)
+    _weights("sum_squared_error", weights, Y, xp)
+    return _sse(Y, T, xp, weights)
 
 
-def _sse(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
+def _sse(Y: Array, T: Array, xp: Any, W: Array | None = None) -> tuple[Array, Array]:
     D = Y - T
-    return xp.sum(D * D), 2.0 * D
+    if W is None:
+        return xp.sum(D * D), 2.0 * D
+    Wr = _rows(W, Y, xp)
+    return xp.sum(D * D * Wr), 2.0 * D * Wr
 
 
 @reduces("mean")
-def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
-    """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``."""
-    return _mse(Y, T, _targets("mean_squared_error", Y, T, xp))
+def mean_squared_error(Y: Array, T: Array, *, weights: Array | None = None, xp: Any = None) -> tuple[Array, Array]:
+    """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``.
+
+    With ``weights`` ``(N,)``: the weighted mean of the rows' means (see the module docstring).
+
+    Raises:
+        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
+    """
+    xp = _targets("mean_squared_error", Y, T, xp)
+    _weights("mean_squared_error", weights, Y, xp)
+    return _mse(Y, T, xp, weights)
 
 
-def _mse(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
+def _mse(Y: Array, T: Array, xp: Any, W: Array | None = None) -> tuple[Array, Array]:
     D = Y - T
-    return xp.mean(D * D), (2.0 / _size(Y)) * D
+    if W is None:
+        return xp.mean(D * D), (2.0 / _size(Y)) * D
+    return _weighted_mean(D * D, 2.0 * D, W, xp)
 
 
 @reduces("mean")
-def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
+def binary_cross_entropy_with_logits(
+    Y: Array, T: Array, *, weights: Array | None = None, xp: Any = None
+) -> tuple[Array, Array]:
     """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
 
-    Uses ``max(Y, 0) - Y T + log1p(exp(-|Y|))``, which cannot overflow.
+    Uses ``max(Y, 0) - Y T + log1p(exp(-|Y|))``, which cannot overflow. With
+    ``weights`` ``(N,)``: the weighted mean of the rows' means (see the module docstring).
 
     Returns:
         ``(loss, (sigmoid(Y) - T) / Y.size)``.
+
+    Raises:
+        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
     """
-    return _bce(Y, T, _targets("binary_cross_entropy_with_logits", Y, T, xp))
+    xp = _targets("binary_cross_entropy_with_logits", Y, T, xp)
+    _weights("binary_cross_entropy_with_logits", weights, Y, xp)
+    return _bce(Y, T, xp, weights)
 
 
-def _bce(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
+def _bce(Y: Array, T: Array, xp: Any, W: Array | None = None) -> tuple[Array, Array]:
     losses = xp.maximum(Y, 0.0) - Y * T + xp.log1p(xp.exp(-xp.abs(Y)))
-    return xp.mean(losses), (sigmoid(Y, xp) - T) / float(_size(Y))
+    if W is None:
+        return xp.mean(losses), (sigmoid(Y, xp) - T) / float(_size(Y))
+    return _weighted_mean(losses, sigmoid(Y, xp) - T, W, xp)
 
 
 @reduces("mean")
-def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[Array, Array]:
+def softmax_cross_entropy(
+    Y: Array, labels: Array, *, weights: Array | None = None, xp: Any = None
+) -> tuple[Array, Array]:
     """Mean cross-entropy of logits ``Y`` against integer class labels.
 
     Shapes: Y ``(N, C)`` with labels ``(N,)``, or a sequence model's logits
     ``(N, ..., C)`` (e.g. ``(batch, seq, vocab)``) with labels ``(N, ...)``:
     the mean is then over every token, ``N * seq`` of them. Stable for large
-    logits: log-softmax is computed after subtracting each row's max.
+    logits: log-softmax is computed after subtracting each row's max. With
+    ``weights`` ``(N,)``: the weighted mean of the rows' losses, a row's loss
+    being the mean over its tokens (see the module docstring).
 
     Returns:
         ``(loss, (softmax(Y) - onehot(labels)) / M)``, a 0-d array and dY shaped
@@ -193,12 +264,14 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
             f"{where}: labels must be in [0, {C}) for {C} classes, got values in [{lo}, {hi}]. "
             "Check the number of output units or re-encode the labels."
         )
-    return _sce(Y, labels, xp)
+    _weights(where, weights, Y, xp)
+    return _sce(Y, labels, xp, weights)
 
 
-def _sce(Y: Array, labels: Array, xp: Any) -> tuple[Array, Array]:
-    if Y.ndim != 2:  # (N, ..., C): every token is a row
-        loss, dY = _sce(xp.reshape(Y, (-1, Y.shape[-1])), xp.reshape(labels, (-1,)), xp)
+def _sce(Y: Array, labels: Array, xp: Any, W: Array | None = None) -> tuple[Array, Array]:
+    if Y.ndim != 2:  # (N, ..., C): every token is a row (of its row's weight)
+        Wt = None if W is None else xp.reshape(xp.broadcast_to(_rows(W, labels, xp), labels.shape), (-1,))
+        loss, dY = _sce(xp.reshape(Y, (-1, Y.shape[-1])), xp.reshape(labels, (-1,)), xp, Wt)
         return loss, xp.reshape(dY, Y.shape)
     N, C = Y.shape
     classes = xp.arange(C, dtype=labels.dtype, device=array_api_compat.device(Y))
@@ -206,11 +279,14 @@ def _sce(Y: Array, labels: Array, xp: Any) -> tuple[Array, Array]:
     Z = Y - xp.max(Y, axis=1, keepdims=True)
     logsumexp = xp.log(xp.sum(xp.exp(Z), axis=1, keepdims=True))
     logp = Z - logsumexp
-    loss = -xp.sum(logp * onehot) / float(N)
-    return loss, (xp.exp(logp) - onehot) / float(N)
+    if W is None:
+        loss = -xp.sum(logp * onehot) / float(N)
+        return loss, (xp.exp(logp) - onehot) / float(N)
+    Wr = W[:, None] / _total(W, xp)
+    return -xp.sum(logp * onehot * Wr), (xp.exp(logp) - onehot) * Wr
 
 
-_UNCHECKED: dict[Any, Callable[[Array, Array, Any], tuple[Array, Array]]] = {
+_UNCHECKED: dict[Any, Callable[..., tuple[Array, Array]]] = {
     sum_squared_error: _sse,
     mean_squared_error: _mse,
     binary_cross_entropy_with_logits: _bce,
@@ -231,8 +307,8 @@ def unchecked(loss: Any, xp: Any) -> Any:
     if fast is None:
         return loss
 
-    def run(Y: Array, T: Array) -> tuple[Array, Array]:
-        return fast(Y, T, xp)
+    def run(Y: Array, T: Array, weights: Array | None = None) -> tuple[Array, Array]:
+        return fast(Y, T, xp, weights)
 
     run.reduction = loss.reduction  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = getattr(loss, "__name__", "loss")

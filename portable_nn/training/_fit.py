@@ -131,8 +131,10 @@ def fit(
         accumulate: with ``client``, each worker runs its part of every batch as
             this many micro-batches (same result, less memory).
         sample_weight: ``(n,)`` weights >= 0 (in-memory data): a ``"mean"``
-            loss of a batch is then ``sum(w_i l_i) / sum(w_i)``; the loss must
-            take a ``weights=`` keyword.
+            loss of a batch is then ``sum(w_i l_i) / sum(w_i)``, and the
+            epoch's loss the weighted mean over all rows. The loss is called
+            with ``weights=``: the built-in losses take it (see
+            :mod:`portable_nn.losses`); a loss of your own must too.
         precision: ``None`` (compute in the params' dtype), ``"bfloat16"`` or
             ``"float16"``: mixed precision. The params and the optimizer state
             stay float32 (the master weights); each step casts the params and
