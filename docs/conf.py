@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -79,5 +78,10 @@ myst_enable_extensions = ["colon_fence"]
 from gallery_support import gallery_conf  # noqa: E402
 
 sphinx_gallery_conf = gallery_conf(ROOT / "examples", DOCS)
+
+# the Dask example's LocalCluster logs every worker's start and stop at INFO into the build's log
+import logging  # noqa: E402
+
+logging.getLogger("distributed").setLevel(logging.WARNING)
 
 suppress_warnings = ["config.cache"]  # sphinx_gallery_conf holds functions, which Sphinx cannot pickle

@@ -1,4 +1,7 @@
 """Data-parallel training on a Dask cluster, and the same run in one process.
+==========================================================================
+
+::
 
     pip install -e ".[dask]"
     python examples/dask_data_parallel.py            # 2 local worker processes on loopback
@@ -19,6 +22,8 @@ import numpy as np
 
 import portable_nn as pnn
 from portable_nn.tools.arguments import positive_int
+
+# gallery-args: --rows 8192 --hidden 64 --epochs 1
 
 
 def max_rel(a: object, b: object) -> float:

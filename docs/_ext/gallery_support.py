@@ -12,6 +12,7 @@ examples are found by glob: nothing here lists them.
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 import shutil
@@ -45,6 +46,9 @@ class _Plots:
 
     def reset_argv(self, gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
         example = Path(script_vars["src_file"])
+        # sphinx-gallery runs examples with __doc__ = "" (the docstring is the page's text); the examples
+        # build their --help from it, so give them their own, as `python examples/NAME.py` would
+        script_vars["example_globals"]["__doc__"] = ast.get_docstring(ast.parse(example.read_text()), clean=False)
         return gallery_args(example, self.path_for(example))
 
     def scraper(self, block: Any, block_vars: dict[str, Any], gallery_conf: dict[str, Any]) -> str:
@@ -53,7 +57,7 @@ class _Plots:
         stem = Path(block_vars["src_file"]).stem
         new = [p for p in sorted(self.folder.glob(f"{stem}*.png")) if p not in self.shown]
         images = []
-        for png, target in zip(new, block_vars["image_path_iterator"]):
+        for png, target in zip(new, block_vars["image_path_iterator"], strict=False):
             shutil.copyfile(png, target)
             self.shown.add(png)
             images.append(target)
@@ -84,5 +88,36 @@ def gallery_conf(examples: Path, docs: Path) -> dict[str, Any]:
     }
 
 
+HEADER = re.compile(r'^"""(?P<title>[^\n]+)\n(?P<rule>=+)\n\n', re.S)
+
+
+def header_problems(examples: Path) -> list[str]:
+    """What each example lacks for the gallery: a titled docstring and a ``# gallery-args:`` line."""
+    problems = []
+    for path in sorted(examples.glob("*.py")):
+        text = path.read_text()
+        found = HEADER.match(text)
+        if found is None or len(found.group("rule")) < len(found.group("title")):
+            problems.append(
+                f"{path.name}: its docstring must start with a title line underlined with '=' (as long as the "
+                "title) and a blank line, e.g. '\"\"\"Train ...\\n=========\\n\\nWhat it does.'"
+            )
+        if not ARGS.search(text):
+            problems.append(
+                f"{path.name}: add a line '# gallery-args: ...' with the small command line the docs run it with "
+                "(seconds, not minutes; '{plot}' stands for a PNG path if it has --plot)"
+            )
+    return problems
+
+
+def _check_examples(app: Any) -> None:
+    from sphinx.util import logging
+
+    logger = logging.getLogger(__name__)
+    for problem in header_problems(Path(app.config.sphinx_gallery_conf["examples_dirs"])):
+        logger.warning("examples/%s", problem)
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.connect("builder-inited", _check_examples)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
