@@ -43,9 +43,16 @@ def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
         reduction: ``"mean"`` (the value is an average over samples, so it does
             not depend on the batch size) or ``"sum"`` (a total over samples).
 
-    Example:
-        >>> @reduces("sum")
-        ... def my_loss(Y, T): ...
+    Raises:
+        ValueError: ``reduction`` is neither ``"mean"`` nor ``"sum"``.
+
+    >>> import portable_nn as pnn
+    >>> @pnn.losses.reduces("sum")
+    ... def sum_abs_error(Y, T):
+    ...     xp = pnn.namespace(Y, T)
+    ...     return xp.sum(xp.abs(Y - T)), xp.sign(Y - T)     # a loss returns (value, dY)
+    >>> pnn.losses.reduction_of(sum_abs_error)
+    'sum'
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduces: reduction must be 'mean' or 'sum', got {reduction!r}.")
@@ -59,6 +66,9 @@ def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
 
 def reduction_of(loss: Any) -> str:
     """``loss.reduction`` (``"mean"`` or ``"sum"``); ``"mean"`` for a loss that does not declare one.
+
+    ``fit``, ``evaluate`` and the history use it: a ``"mean"`` loss is reported
+    as the mean over all rows, a ``"sum"`` loss as the sum over all rows.
 
     Raises:
         ValueError: the loss declares something else.
@@ -98,11 +108,22 @@ def sum_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Arr
     """``sum((Y - T)**2)``, the notebook's loss.
 
     Args:
-        Y: predictions, any shape, float.
+        Y: predictions, any shape, a real floating dtype.
         T: targets, same shape, dtype, namespace and device as Y.
+        xp: Y's namespace, to skip looking it up (optional).
 
     Returns:
-        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)``.
+        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)``, both of Y's dtype, namespace and device.
+        Its ``reduction`` is ``"sum"``: the value grows with the batch.
+
+    Raises:
+        TypeError: Y or T not a real floating array, or T of another dtype or library than Y.
+        ValueError: shapes differ, T on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.sum_squared_error(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
+    >>> float(loss), dY.tolist()
+    (5.0, [[2.0], [4.0]])
     """
     return _sse(Y, T, _targets("sum_squared_error", Y, T, xp))
 
@@ -114,7 +135,25 @@ def _sse(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
 
 @reduces("mean")
 def mean_squared_error(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
-    """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``."""
+    """``mean((Y - T)**2)`` over all elements.
+
+    Args:
+        Y: predictions, any shape, a real floating dtype.
+        T: targets, same shape, dtype, namespace and device as Y.
+        xp: Y's namespace, to skip looking it up (optional).
+
+    Returns:
+        ``(loss, 2 (Y - T) / Y.size)``: a 0-d array and an array shaped like Y, of Y's dtype and device.
+
+    Raises:
+        TypeError: Y or T not a real floating array, or T of another dtype or library than Y.
+        ValueError: shapes differ, T on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.mean_squared_error(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
+    >>> float(loss), dY.tolist()
+    (2.5, [[1.0], [2.0]])
+    """
     return _mse(Y, T, _targets("mean_squared_error", Y, T, xp))
 
 
@@ -127,10 +166,24 @@ def _mse(Y: Array, T: Array, xp: Any) -> tuple[Array, Array]:
 def binary_cross_entropy_with_logits(Y: Array, T: Array, *, xp: Any = None) -> tuple[Array, Array]:
     """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
 
-    Uses ``max(Y, 0) - Y T + log1p(exp(-|Y|))``, which cannot overflow.
+    Uses ``max(Y, 0) - Y T + log1p(exp(-abs(Y)))``, which cannot overflow.
+
+    Args:
+        Y: logits, any shape (e.g. ``(N, 1)`` or ``(N, labels)`` for multilabel), a real floating dtype.
+        T: targets in [0, 1], same shape, dtype, namespace and device as Y.
+        xp: Y's namespace, to skip looking it up (optional).
 
     Returns:
-        ``(loss, (sigmoid(Y) - T) / Y.size)``.
+        ``(loss, (sigmoid(Y) - T) / Y.size)``: a 0-d array and an array shaped like Y.
+
+    Raises:
+        TypeError: Y or T not a real floating array, or T of another dtype or library than Y.
+        ValueError: shapes differ, T on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.binary_cross_entropy_with_logits(np.array([0.0, 1e4]), np.array([1.0, 1.0]))
+    >>> round(float(loss), 4), dY.tolist()
+    (0.3466, [-0.25, 0.0])
     """
     return _bce(Y, T, _targets("binary_cross_entropy_with_logits", Y, T, xp))
 
@@ -146,12 +199,25 @@ def softmax_cross_entropy(Y: Array, labels: Array, *, xp: Any = None) -> tuple[A
 
     Stable for large logits: log-softmax is computed after subtracting the row max.
 
+    Args:
+        Y: logits ``(N, C)``, a real floating dtype.
+        labels: class indices ``(N,)``, an integer dtype, Y's namespace and device.
+        xp: Y's namespace, to skip looking it up (optional).
+
     Returns:
-        ``(loss, (softmax(Y) - onehot(labels)) / N)``, dY of shape (N, C).
+        ``(loss, (softmax(Y) - onehot(labels)) / N)``: a 0-d array and dY of shape (N, C), Y's dtype.
 
     Raises:
-        TypeError: labels not integer, or another namespace than Y.
-        ValueError: shapes do not match, or a label is outside [0, C).
+        TypeError: Y not a real floating array; labels not integer (one-hot or
+            float labels), or of another namespace than Y.
+        ValueError: Y not 2-d, labels not ``(N,)``, labels on another device,
+            an empty batch, or a label outside [0, C) (checked on the host,
+            except inside ``jax.jit``).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.softmax_cross_entropy(np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([0, 1]))
+    >>> round(float(loss), 4), dY.tolist()
+    (0.6931, [[-0.25, 0.25], [0.25, -0.25]])
     """
     where = "softmax_cross_entropy"
     xp = check_array(where, Y, ndim=2, name="Y (logits)", xp=xp)

@@ -245,8 +245,13 @@ def name_page(entry: Entry, documented: set[int]) -> str:
         value, doc = type_alias_source(entry.module, entry.name, entry.obj)
         body = [f".. py:type:: {name}", f"   :canonical: {value}", ""]
         body += [f"   {line}" if line else "" for line in doc]
-    else:
-        body = [f".. autodata:: {name}"]
+    else:  # a constant: its docstring from the source (autodoc would show its type's, e.g. dict's)
+        value, doc = type_alias_source(entry.module, entry.name, entry.obj)
+        kind = "types.ModuleType" if isinstance(entry.obj, types.ModuleType) else type(entry.obj).__name__
+        body = [f".. py:data:: {name}", f"   :type: {kind}"]
+        if len(value) <= 60 and value.count("(") == value.count(")") and value[-1:] not in "{[(":
+            body.append(f"   :value: {value}")
+        body += [""] + [f"   {line}" if line else "" for line in doc]
     return "\n".join(head + body) + "\n"
 
 

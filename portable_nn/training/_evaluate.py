@@ -28,7 +28,11 @@ def evaluate(
             value whatever ``batch_size``.
 
     Returns:
-        ``(loss, accuracy)``; accuracy is None unless Y holds integer labels.
+        ``(loss, accuracy)`` as Python floats; accuracy is None unless Y holds integer labels.
+
+    Raises:
+        ValueError: X empty, X and Y of different lengths, ``batch_size`` < 1, labels out of range.
+        TypeError: X or Y of another array library than the params.
     """
     where = "evaluate"
     batch_size = check_int(where, "batch_size", batch_size, 1)
@@ -65,7 +69,17 @@ def predict(model: Layer, params: Params, X: Any, *, batch_size: int = 1024) -> 
         batch_size: rows per forward pass (>= 1).
 
     Returns:
-        ``Y`` of shape ``(n, ...)``, on the params' backend and device.
+        ``Y`` of shape ``(n, ...)``, on the params' backend and device, in the params' dtype.
+
+    Raises:
+        ValueError: X empty, ``batch_size`` < 1, X on another device, X not fitting the model.
+        TypeError: X of another array library than the params, or not numeric.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Linear(3, 2), pnn.Softmax())
+    >>> Y = pnn.predict(model, model.init(seed=0, backend="array_api_strict"), np.ones((10, 3)), batch_size=4)
+    >>> tuple(Y.shape), pnn.to_numpy(Y).dtype
+    ((10, 2), dtype('float32'))
     """
     where = "predict"
     batch_size = check_int(where, "batch_size", batch_size, 1)
