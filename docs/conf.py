@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,7 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True
 python_use_unqualified_type_names = True
+python_maximum_signature_line_length = 90  # longer signatures: one parameter per line
 
 # nitpicky (-n): every cross-reference must resolve, except into libraries this build has no
 # inventory for (no network in CI, so no intersphinx): the standard library, NumPy, typing.
@@ -79,9 +81,8 @@ from gallery_support import gallery_conf  # noqa: E402
 
 sphinx_gallery_conf = gallery_conf(ROOT / "examples", DOCS)
 
-# the Dask example's LocalCluster logs every worker's start and stop at INFO into the build's log
-import logging  # noqa: E402
-
-logging.getLogger("distributed").setLevel(logging.WARNING)
+# the Dask example's LocalCluster logs every worker's start and stop at INFO into the build's log; Dask
+# reads this when it is first imported (its workers inherit the environment)
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 suppress_warnings = ["config.cache"]  # sphinx_gallery_conf holds functions, which Sphinx cannot pickle

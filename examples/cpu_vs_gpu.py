@@ -1,5 +1,7 @@
-"""CPU vs GPU from Python: the notebook's net and a wider MLP on every backend installed here.
-===========================================================================================
+"""CPU vs GPU from Python
+======================
+
+CPU vs GPU from Python: the notebook's net and a wider MLP on every backend installed here.
 
 The same machinery as ``python -m portable_nn compare``: each backend trains
 the same model from the same seed; the table shows the median time per step,
@@ -26,7 +28,7 @@ from portable_nn.tools.plotting import require_matplotlib, write_plot
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument(
         "--backends",
         type=backend_list_arg,  # an unknown name is a usage error; a known one not installed is reported missing

@@ -1,5 +1,7 @@
-"""Data-parallel training on a Dask cluster, and the same run in one process.
-==========================================================================
+"""Data-parallel training with Dask
+================================
+
+Data-parallel training on a Dask cluster, and the same run in one process.
 
 ::
 
@@ -32,7 +34,7 @@ def max_rel(a: object, b: object) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     p.add_argument("--rows", type=positive_int, default=32768)
     p.add_argument("--block-rows", type=positive_int, default=4096, help="rows per Dask block")
     p.add_argument("--hidden", type=positive_int, default=256)

@@ -1,5 +1,7 @@
-"""Train a 64-128-10 MLP on scikit-learn's bundled digits (no download) and report test accuracy.
-==============================================================================================
+"""An MLP on the digits
+====================
+
+Train a 64-128-10 MLP on scikit-learn's bundled digits (no download) and report test accuracy.
 
 ``--plot FILE`` also writes the training and test loss and the test accuracy per epoch as a PNG. ::
 
@@ -87,7 +89,7 @@ def arguments(doc: str, epochs: int, plot_help: str) -> argparse.ArgumentParser:
     A backend that is unknown or not usable here is a usage error (exit status 2), as in
     ``python -m portable_nn``, before anything is trained.
     """
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[1])  # the line under the title
     parser.add_argument("--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, cupy, auto...")
     parser.add_argument("--epochs", type=positive_int, default=epochs)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])

@@ -1,5 +1,7 @@
-"""Train a small CNN on scikit-learn's bundled digits as 1x8x8 images (no download) and report test accuracy.
-==========================================================================================================
+"""A CNN on the digits
+===================
+
+Train a small CNN on scikit-learn's bundled digits as 1x8x8 images (no download) and report test accuracy.
 
 The split is examples/digits.py's (75/25, random_state=0), so the accuracy
 compares with that MLP's. ``--plot FILE`` also writes the first 24 test images

@@ -1,5 +1,7 @@
-"""The teaching notebook's two-layer ReLU net, trained with portable_nn.
-=====================================================================
+"""The notebook, with the library
+==============================
+
+The teaching notebook's two-layer ReLU net, trained with portable_nn.
 
 Same data, same initial weights (legacy ``np.random.seed(83832)`` + ``randn``),
 same 500 SGD steps with lr 0.01 on the sum of squared errors, in float64. On
@@ -23,7 +25,7 @@ from portable_nn.tools.problems import notebook_data, notebook_weights  # shared
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument(
         "--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, array_api_strict, cupy, auto"
     )

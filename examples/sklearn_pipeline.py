@@ -1,5 +1,7 @@
-"""A scikit-learn Pipeline and GridSearchCV on digits, with portable_nn's MLPClassifier beside scikit-learn's.
-===========================================================================================================
+"""A scikit-learn grid search
+==========================
+
+A scikit-learn Pipeline and GridSearchCV on digits, with portable_nn's MLPClassifier beside scikit-learn's.
 
 ::
 
@@ -56,7 +58,7 @@ def warm_workers(n_jobs: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument(
         "--backend", type=backend_arg, default=None, help="portable_nn backend (default: the default backend)"
     )

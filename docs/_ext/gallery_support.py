@@ -99,8 +99,10 @@ def header_problems(examples: Path) -> list[str]:
         found = HEADER.match(text)
         if found is None or len(found.group("rule")) < len(found.group("title")):
             problems.append(
-                f"{path.name}: its docstring must start with a title line underlined with '=' (as long as the "
-                "title) and a blank line, e.g. '\"\"\"Train ...\\n=========\\n\\nWhat it does.'"
+                f"{path.name}: its docstring must start with a short title underlined with '=' (as long as the "
+                "title), a blank line, then the one-line description (the examples give it to argparse as "
+                "__doc__.split('\\n\\n')[1]), e.g. '\"\"\"A CNN on the digits\\n===================\\n\\n"
+                "Train a small CNN ...'"
             )
         if not ARGS.search(text):
             problems.append(
