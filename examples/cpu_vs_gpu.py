@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 
 import portable_nn as pnn
-from portable_nn.tools.arguments import backend_list_arg, positive_int, unwritable
+from portable_nn.tools.arguments import backend_list_arg, positive_int
 from portable_nn.tools.compare import run_comparison
-from portable_nn.tools.plotting import require_matplotlib, write_plot
+from portable_nn.tools.plotting import checked_plot_path, write_plot
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,14 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         "--plot", metavar="FILE", help="also write the notebook problem's figure as a PNG (needs matplotlib)"
     )
     args = parser.parse_args(argv)
-    if args.plot is not None:  # checked before any work, as `compare --plot` does
-        bad = unwritable(("--plot", args.plot))
-        if bad is not None:
-            parser.error(bad)
-        try:
-            require_matplotlib()
-        except ModuleNotFoundError as e:
-            parser.error(f"--plot: {e}")
+    checked_plot_path(parser, args.plot)  # before any work, as `compare --plot` does
     backends = args.backends
 
     seed = run_comparison(backends, "seed", dtype="float64", steps=args.seed_steps, repeats=args.repeats)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import portable_nn as pnn
-from portable_nn.tools.arguments import backend_arg, positive_int, unwritable
-from portable_nn.tools.plotting import require_matplotlib
+from portable_nn.tools.arguments import backend_arg, positive_int
+from portable_nn.tools.plotting import checked_plot_path
 from portable_nn.tools.problems import (
     load_digits_data as load_data,  # standardized, 75/25 split, random_state=0
 )
@@ -97,19 +97,6 @@ def arguments(doc: str, epochs: int, plot_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def plot_file(parser: argparse.ArgumentParser, path: str | None) -> str | None:
-    """``--plot``'s path once it is known to be writable and matplotlib is there: a usage error otherwise."""
-    if path is not None:
-        bad = unwritable(("--plot", path))
-        if bad is not None:
-            parser.error(bad)
-        try:
-            require_matplotlib()
-        except ModuleNotFoundError as e:
-            parser.error(f"--plot: {e}")
-    return path
-
-
 def figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas (no pyplot state, no GUI)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -153,7 +140,7 @@ def report(backend: str, accuracy: float, seconds: float) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = arguments(__doc__, epochs=30, plot_help="the loss and accuracy per epoch")
     args = parser.parse_args(argv)
-    path = plot_file(parser, args.plot)
+    path = checked_plot_path(parser, args.plot)
     plot = None if path is None else loss_curve(path)
     report(args.backend, *train(args.backend, epochs=args.epochs, dtype=args.dtype, plot=plot))
 

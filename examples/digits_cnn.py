@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from digits import Plot, arguments, draw_history, figure, fit_and_score, plot_file, report  # beside this file
+from digits import Plot, arguments, draw_history, figure, fit_and_score, report  # beside this file
 
 import portable_nn as pnn
 from portable_nn.tools.arguments import positive_int
+from portable_nn.tools.plotting import checked_plot_path
 
 # gallery-args: --epochs 2 --width 8 --plot {plot}
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments(__doc__, epochs=20, plot_help="the first 24 test images with their predicted digits")
     parser.add_argument("--width", type=positive_int, default=32, help="channels of the first conv (the second has twice)")
     args = parser.parse_args(argv)
-    path = plot_file(parser, args.plot)
+    path = checked_plot_path(parser, args.plot)
     plot = None if path is None else predictions(path)
     report(args.backend, *train(args.backend, epochs=args.epochs, width=args.width, dtype=args.dtype, plot=plot))
 
