@@ -1,9 +1,11 @@
-"""The test matrix: one session per backend, plus lint, typecheck and examples.
+"""The test matrix: one session per backend, plus lint, typecheck, examples, docs and doctests.
 
     nox -l                         # list sessions (* marks those plain `nox` runs)
     nox                            # every default session that can run on this machine
     nox -s "tests(numpy)"          # one backend
     nox -s cupy                    # skips (exit 0) without a usable CUDA device
+    nox -s docs                    # the documentation site, warnings as errors: docs/_build/html
+    nox -s doctest                 # docstring examples and every Python block of the docs, 2 backends
     nox -s bench -- --quick        # the speed benchmarks: only when named (not in plain `nox`, nor CI)
 
 Each tests session runs the whole suite on one backend via
@@ -86,6 +88,30 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[sklearn]", TORCH, JAX)
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site from a clean build: Sphinx with warnings as errors (-W --keep-going) and
+    nitpicky cross-references (-n); the gallery runs every example small on NumPy; then
+    docs/check_api.py checks that every public name has an entry. Open docs/_build/html/index.html."""
+    session.install("-e", ".[docs]")
+    for built in ("docs/_build", "docs/gallery", "docs/api/generated"):  # generated: never reuse a stale page
+        shutil.rmtree(built, ignore_errors=True)
+    env = {"PORTABLE_NN_BACKEND": "numpy"}
+    session.run("sphinx-build", "-W", "--keep-going", "-n", "-q", "-b", "html", "docs", "docs/_build/html",
+                *session.posargs, env=env)
+    session.run("python", "docs/check_api.py", "docs/_build/html")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", ["numpy", "array_api_strict"])
+def doctest(session: nox.Session, backend: str) -> None:
+    """The examples in the docstrings (--doctest-modules) and every Python block of README.md and
+    docs/**/*.md (docs/test_blocks.py), run as pasted on one default backend."""
+    session.install("-e", ".[test,dask,zarr]")
+    env = {"PORTABLE_NN_BACKEND": backend, "PORTABLE_NN_TEST_BACKEND": backend}
+    session.run("pytest", "-q", "--doctest-modules", "portable_nn", "docs/test_blocks.py", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -1,12 +1,16 @@
-"""Train a character-level GPT on Python's own help texts (pydoc_data.topics: no download) and sample from it.
+"""A character-level GPT
+=======================
 
-python examples/char_lm.py                               # NumPy, a few minutes on 2 CPU cores
-python examples/char_lm.py --backend torch               # or jax, array_api_strict, cupy, torch:cuda, auto
-python examples/char_lm.py --steps 5 --epochs 1 --dim 16 --layers 1 --context 16   # a few seconds
+Train a character-level GPT on Python's own help texts (pydoc_data.topics: no download) and sample from it.
 
 Prints the validation loss in bits per character after each epoch, the
 unigram model's (each character's frequency in the training text, no context)
-for comparison, the time, and a sample generated from the trained model.
+for comparison, the time, and a sample generated from the trained model. ::
+
+    python examples/char_lm.py                               # NumPy, a few minutes on 2 CPU cores
+    python examples/char_lm.py --backend torch               # or jax, array_api_strict, cupy, torch:cuda, auto
+    python examples/char_lm.py --precision bfloat16 --backend jax   # mixed precision
+    python examples/char_lm.py --steps 5 --epochs 1 --dim 16 --layers 1 --context 16   # a few seconds
 
 Measured with the defaults on NumPy (2 epochs, 818 steps, 117,479 params):
 validation 2.22 bits/char against the unigram model's 4.67, in 61 s with
@@ -27,6 +31,8 @@ import numpy as np
 
 import portable_nn as pnn
 from portable_nn.tools.arguments import backend_arg, positive_int
+
+# gallery-args: --steps 20 --epochs 1 --dim 32 --layers 1 --context 32 --sample 120
 
 
 def corpus() -> str:
@@ -125,7 +131,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def arguments() -> argparse.ArgumentParser:
     assert __doc__ is not None
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument("--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, ... (default numpy)")
     parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the training windows (default 2)")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per epoch (a random subset of the "

@@ -1,4 +1,9 @@
-"""Data-parallel training on a Dask cluster, and the same run in one process.
+"""Data-parallel training with Dask
+================================
+
+Data-parallel training on a Dask cluster, and the same run in one process.
+
+::
 
     pip install -e ".[dask]"
     python examples/dask_data_parallel.py            # 2 local worker processes on loopback
@@ -20,6 +25,8 @@ import numpy as np
 import portable_nn as pnn
 from portable_nn.tools.arguments import positive_int
 
+# gallery-args: --rows 8192 --hidden 64 --epochs 1
+
 
 def max_rel(a: object, b: object) -> float:
     pairs = zip(pnn.tree_leaves(a), pnn.tree_leaves(b), strict=True)
@@ -27,7 +34,7 @@ def max_rel(a: object, b: object) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     p.add_argument("--rows", type=positive_int, default=32768)
     p.add_argument("--block-rows", type=positive_int, default=4096, help="rows per Dask block")
     p.add_argument("--hidden", type=positive_int, default=256)

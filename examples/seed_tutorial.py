@@ -1,8 +1,11 @@
-"""The teaching notebook's two-layer ReLU net, trained with portable_nn.
+"""The notebook, with the library
+==============================
+
+The teaching notebook's two-layer ReLU net, trained with portable_nn.
 
 Same data, same initial weights (legacy ``np.random.seed(83832)`` + ``randn``),
 same 500 SGD steps with lr 0.01 on the sum of squared errors, in float64. On
-NumPy the printed loss table equals the notebook's, character for character.
+NumPy the printed loss table equals the notebook's, character for character. ::
 
     python examples/seed_tutorial.py                      # NumPy
     python examples/seed_tutorial.py --backend torch      # or jax, array_api_strict, cupy, torch:cuda
@@ -18,9 +21,11 @@ import portable_nn as pnn
 from portable_nn.tools.arguments import backend_arg, positive_int
 from portable_nn.tools.problems import notebook_data, notebook_weights  # shared with `compare`
 
+# gallery-args: --steps 500
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument(
         "--backend", type=backend_arg, default="numpy", help="numpy, torch, jax, array_api_strict, cupy, auto"
     )

@@ -1,7 +1,12 @@
-"""A scikit-learn Pipeline and GridSearchCV on digits, with portable_nn's MLPClassifier beside scikit-learn's.
+"""A scikit-learn grid search
+==========================
 
-python examples/sklearn_pipeline.py                    # NumPy
-python examples/sklearn_pipeline.py --backend jax      # train portable_nn's on JAX (or torch, ...)
+A scikit-learn Pipeline and GridSearchCV on digits, with portable_nn's MLPClassifier beside scikit-learn's.
+
+::
+
+    python examples/sklearn_pipeline.py                    # NumPy
+    python examples/sklearn_pipeline.py --backend jax      # train portable_nn's on JAX (or torch, ...)
 
 The same pipeline (StandardScaler, then the MLP) and the same grid over both
 estimators, which take the same parameters; prints each one's best
@@ -23,6 +28,8 @@ from sklearn.preprocessing import StandardScaler
 
 from portable_nn.sklearn import MLPClassifier
 from portable_nn.tools.arguments import backend_arg, int_at_least, positive_int
+
+# gallery-args: --max-iter 5 --cv 2 --n-jobs 1
 
 GRID = {"mlpclassifier__hidden_layer_sizes": [(64,), (128,)], "mlpclassifier__alpha": [1e-4, 1e-2]}
 
@@ -51,7 +58,7 @@ def warm_workers(n_jobs: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])  # the line under the title
     parser.add_argument(
         "--backend", type=backend_arg, default=None, help="portable_nn backend (default: the default backend)"
     )

@@ -1,7 +1,8 @@
 """portable_nn: a small neural-network library written once against the Python Array API.
 
 The same forward and hand-written backward code runs on NumPy, CuPy, PyTorch,
-JAX and array-api-strict. See README.md for a tour.
+JAX and array-api-strict. The documentation (docs/, built with ``nox -s docs``) has a
+user guide, this API reference and an executed gallery of examples.
 """
 
 from __future__ import annotations

@@ -69,8 +69,16 @@ def real_number(
 def check_int(where: str, name: str, value: Any, lo: int) -> int:
     """``value`` as an int, checked to be an integer (not a bool) ``>= lo``.
 
+    ``where`` (a layer's or function's name) and ``name`` (the argument's) go
+    into the message.
+
     Raises:
-        TypeError: not an int (NumPy integers count); ValueError: below ``lo``.
+        TypeError: not an int (NumPy integers count; bools do not).
+        ValueError: below ``lo``.
+
+    >>> from portable_nn.layers.base import check_int
+    >>> check_int("MyLayer", "features", 8, 1)
+    8
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}.")
@@ -116,7 +124,13 @@ def is_traced(X: Any) -> bool:
 
 
 def dtype_name(dtype: Any) -> str:
-    """``"float32"`` for ``numpy.float32``, ``torch.float32``, ``xp.float32``..."""
+    """A dtype's name in any library: ``"float32"`` for ``numpy.float32``, ``torch.float32``, ``xp.float32``...
+
+    >>> import numpy as np
+    >>> from portable_nn.layers.base import dtype_name
+    >>> dtype_name(np.dtype("float64"))
+    'float64'
+    """
     return str(dtype).rpartition(".")[2]
 
 

@@ -22,7 +22,12 @@ __all__ = [
 
 
 class BackendError(ValueError):
-    """A backend is unknown, not installed, or the requested device does not exist."""
+    """A backend is unknown, not installed, or the requested device does not exist.
+
+    The message lists the known names, says what to ``pip install``, or lists the
+    devices there are. Raised by :func:`~portable_nn.get_backend` and everything that
+    takes a backend name.
+    """
 
 
 class PrecisionError(BackendError, TypeError):
@@ -34,11 +39,20 @@ class PrecisionError(BackendError, TypeError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, corrupted, foreign or mismatched."""
+    """A checkpoint file is missing, truncated, corrupted, foreign or mismatched.
+
+    Raised by :func:`~portable_nn.load` for any bad file (never anything else on bad
+    bytes; pickle files are refused, not unpickled) and by :func:`~portable_nn.fit`
+    with ``resume=True`` against a checkpoint of another model, loss, optimizer, data
+    or settings, naming what differs; the file is left as it was.
+    """
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced a NaN or inf loss or gradient.
+    """Training produced a NaN or inf loss or updated param (a ``FloatingPointError``).
+
+    Raised by :func:`~portable_nn.fit` (with ``on_nonfinite="raise"``, the
+    default), naming the epoch and the step that produced it.
 
     Attributes:
         params: the last params whose loss and gradients were finite (the
@@ -57,11 +71,15 @@ class NonFiniteError(FloatingPointError):
 
 
 class ClusterError(RuntimeError):
-    """``fit(..., client=...)`` lost every worker, or its client disconnected.
+    """``fit(..., client=...)`` lost every worker, or its client disconnected (a ``RuntimeError``).
+
+    A single lost worker is not an error: its shards are re-read by the others
+    and the step recomputed, with a ``RuntimeWarning``.
 
     Attributes:
         params: the params after the last completed step (no work is lost).
-        epoch, step: 0-based epoch and step that could not be completed.
+        epoch: 0-based epoch that could not be completed.
+        step: 0-based step within it.
         history: the history up to the last completed epoch.
     """
 
@@ -74,15 +92,23 @@ class ClusterError(RuntimeError):
 
 
 class GradientCheckError(AssertionError):
-    """Backprop and finite differences disagree (raised by :func:`gradcheck`)."""
+    """Backprop and finite differences disagree (an ``AssertionError``, raised by :func:`~portable_nn.gradcheck`).
+
+    The message names the failing layer and param, and the largest difference.
+    """
 
 
 class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`. ``params`` are those after the last completed step, ``opt_state``
-    the optimizer state that goes with them (None where it is not known).
+    """Ctrl-C during :func:`~portable_nn.fit` (a ``KeyboardInterrupt``).
 
-    (On JAX, where fit runs whole chunks of epochs as one compiled loop, the
-    last completed chunk.)
+    Attributes:
+        params: the params after the last completed step, never a half-updated
+            mix (on JAX, where fit runs whole chunks of epochs as one compiled
+            loop, after the last completed chunk).
+        history: the history of the completed epochs.
+        opt_state: the optimizer state that goes with ``params`` (None where it is not known).
+
+    With ``checkpoint=``, fit saves the run before raising this.
     """
 
     def __init__(self, params: Any, history: dict[str, list[float]], opt_state: Any = None) -> None:

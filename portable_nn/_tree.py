@@ -30,10 +30,23 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``f`` leaf-wise over one or more pytrees of the same structure.
 
     Dicts keep their keys, lists stay lists, tuples (and NamedTuples) stay
-    tuples; empty containers map to empty containers.
+    tuples; empty containers map to empty containers. Leaves are anything that
+    is not a dict, list or tuple (arrays of any backend, numbers, None).
+
+    Args:
+        f: called as ``f(leaf, *leaves_of_rest)`` for each leaf.
+        tree: a pytree, e.g. params ``[{"W": (3, 2), "b": (2,)}, {}]``.
+        rest: pytrees of the same structure (gradients, moments).
+
+    Returns:
+        A pytree of ``tree``'s structure holding ``f``'s results.
 
     Raises:
-        TreeMismatchError: ``rest`` differs from ``tree`` in structure.
+        ValueError: (a ``TreeMismatchError``) ``rest`` differs from ``tree`` in containers, keys or lengths.
+
+    >>> import portable_nn as pnn
+    >>> pnn.tree_map(lambda p, g: p - 0.5 * g, [{"W": 1.0}, {}], [{"W": 4.0}, {}])
+    [{'W': -1.0}, {}]
     """
     if not isinstance(tree, _CONTAINERS):  # a leaf: the common case, tested first
         for r in rest:
@@ -95,14 +108,24 @@ def _unflatten(treedef: Any, leaves: Any) -> Any:
 
 
 def tree_leaves(tree: Any) -> list[Any]:
-    """The leaves of ``tree`` in a fixed order (dict keys sorted, as in JAX)."""
+    """The leaves of ``tree`` in a fixed order (dict keys sorted, as in JAX), as a list.
+
+    >>> import portable_nn as pnn
+    >>> pnn.tree_leaves([{"W": 1, "b": 2}, {}, {"W": 3}])
+    [1, 2, 3]
+    """
     leaves: list[Any] = []
     _flatten(tree, leaves)
     return leaves
 
 
 def tree_paths(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield ``(path, leaf)`` pairs; paths are dotted, e.g. ``"0.W"``."""
+    """Yield ``(path, leaf)`` pairs in :func:`tree_leaves` order; paths are dotted, e.g. ``"0.W"``.
+
+    >>> import portable_nn as pnn
+    >>> list(pnn.tree_paths([{"W": 1, "b": 2}, {}, {"W": 3}]))
+    [('0.W', 1), ('0.b', 2), ('2.W', 3)]
+    """
     if isinstance(tree, dict):
         items: Any = sorted(tree.items())  # sorted like JAX's pytrees, so jitted outputs agree
     elif isinstance(tree, (list, tuple)):

@@ -121,8 +121,17 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
     The write is atomic: a temporary file in the same directory is written,
     fsynced and renamed over ``path``, so a crash never leaves a half-written
     checkpoint in place of the previous one. An overwritten file keeps its
-    permission bits; a new file gets ``0o666`` less the umask. A tree that
-    cannot be saved raises TypeError or ValueError before anything is written.
+    permission bits; a new file gets ``0o666`` less the umask.
+
+    Raises:
+        TypeError: a leaf, container or key of a type that cannot be saved; nothing is written.
+        ValueError: an empty key, one with '.', ``"__metadata__"`` at the top level, an int out of int64.
+
+    >>> import os, tempfile, portable_nn as pnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> pnn.save(path, {"params": [{"W": pnn.get_backend("numpy").asarray([[1.0, 2.0]])}], "epoch": 3})
+    >>> pnn.load(path, backend="array_api_strict")["params"][0]["W"].shape, pnn.load(path)["epoch"]
+    ((1, 2), 3)
     """
     from safetensors.numpy import save as st_save
 
@@ -134,11 +143,7 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync it and rename it over ``path``.
-
-    The file keeps the permission bits of the file it replaces; a new file gets
-    ``0o666`` less the umask, as ``open(path, "wb")`` would give it.
-    """
+    """Write ``data`` to a temp file next to ``path``, fsync, rename over ``path`` (keeping its mode bits)."""
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -244,11 +249,8 @@ def _sequence(kind: Any, items: list[Any]) -> Any:
 
 
 def _namedtuple(ref: Any, fields: Any) -> Any:
-    """The NamedTuple class ``ref`` (``"module:qualname"``) names, or None.
-
-    A file is untrusted: only a class that a portable_nn module already
-    imported defines, with the same fields, is used; nothing is imported.
-    """
+    """The NamedTuple class ``ref`` (``"module:qualname"``) names, or None: only a portable_nn
+    module's (already imported, with the same fields); a file is untrusted, so nothing is imported."""
     if not isinstance(ref, str):
         return None
     module, _, qualname = ref.partition(":")
@@ -292,9 +294,9 @@ def load(
             same dtypes; the result takes its container types from ``like``.
 
     Raises:
-        CheckpointError (a ValueError): missing, truncated, corrupted, foreign
-        or pickle files, or (with ``like``) a file for another architecture,
-        naming the first param that differs. Nothing in the file is ever executed.
+        CheckpointError: (a ValueError) a missing, truncated, corrupted, foreign or pickle file, or
+            with ``like`` a file for another architecture, naming the first param that differs.
+            Nothing in a file is ever executed.
         TypeError: ``dtype`` is not a dtype ``backend`` supports.
     """
     from safetensors.numpy import load as st_load
@@ -363,11 +365,8 @@ class _Misfit(Exception):
 
 
 def _fit(got: Any, want: Any, name: str, cast: str | None) -> Any:
-    """``got`` (the file's tree at path ``name``, host arrays) with the container types of ``want`` (like's).
-
-    Raises _Misfit at the first difference in structure, shape, kind of leaf,
-    or dtype (the file's arrays taken as cast to ``cast`` when not None).
-    """
+    """``got`` (the file's tree at ``name``, host arrays) with ``want``'s (like's) container types.
+    Raises _Misfit at the first difference in structure, shape, kind of leaf or dtype (after ``cast``)."""
     if isinstance(want, (dict, list, tuple)):
         if not isinstance(got, (dict, list, tuple)) or isinstance(got, dict) != isinstance(want, dict):
             raise _Misfit(name, f"is {_kind(got)} in the file but {_kind(want)} in the model", _ARCHITECTURE)

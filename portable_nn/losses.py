@@ -50,9 +50,16 @@ def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
         reduction: ``"mean"`` (the value is an average over samples, so it does
             not depend on the batch size) or ``"sum"`` (a total over samples).
 
-    Example:
-        >>> @reduces("sum")
-        ... def my_loss(Y, T): ...
+    Raises:
+        ValueError: ``reduction`` is neither ``"mean"`` nor ``"sum"``.
+
+    >>> import portable_nn as pnn
+    >>> @pnn.losses.reduces("sum")
+    ... def sum_abs_error(Y, T):
+    ...     xp = pnn.namespace(Y, T)
+    ...     return xp.sum(xp.abs(Y - T)), xp.sign(Y - T)     # a loss returns (value, dY)
+    >>> pnn.losses.reduction_of(sum_abs_error)
+    'sum'
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduces: reduction must be 'mean' or 'sum', got {reduction!r}.")
@@ -66,6 +73,9 @@ def reduces(reduction: str) -> Callable[[_Loss], _Loss]:
 
 def reduction_of(loss: Any) -> str:
     """``loss.reduction`` (``"mean"`` or ``"sum"``); ``"mean"`` for a loss that does not declare one.
+
+    ``fit``, ``evaluate`` and the history use it: a ``"mean"`` loss is reported
+    as the mean over all rows, a ``"sum"`` loss as the sum over all rows.
 
     Raises:
         ValueError: the loss declares something else.
@@ -136,15 +146,23 @@ def sum_squared_error(Y: Array, T: Array, *, weights: Array | None = None, xp: A
     """``sum((Y - T)**2)``, the notebook's loss.
 
     Args:
-        Y: predictions, any shape, float.
+        Y: predictions, any shape, a real floating dtype.
         T: targets, same shape, dtype, namespace and device as Y.
         weights: ``(N,)`` row weights: ``sum_i w_i sum_j (Y - T)_ij**2`` (see the module docstring).
+        xp: Y's namespace, to skip looking it up (optional).
 
     Returns:
-        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)`` (times each row's weight).
+        ``(loss, dY)``: a 0-d array and ``2 * (Y - T)`` (times each row's weight), both of Y's dtype,
+        namespace and device. Its ``reduction`` is ``"sum"``: the value grows with the batch.
 
     Raises:
-        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
+        TypeError: Y, T or weights not a real floating array, or of another dtype or library than Y.
+        ValueError: shapes differ (weights: not ``(N,)``), on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.sum_squared_error(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
+    >>> float(loss), dY.tolist()
+    (5.0, [[2.0], [4.0]])
     """
     xp = _targets("sum_squared_error", Y, T, xp)
     _weights("sum_squared_error", weights, Y, xp)
@@ -161,12 +179,25 @@ def _sse(Y: Array, T: Array, xp: Any, W: Array | None = None) -> tuple[Array, Ar
 
 @reduces("mean")
 def mean_squared_error(Y: Array, T: Array, *, weights: Array | None = None, xp: Any = None) -> tuple[Array, Array]:
-    """``mean((Y - T)**2)`` over all elements. Returns ``(loss, 2 (Y - T) / Y.size)``.
+    """``mean((Y - T)**2)`` over all elements.
 
-    With ``weights`` ``(N,)``: the weighted mean of the rows' means (see the module docstring).
+    Args:
+        Y: predictions, any shape, a real floating dtype.
+        T: targets, same shape, dtype, namespace and device as Y.
+        weights: ``(N,)`` row weights: the weighted mean of the rows' means (see the module docstring).
+        xp: Y's namespace, to skip looking it up (optional).
+
+    Returns:
+        ``(loss, 2 (Y - T) / Y.size)``: a 0-d array and an array shaped like Y, of Y's dtype and device.
 
     Raises:
-        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
+        TypeError: Y, T or weights not a real floating array, or of another dtype or library than Y.
+        ValueError: shapes differ (weights: not ``(N,)``), on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.mean_squared_error(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
+    >>> float(loss), dY.tolist()
+    (2.5, [[1.0], [2.0]])
     """
     xp = _targets("mean_squared_error", Y, T, xp)
     _weights("mean_squared_error", weights, Y, xp)
@@ -186,14 +217,25 @@ def binary_cross_entropy_with_logits(
 ) -> tuple[Array, Array]:
     """Mean binary cross-entropy of logits ``Y`` against targets ``T`` in [0, 1].
 
-    Uses ``max(Y, 0) - Y T + log1p(exp(-|Y|))``, which cannot overflow. With
-    ``weights`` ``(N,)``: the weighted mean of the rows' means (see the module docstring).
+    Uses ``max(Y, 0) - Y T + log1p(exp(-abs(Y)))``, which cannot overflow.
+
+    Args:
+        Y: logits, any shape (e.g. ``(N, 1)`` or ``(N, labels)`` for multilabel), a real floating dtype.
+        T: targets in [0, 1], same shape, dtype, namespace and device as Y.
+        weights: ``(N,)`` row weights: the weighted mean of the rows' means (see the module docstring).
+        xp: Y's namespace, to skip looking it up (optional).
 
     Returns:
-        ``(loss, (sigmoid(Y) - T) / Y.size)``.
+        ``(loss, (sigmoid(Y) - T) / Y.size)``: a 0-d array and an array shaped like Y.
 
     Raises:
-        TypeError, ValueError: Y, T or weights of another shape, dtype, namespace or device.
+        TypeError: Y, T or weights not a real floating array, or of another dtype or library than Y.
+        ValueError: shapes differ (weights: not ``(N,)``), on another device, or an empty batch.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.binary_cross_entropy_with_logits(np.array([0.0, 1e4]), np.array([1.0, 1.0]))
+    >>> round(float(loss), 4), dY.tolist()
+    (0.3466, [-0.25, 0.0])
     """
     xp = _targets("binary_cross_entropy_with_logits", Y, T, xp)
     _weights("binary_cross_entropy_with_logits", weights, Y, xp)
@@ -220,14 +262,27 @@ def softmax_cross_entropy(
     ``weights`` ``(N,)``: the weighted mean of the rows' losses, a row's loss
     being the mean over its tokens (see the module docstring).
 
+    Args:
+        Y: logits ``(N, C)``, a real floating dtype.
+        labels: class indices ``(N,)``, an integer dtype, Y's namespace and device.
+        xp: Y's namespace, to skip looking it up (optional).
+
     Returns:
         ``(loss, (softmax(Y) - onehot(labels)) / M)``, a 0-d array and dY shaped
-        like Y, where M is the number of labels (``labels.size``).
+        like Y, of Y's dtype, where M is the number of labels (``labels.size``).
 
     Raises:
-        TypeError: labels not integer, or another namespace than Y.
-        ValueError: labels not of shape ``Y.shape[:-1]`` (both shapes named),
-            Y with fewer than 2 dimensions, or a label outside [0, C).
+        TypeError: Y not a real floating array; labels not integer (one-hot or
+            float labels), or of another namespace than Y; weights not float.
+        ValueError: labels not of shape ``Y.shape[:-1]`` (both shapes named), Y
+            with fewer than 2 dimensions, labels on another device, an empty
+            batch, weights not ``(N,)``, or a label outside [0, C) (checked on
+            the host, except inside ``jax.jit``).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> loss, dY = pnn.losses.softmax_cross_entropy(np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([0, 1]))
+    >>> round(float(loss), 4), dY.tolist()
+    (0.6931, [[-0.25, 0.25], [0.25, -0.25]])
     """
     where = "softmax_cross_entropy"
     xp = check_array(where, Y, name="Y (logits)", xp=xp)

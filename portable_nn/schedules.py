@@ -10,7 +10,7 @@ after ``t`` calls of ``scheduler.step()`` (one per optimizer step), and what
 optax's schedules give at count ``t``.
 
 ``schedule(step)`` takes a Python int, and then computes a Python float with
-:mod:`math`, or a 0-d integer array, and then computes a 0-d float array of the
+``math``, or a 0-d integer array, and then computes a 0-d float array of the
 same library and device with array operations (in float64 where the device
 has it). That includes a JAX tracer inside ``jax.jit`` or ``jax.lax.scan``, so
 a compiled training loop traces the schedule instead of freezing its value at
@@ -100,7 +100,19 @@ class Schedule:
 
 @dataclass(frozen=True)
 class constant(Schedule):
-    """``lr`` at every step (the same as passing the float; useful where a schedule is expected)."""
+    """``lr`` at every step (the same as passing the float; useful where a schedule is expected).
+
+    ``schedule(step)`` takes an int (and returns a Python float) or a 0-d
+    integer array (and returns a 0-d float array of its library and device).
+
+    Raises:
+        ValueError: a setting out of its range (named in the message).
+        TypeError: a setting of the wrong type (a bool or string for a number).
+
+    >>> import portable_nn as pnn
+    >>> pnn.schedules.constant(0.1)(1000)
+    0.1
+    """
 
     lr: float
 
@@ -119,6 +131,15 @@ class step_decay(Schedule):
     """``lr * factor ** (step // every)``: ``lr`` multiplied by ``factor`` every ``every`` steps.
 
     ``torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=factor)``.
+    ``lr`` >= 0, ``every`` >= 1, ``factor`` in (0, 1].
+
+    Raises:
+        ValueError: a setting out of its range (named in the message).
+        TypeError: a setting of the wrong type (a bool or string for a number).
+
+    >>> import portable_nn as pnn
+    >>> [pnn.schedules.step_decay(1.0, every=2, factor=0.5)(t) for t in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
     lr: float
@@ -142,7 +163,16 @@ class exponential(Schedule):
     """``lr * rate ** (step / every)``; with ``staircase=True``, ``lr * rate ** (step // every)``.
 
     ``torch.optim.lr_scheduler.ExponentialLR(opt, gamma=rate)`` for ``every=1``;
-    optax's ``exponential_decay(lr, every, rate, staircase=...)``.
+    optax's ``exponential_decay(lr, every, rate, staircase=...)``. ``lr`` >= 0,
+    ``rate`` in (0, 1], ``every`` >= 1.
+
+    Raises:
+        ValueError: a setting out of its range (named in the message).
+        TypeError: a setting of the wrong type (a bool or string for a number).
+
+    >>> import portable_nn as pnn
+    >>> [pnn.schedules.exponential(1.0, rate=0.5)(t) for t in range(3)]
+    [1.0, 0.5, 0.25]
     """
 
     lr: float
@@ -176,6 +206,15 @@ class linear_warmup(Schedule):
 
     ``torch.optim.lr_scheduler.LinearLR(opt, start_factor, end_factor=1.0, total_iters=warmup)``
     with a start factor of 0 (which torch does not allow; it needs one > 0).
+    ``peak`` >= 0, ``warmup`` >= 1.
+
+    Raises:
+        ValueError: a setting out of its range (named in the message).
+        TypeError: a setting of the wrong type (a bool or string for a number).
+
+    >>> import portable_nn as pnn
+    >>> [pnn.schedules.linear_warmup(1.0, warmup=4)(t) for t in range(6)]
+    [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
 
     peak: float
@@ -203,6 +242,14 @@ class cosine(Schedule):
     ``torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=end)``
     (which, unlike this, rises again after ``T_max``) and optax's
     ``warmup_cosine_decay_schedule(0, peak, warmup, total_steps, end)``.
+
+    Raises:
+        ValueError: ``peak`` < 0, ``total_steps`` < 1, ``warmup`` < 0 or >= ``total_steps``, ``end`` outside [0, peak].
+        TypeError: a setting of the wrong type (a bool or string for a number).
+
+    >>> import portable_nn as pnn
+    >>> [round(pnn.schedules.cosine(1.0, total_steps=4)(t), 3) for t in range(6)]
+    [1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
 
     peak: float

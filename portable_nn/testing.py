@@ -19,7 +19,17 @@ _DEFAULTS = {"float64": (1e-6, 1e-5, 1e-8), "float32": (1e-2, 5e-2, 5e-3)}
 
 
 def assert_close(actual: Any, desired: Any, *, rtol: float = 1e-7, atol: float = 0.0, msg: str = "") -> None:
-    """Assert two arrays (any backends) are equal within ``atol + rtol * |desired|``."""
+    """Assert two arrays (any backends and devices) are equal within ``atol + rtol * abs(desired)``, elementwise.
+
+    Both are copied to NumPy and compared with ``numpy.testing.assert_allclose``
+    (shapes must match; NaNs in the same places count as equal).
+
+    Raises:
+        AssertionError: they differ (the message shows where and by how much, and ``msg``).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.assert_close(pnn.get_backend("array_api_strict").asarray([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), rtol=1e-6)
+    """
     np.testing.assert_allclose(to_numpy(actual), to_numpy(desired), rtol=rtol, atol=atol, err_msg=msg)
 
 
@@ -71,10 +81,28 @@ def gradcheck(
     ``None`` picks the default; a number given is used as is (``rtol=0.0``
     means no relative slack), so ``eps`` must be > 0 and the tolerances >= 0.
 
+    Args:
+        model: the layer or model to check.
+        params: its params (or Variables), float64 preferably, on X's backend and device.
+        X: inputs ``(batch, ...)`` of the params' backend (floats, or integer indices).
+        loss: ``loss(Y, T) -> (value, dY)``, e.g. ``pnn.losses.mean_squared_error``.
+        T: the targets ``loss`` takes, on the same backend.
+        eps: the finite-difference step; rtol, atol: the tolerances (None: the defaults above).
+        max_checks: elements checked per param (and of X), chosen at random from ``seed``.
+
+    Returns:
+        None; it raises on a mismatch. Nothing passed in is modified.
+
     Raises:
         GradientCheckError: naming the layer, the param and the element that differ.
         TypeError: params are not floating point.
         ValueError: ``eps`` not > 0, or ``rtol``/``atol`` negative (or not finite numbers).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Linear(3, 4), pnn.Tanh(), pnn.Linear(4, 2))
+    >>> params = model.init(seed=0, backend="numpy", dtype="float64")
+    >>> X, T = np.random.default_rng(0).standard_normal((5, 3)), np.zeros((5, 2))
+    >>> pnn.gradcheck(model, params, X, loss=pnn.losses.mean_squared_error, T=T)   # passes: returns None
     """
     xp = namespace(X)
     index_X = bool(xp.isdtype(X.dtype, "integral"))

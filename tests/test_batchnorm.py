@@ -292,12 +292,12 @@ def test_sklearn_estimators_refuse_a_stateful_model_clearly() -> None:
         NeuralNetClassifier(model=model, epochs=1, backend="numpy").fit(X, y)
 
 
-def test_readme_batchnorm_example_runs_and_keeps_its_promises(tmp_path: Path, monkeypatch: Any) -> None:
+def test_guide_batchnorm_example_runs_and_keeps_its_promises(tmp_path: Path, monkeypatch: Any) -> None:
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    found = re.search(r"<!-- readme-batchnorm -->\n```python\n(.*?)\n```", text, re.S)
-    assert found, "README.md lost its BatchNorm example (the marker <!-- readme-batchnorm -->)"
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "cnn.md").read_text()
+    found = re.search(r"<!-- docs-batchnorm -->\n```python\n(.*?)\n```", text, re.S)
+    assert found, "docs/guide/cnn.md lost its BatchNorm example (the marker <!-- docs-batchnorm -->)"
     monkeypatch.chdir(tmp_path)
     scope: dict[str, Any] = {}
     with pnn.use_backend("numpy"):

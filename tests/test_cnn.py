@@ -7,7 +7,7 @@
 * outputs keep the params' dtype and the input's namespace and device; nothing
   is written in place (under ``numpy-readonly`` every input is read-only);
 * bad configurations and inputs raise clear errors; PyTorch Conv2d weights
-  load as the README shows.
+  load as docs/guide/cnn.md shows.
 
 Shapes are tiny and shared between tests (the suite runs once per backend,
 and JAX compiles each op once per shape).
@@ -30,7 +30,7 @@ import portable_nn as pnn
 
 from ._support import FAST, SHAPES, assert_same_kind, dtypes_under_test, host, seeds
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "cnn.md"
 X_SHAPE = (2, 3, 7, 6)  # (batch, channels, height, width) of the fixed-shape tests
 
 
@@ -369,25 +369,25 @@ def test_conv_params_of_another_layout_are_refused(tb: Any) -> None:
     np.testing.assert_array_equal(host(params["W"]), 1.0)
 
 
-# ---------------------------------------------------------------- 6. PyTorch weights, as the README loads them
+# ------------------------------------------------ 6. PyTorch weights, as docs/guide/cnn.md loads them
 
 
-def readme_snippet() -> str:
-    text = README.read_text()
-    found = re.search(r"<!-- readme-conv-torch -->\n```python\n(.*?)\n```", text, re.S)
-    assert found, "README.md lost its PyTorch weight-loading example (the marker <!-- readme-conv-torch -->)"
+def guide_snippet() -> str:
+    text = GUIDE.read_text()
+    found = re.search(r"<!-- docs-conv-torch -->\n```python\n(.*?)\n```", text, re.S)
+    assert found, f"{GUIDE} lost its PyTorch weight-loading example (the marker <!-- docs-conv-torch -->)"
     return found.group(1)
 
 
-def test_readme_pytorch_weights_load_and_give_torchs_output(tb: Any) -> None:
+def test_guide_pytorch_weights_load_and_give_torchs_output(tb: Any) -> None:
     pytest.importorskip("torch")
     if "float64" not in tb.dtypes:
-        pytest.skip(f"{tb.spec} has no float64; the README example uses float64")
+        pytest.skip(f"{tb.spec} has no float64; the guide's example uses float64")
     namespace: dict[str, Any] = {}
     with pnn.use_backend(tb.be):
-        exec(compile(readme_snippet(), str(README), "exec"), namespace)  # noqa: S102 (our own README)
+        exec(compile(guide_snippet(), str(GUIDE), "exec"), namespace)  # noqa: S102 (our own docs)
     Y, conv, X = namespace["Y"], namespace["conv"], namespace["X"]
-    assert_same_kind(Y, tb.be.asarray(np.ones(1), "float64"), "README Y")
+    assert_same_kind(Y, tb.be.asarray(np.ones(1), "float64"), "the guide's Y")
     assert rel_err(Y, pnn.to_numpy(conv(namespace["torch"].from_numpy(X)))) <= 1e-12
 
 

@@ -6,9 +6,10 @@
   parity settings, the install hint) as an ``ADAPTER``.
 - ``_table.py``: ``ADAPTERS``, backend name -> adapter module. Adding a backend
   is one new module plus one line there (see CONTRIBUTING.md).
-- :class:`Backend` (a library, its namespace and a device), :func:`get_backend`,
-  :func:`set_backend`, :func:`use_backend`, :func:`available_backends`.
-- :func:`available_precisions`: the floating precisions a backend's device
+- :class:`~portable_nn.Backend` (a library, its namespace and a device),
+  :func:`~portable_nn.get_backend`, :func:`~portable_nn.set_backend`,
+  :func:`~portable_nn.use_backend`, :func:`~portable_nn.available_backends`.
+- :func:`~portable_nn.available_precisions`: the floating precisions a backend's device
   computes in, probed once per device (``_precision.py``, kept by each adapter).
 """
 

@@ -5,7 +5,7 @@ instance of a subclass of :class:`Adapter`, and the table in ``_table.py``
 maps the backend's name to that module; :func:`adapter` looks one up.
 Adapter modules import their library only when a backend is made, so listing
 them costs nothing. An adapter answers for a namespace and a device object;
-it never sees a :class:`~portable_nn.backends.Backend` (which is built from
+it never sees a :class:`~portable_nn.Backend` (which is built from
 its answers), so this module imports nothing of the package but the table.
 """
 
@@ -34,7 +34,7 @@ class Adapter:
         name: the backend's name, e.g. ``"torch"``.
         module: the library to import, e.g. ``"torch"``.
         install_hint: what to ``pip install``, shown when the library is missing.
-        compiler: the name of the library's compiler for :func:`compile_step`
+        compiler: the name of the library's compiler for :func:`~portable_nn.compile_step`
             (``"jax.jit"``, ``"torch.compile"``), or None.
         jit_by_default: ``compile=None`` compiles on this library (JAX).
     """
@@ -53,7 +53,7 @@ class Adapter:
         return importlib.util.find_spec(self.module) is not None
 
     def load(self) -> Any:
-        """Import the library, or raise :class:`BackendError` saying what to install."""
+        """Import the library, or raise :class:`~portable_nn.BackendError` saying what to install."""
         try:
             return importlib.import_module(self.module)
         except ImportError as e:
@@ -67,10 +67,10 @@ class Adapter:
 
         ``device``: a device name such as ``"cuda:1"``; None: the library's
         default device. :func:`~portable_nn.get_backend` makes the
-        :class:`~portable_nn.backends.Backend` from the answer.
+        :class:`~portable_nn.Backend` from the answer.
 
         Raises:
-            BackendError: the library is missing or has no such device (see :func:`no_device`).
+            BackendError: the library is missing or has no such device (see ``no_device``).
         """
         raise NotImplementedError
 
@@ -107,7 +107,7 @@ class Adapter:
         yield
 
     def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` compiled by :attr:`compiler`."""
+        """``fn`` compiled by the library's compiler (``compiler``); NotImplementedError without one."""
         raise NotImplementedError(f"backend {self.name!r} has no compiler")
 
     def precision_dtype(self, xp: Any, name: str) -> Any:
@@ -164,6 +164,10 @@ def available_backends() -> list[str]:
 
     CuPy counts only when it imports and sees a CUDA device. The others count
     when installed (they are not imported, which would be slow).
+
+    >>> import portable_nn as pnn
+    >>> pnn.available_backends()[0]
+    'numpy'
     """
     return [name for name in ADAPTERS if adapter(name).available()]
 

@@ -45,8 +45,17 @@ def adapter_of(a: Any) -> Adapter | None:
 def namespace(*arrays: Any, xp: Any = None) -> Any:
     """Return the Array API namespace of ``arrays`` (or ``xp`` when given).
 
-    Raises a :class:`TypeError` naming the array types when the inputs come
-    from two different array libraries: nothing is ever converted silently.
+    NumPy arrays give ``numpy`` itself on NumPy >= 2; other libraries give their
+    ``array_api_compat`` (or native) namespace.
+
+    Raises:
+        TypeError: the inputs come from two different array libraries (the
+            message names their types): nothing is ever converted silently.
+
+    >>> import numpy as np
+    >>> import portable_nn as pnn
+    >>> pnn.namespace(np.ones(3), np.zeros(2)) is np
+    True
     """
     if xp is not None:
         return xp
@@ -66,7 +75,14 @@ def namespace(*arrays: Any, xp: Any = None) -> Any:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """Copy an array of any supported library and device to a ``numpy.ndarray`` (host arrays as they are)."""
+    """Copy an array of any supported library and device to a ``numpy.ndarray`` (host arrays as they are).
+
+    The result has the array's shape and dtype (bfloat16 as ml_dtypes' bfloat16).
+
+    >>> import portable_nn as pnn
+    >>> pnn.to_numpy(pnn.get_backend("array_api_strict").asarray([[1.0, 2.0]]))
+    array([[1., 2.]])
+    """
     if isinstance(a, np.ndarray):
         return a
     ad = adapter_of(a)
@@ -88,7 +104,13 @@ def widest_float_dtype(a: Any, *, xp: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class Backend:
-    """An array library and a device on it.
+    """An array library and a device on it; made by :func:`~portable_nn.get_backend`.
+
+    >>> import portable_nn as pnn
+    >>> be = pnn.get_backend("array_api_strict")
+    >>> X = be.asarray([[1, 2], [3, 4]], dtype="float32")     # host data -> this backend and device
+    >>> tuple(X.shape), be.to_numpy(X).dtype, be.is_gpu
+    ((2, 2), dtype('float32'), False)
 
     Attributes:
         name: the backend's name (a key of the table: ``"numpy"``, ``"cupy"``,
@@ -117,7 +139,7 @@ class Backend:
 
     @property
     def device_label(self) -> str:
-        """Short device name: ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``..."""
+        """The short device name, e.g. ``"cpu"``, ``"cuda:0"``, ``"gpu:0"``, ``"device1"``."""
         return self.adapter.device_label(self.device)
 
     def describe_device(self) -> str:

@@ -30,6 +30,16 @@ def to_backend(tree: Any, backend: str | Backend, *, dtype: Any = None) -> Any:
     Returns:
         A tree of the same structure whose array leaves are new arrays of
         ``backend``, each of its source's shape.
+
+    Raises:
+        BackendError: as :func:`~portable_nn.get_backend` does for ``backend``.
+        PrecisionError: ``dtype``, or a leaf's dtype, is one that ``backend``'s device lacks.
+
+    >>> import portable_nn as pnn
+    >>> params = pnn.Linear(3, 2).init(seed=0, backend="numpy")
+    >>> moved = pnn.to_backend(params, "array_api_strict", dtype="float64")
+    >>> moved["W"].shape, moved["W"].dtype
+    ((3, 2), array_api_strict.float64)
     """
     be = get_backend(backend)
 

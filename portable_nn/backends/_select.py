@@ -56,6 +56,16 @@ def get_backend(name: str | Backend | None = None, device: Any = None) -> Backen
     Raises:
         BackendError: unknown name, library not installed (the message says
             what to install) or device missing (the message lists the devices).
+        TypeError: ``name`` is neither a str, a Backend nor None.
+
+    >>> import portable_nn as pnn
+    >>> pnn.get_backend("array_api_strict:device1")
+    Backend('array_api_strict', device=array_api_strict.Device('device1'))
+    >>> try:
+    ...     pnn.get_backend("nmupy")
+    ... except pnn.BackendError as e:
+    ...     print(e)
+    unknown backend 'nmupy'; choose one of numpy, cupy, torch, jax, array_api_strict or 'auto'.
     """
     if name is None:
         override = _OVERRIDE.get()
@@ -88,6 +98,13 @@ def available_precisions(backend: str | Backend | None = None) -> tuple[str, ...
     NumPy; ``("float32", "float64")`` on array_api_strict. ``be.dtype(name)``
     resolves each of them, and raises :class:`~portable_nn.PrecisionError`,
     saying why, for the others.
+
+    Raises:
+        BackendError: as :func:`get_backend` does for ``backend``.
+
+    >>> import portable_nn as pnn
+    >>> pnn.available_precisions("array_api_strict:no_float64")
+    ('float32',)
     """
     be = get_backend(backend)
     return tuple(name for name, why in be.adapter.precisions(be.xp, be.device).items() if why is None)
@@ -114,7 +131,15 @@ def set_backend(name: str | Backend, device: Any = None) -> Backend:
 
     Every thread sees it, including threads already running and ones started
     later. Inside a :func:`use_backend` block the block's backend still wins
-    for that thread or task until the block ends.
+    for that thread or task until the block ends. Its initial value is
+    ``PORTABLE_NN_BACKEND`` from the environment, else ``"numpy"``.
+
+    Args:
+        name: as for :func:`get_backend` (``"torch:cuda"``, a Backend...).
+        device: as for :func:`get_backend`.
+
+    Raises:
+        BackendError: as :func:`get_backend` does; the default is then unchanged.
     """
     global _PROCESS_DEFAULT
     be = get_backend(name, device)
@@ -131,9 +156,14 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
     default there, and is undone on exit. Other threads, including threads
     started inside the block, keep the process-wide default.
 
-    Example:
-        >>> with pnn.use_backend("array_api_strict") as be:
-        ...     params = model.init(seed=0)   # arrays of be
+    Raises:
+        BackendError: as :func:`get_backend` does, before the block runs.
+
+    >>> import portable_nn as pnn
+    >>> with pnn.use_backend("array_api_strict") as be:
+    ...     params = pnn.Linear(3, 2).init(seed=0)      # arrays of be
+    >>> type(params["W"]).__module__.split(".")[0]
+    'array_api_strict'
     """
     be = get_backend(name, device)
     token = _OVERRIDE.set(be)

@@ -13,3 +13,4 @@ ADAPTERS: dict[str, str] = {
     "jax": "portable_nn.backends.jax",
     "array_api_strict": "portable_nn.backends.array_api_strict",
 }
+"""Backend name -> the module holding its adapter, in the order ``available_backends()`` lists them."""

@@ -16,7 +16,18 @@ __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "sigmoid"]
 
 
 class ReLU(Layer):
-    """``Y = max(X, 0)``. The gradient is zero where X < 0 (X == 0 passes it), as in the notebook."""
+    """``Y = max(X, 0)``. The gradient is zero where X < 0 (X == 0 passes it), as in the notebook.
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.ReLU()({}, np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
 
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
@@ -33,7 +44,22 @@ class ReLU(Layer):
 
 
 class LeakyReLU(Layer):
-    """``Y = X`` where X >= 0, else ``alpha * X``."""
+    """``Y = X`` where X >= 0, else ``alpha * X``.
+
+    Args:
+        alpha: the slope for negative X, a real number >= 0 (default 0.01).
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        ValueError: ``alpha`` negative, NaN or inf (a bool or string: TypeError).
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.LeakyReLU(0.1)({}, np.array([-1.0, 2.0]))
+    array([-0.1,  2. ])
+    """
 
     def __init__(self, alpha: float = 0.01) -> None:
         self.alpha = real_number("LeakyReLU", "alpha", alpha, lo=0)
@@ -56,14 +82,28 @@ class LeakyReLU(Layer):
 
 
 def sigmoid(X: Array, xp: Any = None) -> Array:
-    """Logistic function in a form that cannot overflow: ``exp`` only sees ``-|X|``."""
+    """Logistic function in a form that cannot overflow: ``exp`` only sees ``-abs(X)``.
+
+    X: a real floating array of any shape; returns one of its shape, dtype and namespace.
+    """
     xp = check_array("sigmoid", X, xp=xp)
     E = xp.exp(-xp.abs(X))
     return xp.where(X >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
 
 
 class Sigmoid(Layer):
-    """``Y = 1 / (1 + exp(-X))``, computed stably for large |X|."""
+    """``Y = 1 / (1 + exp(-X))``, computed stably for large ``abs(X)`` (logits of +-1e4 in float32 stay finite).
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.Sigmoid()({}, np.array([-1e4, 0.0, 1e4], dtype="float32"))
+    array([0. , 0.5, 1. ], dtype=float32)
+    """
 
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
@@ -79,7 +119,14 @@ class Sigmoid(Layer):
 
 
 class Tanh(Layer):
-    """``Y = tanh(X)``."""
+    """``Y = tanh(X)``.
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``.
+    """
 
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
@@ -101,7 +148,14 @@ class GELU(Layer):
     """GELU, tanh approximation: ``0.5 X (1 + tanh(c (X + 0.044715 X^3)))``.
 
     The Array API standard has no ``erf``, so the exact form is not portable;
-    the tanh form differs from it by < 1e-3 everywhere.
+    the tanh form differs from it by < 1e-3 everywhere (it is
+    ``torch.nn.GELU(approximate="tanh")``), with ``c = sqrt(2 / pi)``.
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``.
     """
 
     def apply(
@@ -126,6 +180,20 @@ class Softmax(Layer):
     Backward is the full Jacobian-vector product ``dX = Y * (dY - sum(dY * Y))``.
     For training a classifier prefer ``losses.softmax_cross_entropy`` on logits.
     Half-precision X (mixed precision): computed in float32, Y and dX in X's dtype.
+
+    Args:
+        axis: the axis that sums to 1 (default: the last).
+
+    No params (``{}``). X: any shape, a real floating dtype; Y: X's shape and dtype.
+
+    Raises:
+        TypeError: X is not a real floating array; params that are not a dict.
+        ValueError: params other than ``{}``; ``axis`` out of range for X.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.Softmax()({}, np.array([[0.0, 0.0], [1e4, 0.0]]))
+    array([[0.5, 0.5],
+           [1. , 0. ]])
     """
 
     float32_ops = ("softmax and its backward",)

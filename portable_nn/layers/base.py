@@ -8,10 +8,10 @@ None when ``need_dX`` is False: a model's first layer). Nothing is cached on
 the layer object, so a layer can be applied any number of times.
 
 What the training code needs to know, the layer declares: its sub-layers
-(:meth:`Layer.children`), whether it draws host random numbers
-(:attr:`Layer.draws_host_rng`), whether it keeps a model state
-(:attr:`Layer.stateful`), whether it takes integer indices rather than
-floats (:attr:`Layer.takes_indices`: an embedding; ``fit``, ``predict`` and
+(:meth:`~portable_nn.Layer.children`), whether it draws host random numbers
+(:attr:`~portable_nn.Layer.draws_host_rng`), whether it keeps a model state
+(:attr:`~portable_nn.Layer.stateful`), whether it takes integer indices rather than
+floats (:attr:`~portable_nn.Layer.takes_indices`: an embedding; ``fit``, ``predict`` and
 ``evaluate`` then pass integer X through uncast), and its configuration
 (:func:`config_key`).
 
@@ -26,7 +26,7 @@ the optimizer sees ``variables.params`` only. Models without state are
 unchanged: ``init`` returns their params.
 
 Checks: :func:`check_array` for inputs, :func:`check_params` for params.
-See "Write your own layer" in the README for a complete example.
+The guide's "Writing a layer" (``docs/guide/writing-a-layer.md``) has a complete example.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ State = Any
 
 
 class Variables(NamedTuple):
-    """A stateful model's trainable ``params`` and its ``state`` (e.g. BatchNorm's running statistics).
+    """A stateful model's trainable ``params`` and its ``state`` (e.g. BatchNorm's running statistics): a NamedTuple.
 
     ``model.init()`` returns this for a model that contains a stateful layer;
     pass it wherever params go (``fit``, ``predict``, ``evaluate``, ``save``,
@@ -90,7 +90,14 @@ class Variables(NamedTuple):
 
 
 class Layer:
-    """Base class of all layers. Subclasses override ``init_params`` (if they have params) and ``apply``."""
+    """Base class of all layers. Subclasses override ``init_params`` (if they have params) and ``apply``.
+
+    A layer is a pair of pure functions: :meth:`init` draws params on the host
+    and :meth:`apply` returns ``(Y, backprop)``, with ``backprop(dY, *,
+    need_dX=True) -> (dX, grads)`` written beside the forward pass; ``layer(params,
+    X)`` is inference only. See :mod:`portable_nn.layers.base` for the protocol
+    and the guide's "Writing a layer" (``docs/guide/writing-a-layer.md``) for a complete example.
+    """
 
     def init(self, seed: Seed = 0, *, backend: str | Backend | None = None, dtype: Any = "float32") -> Params:
         """Draw this layer's initial params.
@@ -102,8 +109,14 @@ class Layer:
             dtype: ``"float32"`` (default) or ``"float64"``.
 
         Returns:
-            A pytree (dict, or list of dicts for :class:`Sequential`) of arrays;
-            for a model with a stateful layer (BatchNorm), ``Variables(params, state)``.
+            A pytree (dict, or list of dicts for :class:`~portable_nn.Sequential`) of arrays
+            of ``dtype`` on ``backend``; for a model with a stateful layer
+            (BatchNorm), ``Variables(params, state)``. The same seed gives
+            bit-identical values on every backend and device.
+
+        Raises:
+            TypeError: ``dtype`` is not a floating dtype; ``seed`` is not an int, Generator or None.
+            BackendError: an unknown or missing backend; a dtype its device lacks (PrecisionError).
         """
         be = get_backend(backend)
         name = dtype_name(be.dtype(dtype))
@@ -119,7 +132,12 @@ class Layer:
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None
     ) -> tuple[Array, Backprop]:
-        """Forward pass. Returns ``(Y, backprop)``; see the module docstring."""
+        """Forward pass: ``(Y, backprop)``, with ``backprop(dY, *, need_dX=True) -> (dX, grads)``.
+
+        ``train`` selects training behaviour (dropout masks, batch statistics);
+        ``rng`` seeds what a layer draws while training. ``grads`` mirror
+        ``params``; ``dX`` may be None when ``need_dX`` is False.
+        """
         raise NotImplementedError
 
     def __call__(self, params: Params, X: Array, **kwargs: Any) -> Array:
@@ -133,8 +151,8 @@ class Layer:
 
     @property
     def stateful(self) -> bool:
-        """True when this layer itself keeps a model state (override with ``init_state`` and
-        ``apply_with_state``). Composites need not: :func:`has_state` finds their children's."""
+        """Whether this layer itself keeps a model state (override with ``init_state`` and
+        ``apply_with_state``). Composites need not: :func:`~portable_nn.layers.base.has_state` finds their children's."""
         return False
 
     def init_state(self, be: Backend, dtype: str) -> State:
@@ -172,7 +190,7 @@ class Layer:
 
     @property
     def takes_indices(self) -> bool:
-        """True when this layer's X holds integer indices (token ids), not floats: an embedding.
+        """Whether this layer's X holds integer indices (token ids) rather than floats, as an embedding's does.
 
         ``fit``, ``predict`` and ``evaluate`` keep integer X as it is for such a
         model (it is never cast to the params' float dtype), and ``gradcheck``
@@ -184,10 +202,10 @@ class Layer:
 
     @property
     def draws_host_rng(self) -> bool:
-        """True when ``apply(train=True)`` draws host random numbers (e.g. a dropout mask).
+        """Whether ``apply(train=True)`` draws host random numbers (e.g. a dropout mask).
 
         ``jax.jit`` and ``torch.compile`` would freeze such numbers at trace time,
-        so a model for which :func:`uses_host_rng` is true runs the portable code.
+        so a model for which :func:`~portable_nn.layers.base.uses_host_rng` is true runs the portable code.
         Override it in a layer that draws from ``rng``; composites need not:
         their children are found by :meth:`children`.
         """
@@ -208,7 +226,7 @@ class Layer:
 
 
 def no_grads(dX: Array, *, need_dX: bool = True) -> tuple[Array, Params]:
-    """The backprop of a layer that is the identity (e.g. Dropout at inference)."""
+    """The backprop of a layer that is the identity (e.g. Dropout at inference): ``(dX, {})`` with ``dX = dY``."""
     return dX, {}
 
 
@@ -284,7 +302,7 @@ def uses_host_rng(layer: Layer) -> bool:
 
 
 def takes_indices(layer: Layer) -> bool:
-    """True when ``layer``'s input X holds integer indices (see :attr:`Layer.takes_indices`)."""
+    """True when ``layer``'s input X holds integer indices (see :attr:`~portable_nn.Layer.takes_indices`)."""
     return bool(layer.takes_indices)
 
 
@@ -294,7 +312,7 @@ def has_state(layer: Layer) -> bool:
 
 
 def trainable(params: Params) -> Params:
-    """The part of ``params`` the optimizer trains: ``variables.params`` for :class:`Variables`, else ``params``."""
+    """The part of ``params`` the optimizer trains: ``variables.params`` for :class:`~portable_nn.Variables`, else ``params``."""
     return params.params if type(params) is Variables else params
 
 
@@ -305,7 +323,8 @@ def apply_model(
 
     For Variables, ``new_params`` carries the state this forward pass produced
     (running statistics updated when ``train``); plain params come back as they
-    are. ``backprop``'s grads mirror the trainable params in both cases.
+    are. ``backprop``'s grads mirror the trainable params in both cases. X and
+    Y are the model's input and output, of the params' backend and dtype.
     """
     if type(params) is Variables:
         Y, state, backprop = model.apply_with_state(params.params, params.state, X, train=train, rng=rng)

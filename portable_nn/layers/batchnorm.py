@@ -36,12 +36,25 @@ class BatchNorm(Layer):
 
     A model with a BatchNorm is stateful: ``model.init()`` returns
     ``Variables(params, state)``; run it with ``model(variables, X)``,
-    ``pnn.predict``/``pnn.fit``, or ``apply_with_state``.
+    ``pnn.predict``/``pnn.fit``, or ``apply_with_state``. Conventions are
+    PyTorch's: the biased variance normalizes, the unbiased one updates
+    ``running = (1 - momentum) * running + momentum * batch``.
 
     Half-precision X (mixed precision): the batch statistics, the running
     statistics, the normalization and its backward run in the state's dtype
     (the float32 master dtype); Y, dX and the grads come back in X's and the
     params' dtypes.
+
+    Args:
+        features: channels (size of axis 1), >= 1.
+        momentum: in [0, 1] (default 0.1).
+        eps: added to the variance, > 0 (default 1e-5).
+
+    Raises:
+        TypeError: ``apply`` called without the state (use the Variables); X not
+            a real floating array, or of another dtype or library than the params.
+        ValueError: settings out of range; X whose axis 1 is not ``features``; a
+            state of another model; a batch with one value per channel in training.
     """
 
     float32_ops = ("batch statistics", "running statistics", "normalization and its backward")

@@ -58,6 +58,20 @@ class Conv2D(Layer):
     Shapes: X ``(N, in_channels, H, W)`` -> Y ``(N, out_channels, OH, OW)`` of
     the params' dtype, with ``OH = (H + pad_top + pad_bottom - kh) // sh + 1``
     (``OW`` likewise). Its backprop takes ``need_dX=False`` to skip dX.
+
+    Raises:
+        ValueError: sizes, strides or paddings out of range (``"same"`` with a
+            stride); X not 4-d ``(N, C, H, W)``, with another channel count, smaller
+            than the kernel after padding, or on another device than the params;
+            params of another shape.
+        TypeError: arguments of the wrong type; X not a real floating array, or
+            of another dtype or array library than the params.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> conv = pnn.Conv2D(3, 8, 3, padding="same")
+    >>> params = conv.init(seed=0, backend="numpy")    # {"W": (8, 3, 3, 3), "b": (8,)}
+    >>> conv(params, np.zeros((2, 3, 16, 16), dtype="float32")).shape
+    (2, 8, 16, 16)
     """
 
     def __init__(

@@ -18,7 +18,20 @@ class Dropout(Layer):
     host from ``rng`` (a ``numpy.random.Generator`` or seed; ``fit`` passes one
     derived from its seed) and copied to X's device.
 
-    Shapes: X of any shape -> Y of the same shape and dtype. No params.
+    Args:
+        rate: the probability of zeroing an element, in [0, 1) (default 0.5).
+
+    Shapes: X of any shape -> Y of the same shape and dtype. No params (``{}``).
+    ``fit`` runs a model with dropout on the portable code (never a compiled
+    JAX loop, which would freeze the mask).
+
+    Raises:
+        ValueError: ``rate`` outside [0, 1); params other than ``{}``.
+        TypeError: X not a real floating array.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.Dropout(0.5).apply({}, np.ones(4), train=True, rng=0)[0]
+    array([2., 0., 0., 0.])
     """
 
     def __init__(self, rate: float = 0.5) -> None:

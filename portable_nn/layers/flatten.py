@@ -15,6 +15,14 @@ class Flatten(Layer):
 
     An NCHW image becomes its channels one after another, each row by row. No
     params; Y has X's dtype; dX is dY reshaped back to X's shape.
+
+    Raises:
+        ValueError: X is 0-d (no batch axis); params other than ``{}``.
+        TypeError: X not a real floating array.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.Flatten()({}, np.zeros((2, 3, 4, 4))).shape
+    (2, 48)
     """
 
     def apply(

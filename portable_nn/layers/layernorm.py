@@ -15,11 +15,21 @@ __all__ = ["LayerNorm"]
 class LayerNorm(Layer):
     """``Y = (X - mean) / sqrt(var + eps) * gamma + beta`` over the last axis.
 
+    Args:
+        features: size of X's last axis (>= 1).
+        eps: added to the variance, > 0 (default 1e-5).
+
     Params: ``{"gamma": (features,), "beta": (features,)}`` (ones and zeros).
-    Shapes: X ``(..., features)`` -> Y of the same shape and dtype.
+    Shapes: X ``(..., features)`` -> Y of the same shape and dtype. The
+    variance is the biased one (divided by ``features``), as in PyTorch.
     Half-precision X (mixed precision): the statistics, the normalization and
     the backward run in float32; Y, dX and the grads come back in X's and the
     params' dtypes.
+
+    Raises:
+        ValueError: ``features`` < 1 or ``eps`` <= 0; X whose last axis is not
+            ``features``; params of another shape or device.
+        TypeError: X not a real floating array, or of another dtype or library than the params.
     """
 
     float32_ops = ("mean and variance", "normalization and its backward")

@@ -24,15 +24,26 @@ class Linear(Layer):
         init: ``"he"`` (default), ``"glorot"``, ``"normal"``, ``"zeros"`` or
             a callable ``f(rng, (in, out)) -> numpy.ndarray``.
 
-    Params: ``{"W": (in, out), "b": (out,)}``, both of the model's dtype.
-    Shapes: X ``(batch, in)`` -> Y ``(batch, out)``, or any leading axes:
-    X ``(batch, ..., in)`` -> Y ``(batch, ..., out)`` (e.g. ``(batch, seq, in)``
-    in a sequence model; dW and db then sum over every leading axis). Its
-    backprop takes ``need_dX=False`` to skip the ``dY @ W.T`` product (then dX is None).
+    Params: ``{"W": (in, out), "b": (out,)}`` (no ``"b"`` with ``bias=False``),
+    both of the model's dtype; W drawn on the host by ``init`` (He normal by
+    default), b zeros. Shapes: X ``(batch, in)`` -> Y ``(batch, out)``, or any
+    leading axes: X ``(batch, ..., in)`` -> Y ``(batch, ..., out)`` (e.g.
+    ``(batch, seq, in)`` in a sequence model; dW and db then sum over every
+    leading axis), of X's dtype, which must be the params'. Its backprop takes
+    ``need_dX=False`` to skip the ``dY @ W.T`` product (then dX is None).
 
     Raises:
-        ValueError: X with fewer than 2 dimensions, or a last axis other than ``in_features``.
-        TypeError: X not a float array of the params' dtype, namespace (and device).
+        ValueError: sizes < 1; an unknown ``init`` name; X whose last axis is
+            not ``in_features``, X with fewer than 2 dimensions, params of
+            another shape, X on another device than the params.
+        TypeError: sizes that are not ints; X not a real floating array, of
+            another dtype or array library than the params.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> layer = pnn.Linear(3, 2)
+    >>> params = layer.init(seed=0, backend="numpy")             # {"W": (3, 2), "b": (2,)} float32
+    >>> layer(params, np.ones((4, 3), dtype="float32")).shape
+    (4, 2)
     """
 
     def __init__(

@@ -92,7 +92,16 @@ class MaxPool2D(_Pool2D):
     offsets; what PyTorch's CPU kernel does too), never to the padding: in a
     window whose elements of X are all ``-inf``, to the first of them, as
     PyTorch does. Where windows overlap, an element collects the gradients of
-    every window that picked it.
+    every window that picked it. No params (``{}``).
+
+    Raises:
+        ValueError: X not 4-d ``(N, C, H, W)``, or smaller than the kernel after padding; ``padding`` over half the kernel; params other than expected.
+        TypeError: X not a real floating array.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.MaxPool2D(2)({}, np.arange(16.0).reshape(1, 1, 4, 4))
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
     """
 
     def __init__(self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0) -> None:
@@ -139,7 +148,16 @@ class AvgPool2D(_Pool2D):
             as torch's default ``count_include_pad=True`` does.
 
     Shapes: X ``(N, C, H, W)`` -> Y ``(N, C, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)``,
-    X's dtype.
+    X's dtype. No params (``{}``).
+
+    Raises:
+        ValueError: X not 4-d ``(N, C, H, W)``, or smaller than the kernel after padding; ``padding`` over half the kernel; params other than expected.
+        TypeError: X not a real floating array.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.AvgPool2D(2)({}, np.arange(16.0).reshape(1, 1, 4, 4))
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
     """
 
     def __init__(self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0) -> None:
@@ -163,7 +181,15 @@ class AvgPool2D(_Pool2D):
 
 
 class GlobalAvgPool2D(Layer):
-    """The mean over each image: X ``(N, C, H, W)`` -> Y ``(N, C)``, X's dtype. No params."""
+    """The mean over each image: X ``(N, C, H, W)`` -> Y ``(N, C)``, X's dtype. No params.
+
+    Often between the last conv and a Linear, instead of ``Flatten``: Y has one
+    value per channel whatever the image size.
+
+    Raises:
+        ValueError: X not 4-d ``(N, C, H, W)``; params other than expected.
+        TypeError: X not a real floating array.
+    """
 
     def apply(
         self, params: Params, X: Array, *, train: bool = False, rng: Seed = None

@@ -14,12 +14,26 @@ __all__ = ["Sequential"]
 class Sequential(Layer):
     """A chain of layers. Its params are a list with one entry per layer.
 
-    Example (the notebook's net)::
+    ``apply`` runs the layers in order and returns a backprop that runs their
+    closures in reverse, asking the first layer for no dX when it is not needed.
+    X and Y are the first layer's input and the last one's output. Errors name
+    the failing layer by position (``Sequential layer 0: Linear(3, 2): ...``).
+    For a model with a stateful layer (BatchNorm), ``init`` returns
+    :class:`~portable_nn.Variables` and its state is a list, one entry per layer.
 
-        model = Sequential(Linear(3, 2, bias=False), ReLU(), Linear(2, 1, bias=False))
-        params = model.init(seed=0, dtype="float64")     # [{"W": (3, 2)}, {}, {"W": (2, 1)}]
-        Y, backprop = model.apply(params, X)              # X (4, 3) -> Y (4, 1)
-        dX, grads = backprop(dY)                          # grads mirror params
+    Raises:
+        TypeError: an item that is not a Layer; params that are not a list of
+            one entry per layer.
+
+    The notebook's net:
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Linear(3, 2, bias=False), pnn.ReLU(), pnn.Linear(2, 1, bias=False))
+    >>> params = model.init(seed=0, backend="numpy", dtype="float64")   # [{"W": (3, 2)}, {}, {"W": (2, 1)}]
+    >>> Y, backprop = model.apply(params, np.ones((4, 3)), train=True)  # X (4, 3) -> Y (4, 1)
+    >>> dX, grads = backprop(np.ones((4, 1)))                           # grads mirror params
+    >>> [{k: v.shape for k, v in g.items()} for g in grads]
+    [{'W': (3, 2)}, {}, {'W': (2, 1)}]
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -36,7 +50,7 @@ class Sequential(Layer):
 
     @property
     def takes_indices(self) -> bool:
-        """What the first layer takes: integer indices for a model that starts with an embedding."""
+        """Whether the first layer takes integer indices (a model that starts with an embedding)."""
         return bool(self.layers) and self.layers[0].takes_indices
 
     def __len__(self) -> int:

@@ -5,8 +5,8 @@
 params)`` gives the change ``-lr * direction`` as new arrays, and the new params
 are ``p + updates``, bit for bit ``p - lr * direction``. ``step`` adds into the
 updates it just made, so it is functional (it works on immutable JAX arrays and
-never writes into arrays the caller holds); :func:`fit` adds them in place into
-the params it owns on NumPy, CuPy and torch (:func:`apply_updates`).
+never writes into arrays the caller holds); :func:`apply_updates` does the add
+for an ``update`` of your own.
 
 ``step`` and ``update`` check each state leaf against its param as they use
 it (array type, dtype, device: attribute reads, no host sync) and raise,

@@ -16,7 +16,8 @@ __all__ = ["Adam", "AdamState", "AdamW"]
 
 @public
 class AdamState(NamedTuple):
-    """State of :class:`Adam`/:class:`AdamW`: step count, first/second moment pytrees, lr scale."""
+    """State of :class:`Adam`/:class:`AdamW`, a NamedTuple: ``count`` (steps taken), ``mu`` and ``nu`` (first
+    and second moments, pytrees like params, optax's names) and ``lr_scale`` (1.0: multiplies the learning rate)."""
 
     count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: Any
@@ -28,8 +29,36 @@ class AdamState(NamedTuple):
 class Adam(Optimizer[AdamState]):
     """Adam (Kingma & Ba). ``weight_decay`` here is L2 added to the gradient.
 
-    ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,
-    ``clip_value``: clip the gradient first (see :func:`clip_grads`).
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g**2``, and ``p = p - lr *
+    m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments, as
+    ``torch.optim.Adam`` and optax's ``adam`` compute it.
+
+    Args:
+        lr: a float >= 0 or a :mod:`portable_nn.schedules` schedule of the step count.
+        b1: decay of the first moment, in [0, 1).
+        b2: decay of the second moment, in [0, 1).
+        eps: added to ``sqrt(v_hat)``, >= 0.
+        weight_decay: L2 added to the gradient, >= 0 (see :class:`AdamW` for decoupled decay).
+        clip_norm: clip the gradients' global norm first (see :func:`clip_grads`).
+        clip_value: clip each gradient element to ``[-clip_value, clip_value]`` first.
+
+    The moments have the params' shapes and dtypes; the state is :class:`AdamState`.
+
+    Raises:
+        ValueError: ``lr`` or ``weight_decay`` negative, NaN or inf; ``b1``, ``b2`` outside [0, 1);
+            ``clip_norm``/``clip_value`` not > 0. At ``step``/``update``: grads whose
+            tree differs from the params', a state on another device than the params.
+        TypeError: a setting that is not a real number (a bool, complex or
+            string; NumPy scalars are fine). At ``step``/``update``: a state of
+            another dtype or array library than the params (names the state
+            field and param path; fix: ``opt.init(params)``).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> opt = pnn.optim.Adam(lr=0.1)
+    >>> params = {"W": np.array([1.0, 2.0])}
+    >>> params, state = opt.step(params, {"W": np.array([1.0, -1.0])}, opt.init(params))
+    >>> params["W"]                                               # the first step is lr * sign(g)
+    array([0.9, 2.1])
     """
 
     _decoupled = False
@@ -97,7 +126,12 @@ class Adam(Optimizer[AdamState]):
 
 @public
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p -= lr * (adam + wd * p)``."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p -= lr * (adam + wd * p)``.
+
+    The arguments are :class:`Adam`'s; ``weight_decay`` (default 0.01, as in
+    ``torch.optim.AdamW``) multiplies the params, not the gradient. Raises as
+    :class:`Adam` does.
+    """
 
     _decoupled = True
 

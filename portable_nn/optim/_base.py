@@ -72,11 +72,21 @@ def apply_updates(params: Any, updates: Any, *, into: str = "new") -> Any:
         into: where the sums go: ``"new"`` arrays (pure), ``"updates"`` (the
             updates' arrays are overwritten: for updates nobody else holds),
             or ``"params"`` (in place into params: only for params the caller
-            owns outright, as :func:`fit` does; on JAX this rebinds instead).
+            owns outright, as a training loop of your own may; on JAX this rebinds instead).
 
     Returns:
         The new params (for ``into="params"``, the same arrays, updated).
         A leaf whose update has another dtype is promoted as ``p + u`` would be.
+
+    Raises:
+        ValueError: an unknown ``into``; trees of different structure.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> opt = pnn.optim.SGD(lr=0.5)
+    >>> params = {"W": np.array([1.0, 2.0])}
+    >>> updates, state = opt.update({"W": np.array([2.0, 2.0])}, opt.init(params), params)
+    >>> pnn.optim.apply_updates(params, updates)
+    {'W': array([0., 1.])}
     """
     if into not in ("new", "updates", "params"):
         raise ValueError(f"apply_updates: into must be 'new', 'updates' or 'params', got {into!r}.")
@@ -131,7 +141,11 @@ class Optimizer(_ByValue, Generic[_State]):
         return clip_grads(grads, clip_norm=self.clip_norm, clip_value=self.clip_value)
 
     def step(self, params: Any, grads: Any, state: _State) -> tuple[Any, _State]:
-        """One update. Returns new params and state; the inputs are not modified."""
+        """One update: ``(new params, new state)``; the inputs are not modified.
+
+        ``params`` and ``grads`` are pytrees of the same structure, shapes and
+        dtypes; ``state`` is this optimizer's ``init(params)`` or a later state.
+        """
         return self._run(grads, state, params, "updates")
 
     def update(self, grads: Any, state: _State, params: Any) -> tuple[Any, _State]:

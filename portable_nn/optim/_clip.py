@@ -31,6 +31,18 @@ def clip_grads(grads: Any, *, clip_norm: float | None = None, clip_value: float 
     The optimizers call it first, when given ``clip_norm`` or ``clip_value``,
     before weight decay, momentum and moments. With neither, ``grads`` itself
     is returned. The caller's arrays are never written.
+
+    Args:
+        grads: a pytree of floating arrays of one backend.
+        clip_norm: the largest global 2-norm, > 0, or None.
+        clip_value: the largest absolute element, > 0, or None.
+
+    Returns:
+        A pytree like ``grads`` (same shapes and dtypes).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pnn.optim.clip_grads({"W": np.array([3.0, 4.0])}, clip_norm=1.0)["W"].round(6)
+    array([0.6, 0.8])
     """
     leaves, treedef = tree_flatten(grads)
     if not leaves or (clip_norm is None and clip_value is None):

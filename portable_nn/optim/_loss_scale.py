@@ -20,16 +20,15 @@ __all__ = ["DynamicLossScale", "LossScaleState"]
 
 @public
 class LossScaleState(NamedTuple):
-    """State of :class:`DynamicLossScale`.
+    """State of :class:`DynamicLossScale`, a NamedTuple of four fields.
 
-    Fields:
-        inner: the wrapped optimizer's state.
-        scale: the loss scale, a float32 value: a Python float, or a 0-d
-            float array (traced ones in a compiled loop).
-        growth_tracker: finite steps in a row since the scale last changed
-            (a Python int or a 0-d integer array).
-        skipped: steps skipped so far, for their non-finite grads (a Python
-            int or a 0-d integer array); a training loop reports skips by difference.
+    - ``inner``: the wrapped optimizer's state.
+    - ``scale``: the loss scale, a float32 value: a Python float, or a 0-d
+      float array (traced ones in a compiled loop).
+    - ``growth_tracker``: finite steps in a row since the scale last changed
+      (a Python int or a 0-d integer array).
+    - ``skipped``: steps skipped so far, for their non-finite grads (a Python
+      int or a 0-d integer array); a training loop reports skips by difference.
 
     ``count`` and ``lr_scale`` read the inner state's, so a training loop reads
     them as for any optimizer; change ``lr_scale`` with
@@ -84,6 +83,13 @@ class DynamicLossScale(_ByValue):
         growth_factor: > 1.
         backoff_factor: in (0, 1).
         growth_interval: finite steps in a row before the scale grows, >= 1.
+
+    Raises:
+        TypeError: ``optimizer`` is not an optimizer instance (``init``, ``step``, ``learning_rate``) or is
+            already a DynamicLossScale; a setting that is not a number.
+        ValueError: a setting out of its range.
+
+    The guide's "Mixed precision" page (``docs/guide/mixed-precision.md``) has a complete training loop.
     """
 
     def __init__(

@@ -15,7 +15,8 @@ __all__ = ["SGD", "SGDState"]
 
 @public
 class SGDState(NamedTuple):
-    """State of :class:`SGD`: the momentum buffers (a pytree like params, or None), step count, lr scale."""
+    """State of :class:`SGD`, a NamedTuple: ``velocity`` (momentum buffers, a pytree like params, or None
+    without momentum), ``count`` (steps taken) and ``lr_scale`` (1.0: multiplies the learning rate)."""
 
     velocity: Any
     count: int = 0  # type: ignore[assignment]  # shadows tuple.count
@@ -27,9 +28,36 @@ class SGD(Optimizer[SGDState]):
     """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
 
     ``g = grad + weight_decay * p``; with momentum ``v = momentum * v + g`` and
-    the step uses ``v`` (or ``g + momentum * v`` with Nesterov); ``p = p - lr * step``.
-    ``lr``: a float or a :mod:`portable_nn.schedules` schedule; ``clip_norm``,
-    ``clip_value``: clip ``grad`` first (see :func:`clip_grads`).
+    the step uses ``v`` (or ``g + momentum * v`` with Nesterov); ``p = p - lr * step``,
+    as ``torch.optim.SGD`` does.
+
+    Args:
+        lr: a float >= 0 or a :mod:`portable_nn.schedules` schedule of the step count.
+        momentum: in [0, 1) (0: plain SGD, no velocity kept).
+        nesterov: Nesterov momentum (needs ``momentum > 0``).
+        weight_decay: L2 added to the gradient, >= 0.
+        clip_norm: clip the gradients' global norm first (see :func:`clip_grads`).
+        clip_value: clip each gradient element to ``[-clip_value, clip_value]`` first.
+
+    Params and grads are pytrees of arrays of any backend; the new params keep
+    their shapes and dtypes. The state is :class:`SGDState`.
+
+    Raises:
+        ValueError: ``lr`` or ``weight_decay`` negative, NaN or inf; ``momentum`` outside [0, 1); ``nesterov`` without momentum;
+            ``clip_norm``/``clip_value`` not > 0. At ``step``/``update``: grads whose
+            tree differs from the params', a state on another device than the params.
+        TypeError: a setting that is not a real number (a bool, complex or
+            string; NumPy scalars are fine). At ``step``/``update``: a state of
+            another dtype or array library than the params (names the state
+            field and param path; fix: ``opt.init(params)``).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> opt = pnn.optim.SGD(lr=0.1, momentum=0.9)
+    >>> params = {"W": np.array([1.0, 2.0])}
+    >>> state = opt.init(params)                                  # SGDState(velocity, count=0, lr_scale=1.0)
+    >>> params, state = opt.step(params, {"W": np.array([1.0, -1.0])}, state)
+    >>> params["W"], state.count
+    (array([0.9, 2.1]), 1)
     """
 
     def __init__(

@@ -76,7 +76,7 @@ def save(estimator: Any, path: str | os.PathLike[str]) -> None:
     """Write a fitted estimator of this package to the directory ``path`` (created if needed).
 
     Raises:
-        NotFittedError: the estimator is not fitted.
+        sklearn.exceptions.NotFittedError: the estimator is not fitted.
     """
     check_is_fitted(estimator)
     params, objects = {}, {}

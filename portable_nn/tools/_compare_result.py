@@ -61,7 +61,7 @@ class Comparison:
         missing: backend spec -> why it could not run (not installed, no such
             device, dtype unsupported); the message says how to fix it.
         failed: backend spec -> the error it raised while running.
-        env: versions, CPU and devices (see :func:`portable_nn.tools.environment.environment`).
+        env: versions, CPU and devices (see ``portable_nn.tools.environment.environment()``).
     """
 
     problem: str

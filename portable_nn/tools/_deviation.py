@@ -15,7 +15,8 @@ from .. import tree_paths
 from ..backends import to_numpy
 from ..layers.base import Params
 
-REFERENCE = "numpy"  # the backend every other is compared with
+REFERENCE = "numpy"
+"""The backend every other is compared with: NumPy, the oracle."""
 
 __all__ = ["REFERENCE", "loss_deviations", "max_loss_deviation", "param_deviation"]
 

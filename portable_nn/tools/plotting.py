@@ -9,6 +9,7 @@ drawn with the Agg canvas directly, so no pyplot state or GUI backend is touched
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -16,8 +17,9 @@ import numpy as np
 
 from ._compare_result import Comparison
 from ._deviation import REFERENCE, loss_deviations
+from .arguments import unwritable
 
-__all__ = ["PLOT_INSTALL_HINT", "require_matplotlib", "write_plot"]
+__all__ = ["PLOT_INSTALL_HINT", "checked_plot_path", "require_matplotlib", "write_plot"]
 
 PLOT_INSTALL_HINT = "pip install 'portable_nn[plot]'"
 _ZERO = 1e-18  # where an exact 0 deviation is drawn on the log axis
@@ -32,6 +34,20 @@ def require_matplotlib() -> Any:
             f"writing a plot needs matplotlib, which is not installed ({e}). Install it with: {PLOT_INSTALL_HINT}"
         ) from e
     return matplotlib
+
+
+def checked_plot_path(parser: argparse.ArgumentParser, path: str | None) -> str | None:
+    """A script's ``--plot`` path, checked before any work: a usage error (exit status 2) when it
+    cannot be written or matplotlib is missing, as ``compare --plot`` has. None stays None."""
+    if path is not None:
+        bad = unwritable(("--plot", path))
+        if bad is not None:
+            parser.error(bad)
+        try:
+            require_matplotlib()
+        except ModuleNotFoundError as e:
+            parser.error(f"--plot: {e}")
+    return path
 
 
 def write_plot(comparison: Comparison, path: str | os.PathLike[str]) -> None:

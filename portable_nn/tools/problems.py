@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "PROBLEMS",
     "SUMMARIES",
+    "LossFn",
     "Problem",
     "default_dtype",
     "make_problem",
@@ -66,10 +67,14 @@ SUMMARIES = {
     "cnn": "small CNN (2 convs, max and global average pooling) on synthetic 1x12x12 images, SGD with momentum",
     "gpt": "2-block character-level GPT (dim 32, context 32) on Python's documentation text, SGD with momentum",
 }
+"""Problem name -> what it trains, in one line (``compare --help`` shows these)."""
 PROBLEMS = tuple(SUMMARIES)
+"""The problems :func:`make_problem` builds, by name: ``("seed", "digits", "mlp", "cnn", "gpt")``."""
 DEFAULT_STEPS = {"seed": 500, "digits": 100, "mlp": 50, "cnn": 40, "gpt": 30}
+"""Training steps of each problem when ``steps`` is not given."""
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
+"""A loss: ``loss(Y, T) -> (value, dY)``, as the functions of :mod:`portable_nn.losses`."""
 
 _NOTEBOOK_X = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]]
 _NOTEBOOK_Y = [[0], [1], [1], [0]]
@@ -83,7 +88,7 @@ class Problem:
     Attributes:
         name: one of :data:`PROBLEMS`.
         description: one line: model, optimizer, loss, data.
-        model: the model (a :class:`Sequential`).
+        model: the model (a :class:`~portable_nn.Sequential`).
         params: initial params on the backend, of ``dtype``.
         batches: ``(X, T)`` pairs on the backend; step ``i`` trains on
             ``batches[i % len(batches)]``. X is ``(batch, features)`` of

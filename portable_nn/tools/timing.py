@@ -5,7 +5,7 @@ round-robin with the same :class:`Timing`).
 
 GPU libraries (and JAX, even on the CPU) queue work and return at once, so a
 wall clock read right after a call measures only the dispatch. Each timed
-block here ends by waiting for the device (:meth:`Backend.synchronize`) and
+block here ends by waiting for the device (:meth:`~portable_nn.Backend.synchronize`) and
 for the arrays the last step returned (``block_until_ready`` where an array
 has it: ``jax.effects_barrier`` alone does not wait for plain computations).
 """
@@ -123,7 +123,7 @@ def time_steps(
     Args:
         step: zero-argument callable doing one unit of work; it may return a
             pytree of arrays, which is waited on at the end of each block.
-        be: the backend the work runs on (for :meth:`Backend.synchronize`).
+        be: the backend the work runs on (for :meth:`~portable_nn.Backend.synchronize`).
         steps: steps per timed block (>= 1).
         repeats: timed blocks (>= 1); report the median over them.
         warmup: untimed steps first (>= 0), to compile kernels and fill caches.

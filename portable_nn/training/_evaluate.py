@@ -32,10 +32,12 @@ def evaluate(
             the params' dtype.
 
     Returns:
-        ``(loss, accuracy)``; accuracy is None unless Y holds integer labels.
+        ``(loss, accuracy)`` as Python floats; accuracy is None unless Y holds integer labels.
 
     Raises:
-        TypeError, ValueError: bad data or arguments, named in the message.
+        ValueError: X empty, X and Y of different lengths, ``batch_size`` < 1, labels out of range, a
+            precision the params' backend lacks.
+        TypeError: X or Y of another array library than the params.
     """
     where = "evaluate"
     batch_size = check_int(where, "batch_size", batch_size, 1)
@@ -81,7 +83,15 @@ def predict(
         ``Y`` of shape ``(n, ...)``, on the params' backend and device, in the params' dtype.
 
     Raises:
-        TypeError, ValueError: bad data or arguments, named in the message.
+        ValueError: X empty, ``batch_size`` < 1, X on another device, X not fitting the model, a precision
+            the params' backend lacks.
+        TypeError: X of another array library than the params, or not numeric.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Linear(3, 2), pnn.Softmax())
+    >>> Y = pnn.predict(model, model.init(seed=0, backend="array_api_strict"), np.ones((10, 3)), batch_size=4)
+    >>> tuple(Y.shape), pnn.to_numpy(Y).dtype
+    ((10, 2), dtype('float32'))
     """
     where = "predict"
     batch_size = check_int(where, "batch_size", batch_size, 1)

@@ -72,7 +72,7 @@ def fit(
             (NumPy, lists) is copied to the params' device and floats are cast
             to their dtype; arrays of another library or device raise. A Dask
             array is streamed block by block (about two blocks in memory with
-            ``shuffle="blocks"`` or ``False``; see the README's Dask section).
+            ``shuffle="blocks"`` or ``False``; see the guide's Dask page, docs/guide/dask.md).
         Y: targets ``(n, ...)``: floats, or integer class labels ``(n,)`` (``(n, seq)`` for a sequence model).
         loss: ``f(Y_pred, Y) -> (value, dY)``, e.g. ``pnn.losses.softmax_cross_entropy``;
             its ``reduction`` attribute (``"mean"``, the default, or ``"sum"``)
@@ -127,7 +127,7 @@ def fit(
             monitored loss (as for ``patience``) stops improving.
         client: a ``distributed.Client``: train data-parallel on its workers,
             each holding a row shard and a params replica; the params equal one
-            process's to rounding (see README, "Past one machine").
+            process's to rounding (see the guide's Dask page, docs/guide/dask.md).
         accumulate: with ``client``, each worker runs its part of every batch as
             this many micro-batches (same result, less memory).
         sample_weight: ``(n,)`` weights >= 0 (in-memory data): a ``"mean"``
@@ -172,6 +172,15 @@ def fit(
         FitInterrupted: on Ctrl-C, carrying the last completed step's params and
             the history of the completed epochs.
         ClusterError: ``client=`` lost every worker or its scheduler.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> X = np.random.default_rng(0).standard_normal((64, 3))
+    >>> model = pnn.Sequential(pnn.Linear(3, 8), pnn.ReLU(), pnn.Linear(8, 1))
+    >>> params, history = pnn.fit(model, model.init(seed=0, backend="numpy"), X, X @ [[1.0], [2.0], [3.0]],
+    ...                           loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.Adam(1e-2),
+    ...                           epochs=20, batch_size=16, progress=False)
+    >>> len(history["loss"]), history["loss"][-1] < history["loss"][0] / 10
+    (20, True)
     """
     s = check_settings(
         epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle, patience=patience, min_delta=min_delta,

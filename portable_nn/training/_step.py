@@ -227,7 +227,14 @@ def compiled(X: Array, what: str, key: Any, make: Callable[[], Callable[..., Any
 
 
 class TrainStep:
-    """``step(params, state, X, T) -> (params, state, loss)``; see :func:`compile_step`."""
+    """A training step, as :func:`~portable_nn.compile_step` returns it.
+
+    ``step(params, state, X, T, rng=None) -> (params, state, loss)``: one
+    forward, backward and optimizer step on the batch ``(X, T)``; ``loss`` is
+    the 0-d loss of the params before the update. The same object runs
+    ``fit``'s steps, compiled (``jax.jit``, ``torch.compile``) where
+    :meth:`compiler` says so.
+    """
 
     def __init__(self, spec: StepSpec, compile: bool | None) -> None:
         if compile not in (None, True, False):
@@ -326,10 +333,20 @@ def compile_step(
         its ``Variables`` and ``state = optimizer.init(variables.params)``; the
         step returns the Variables with the updated running statistics.
 
-    Example:
-        >>> step = pnn.compile_step(model, pnn.losses.softmax_cross_entropy, opt)
-        >>> for X, T in batches:
-        ...     params, state, loss = step(params, state, X, T)
+    Raises:
+        TypeError: ``compile`` is not None, True or False.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Linear(4, 8), pnn.ReLU(), pnn.Linear(8, 3))
+    >>> params, opt = model.init(seed=0, backend="numpy"), pnn.optim.SGD(0.1)
+    >>> state = opt.init(params)
+    >>> step = pnn.compile_step(model, pnn.losses.softmax_cross_entropy, opt)
+    >>> rng = np.random.default_rng(0)
+    >>> for _ in range(3):
+    ...     X, T = rng.standard_normal((16, 4)).astype("float32"), rng.integers(0, 3, 16)
+    ...     params, state, loss = step(params, state, X, T)
+    >>> state.count, loss.shape
+    (3, ())
     """
     if precision not in (None, "bfloat16", "float16"):
         raise ValueError(f"compile_step: precision must be None, 'bfloat16' or 'float16', got {precision!r}.")

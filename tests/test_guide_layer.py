@@ -1,4 +1,4 @@
-"""The README's "Write your own layer" example, run exactly as written, on every backend."""
+"""The "Writing a layer" guide's PReLU example (docs/guide/writing-a-layer.md), run exactly as written, on every backend."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ import pytest
 
 import portable_nn as pnn
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "writing-a-layer.md"
 
 
 def _example() -> str:
-    text = README.read_text()
-    found = re.search(r"<!-- readme-layer-example -->\n```python\n(.*?)\n```", text, re.S)
-    assert found, "README.md lost its layer example (the marker <!-- readme-layer-example -->)"
+    text = PAGE.read_text()
+    found = re.search(r"<!-- docs-layer-example -->\n```python\n(.*?)\n```", text, re.S)
+    assert found, f"{PAGE} lost its layer example (the marker <!-- docs-layer-example -->)"
     return found.group(1)
 
 
-def test_readme_layer_example_runs_and_trains(tb, capsys):
+def test_guide_layer_example_runs_and_trains(tb, capsys):
     if "float64" not in tb.dtypes:
         pytest.skip("the example uses float64 for its gradcheck")
     namespace: dict = {}
     with pnn.use_backend(tb.be):
-        exec(compile(_example(), str(README), "exec"), namespace)  # noqa: S102 (our own README)
+        exec(compile(_example(), str(PAGE), "exec"), namespace)  # noqa: S102 (our own docs)
     history = namespace["history"]
     assert history["loss"][-1] < history["loss"][0] / 2
     assert re.fullmatch(r"loss \d+\.\d{4} -> \d+\.\d{4}\n", capsys.readouterr().out)
