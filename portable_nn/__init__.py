@@ -42,7 +42,7 @@ from .layers.linear import Linear
 from .layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .layers.sequential import Sequential
 from .testing import assert_close, gradcheck
-from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
+from .training import DataParallel, FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
 __all__ = [
     "AvgPool2D",
@@ -52,6 +52,7 @@ __all__ = [
     "CheckpointError",
     "ClusterError",
     "Conv2D",
+    "DataParallel",
     "Dropout",
     "FitInterrupted",
     "Flatten",

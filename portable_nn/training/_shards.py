@@ -93,13 +93,11 @@ def check_client(client: Any) -> None:
 class ShardedRunner:
     """Shards and actors on the client's workers; subclasses run the steps (the hub, the all-reduce).
 
-    Args:
-        actor_class: the worker side, called ``actor_class(spec, backend, dtype, reduction, indices, *extra)``.
-        extra: more arguments for each actor.
+    ``actor_class`` is the worker side, called ``actor_class(spec, backend, dtype, reduction, indices,
+    *self.actor_args())`` once the shards' bounds are known.
     """
 
-    def __init__(self, client: Any, loop: Loop, micro: int, params: Params, actor_class: Any,
-                 extra: tuple[Any, ...] = ()) -> None:
+    def __init__(self, client: Any, loop: Loop, micro: int, params: Params, actor_class: Any) -> None:
         check_client(client)
         spec = loop.trainer.spec
         if has_state(spec.model):
@@ -115,7 +113,7 @@ class ShardedRunner:
         self.uses_rng = uses_host_rng(spec.model)
         self.xp, self.device, self.dtype = params_backend(trainable(params), "fit")
         self.backend = worker_backend(tree_leaves(params)[0])
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        workers = self.workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise ValueError("fit: the client's cluster has no workers; start some (e.g. LocalCluster(n_workers=2)).")
         self.n = data.n
@@ -129,6 +127,7 @@ class ShardedRunner:
         n_shards = min(len(workers), self.n)
         self.bounds = np.array([self.n * i // n_shards for i in range(n_shards + 1)], dtype=np.int64)
         tag = uuid.uuid4().hex[:8]
+        extra = self.actor_args()
         self.futures = {
             w: client.submit(actor_class, spec, self.backend, dtype_name(self.dtype), loop.reduction,
                              takes_indices(spec.model), *extra, actor=True, workers=[w],
@@ -151,6 +150,10 @@ class ShardedRunner:
         except BaseException:
             self.close()  # free the actors and the shards already loaded
             raise
+
+    def actor_args(self) -> tuple[Any, ...]:
+        """More arguments for each actor (after ``self.bounds`` is set)."""
+        return ()
 
     def chunk(self, remaining: int) -> int:
         """Epochs the next ``run`` covers."""
