@@ -306,19 +306,24 @@ def test_worker_backend_keeps_the_library_and_device_and_maps_a_gpu_to_the_worke
 def test_dask_gpu_check_script_on_numpy_reports_parity_and_what_the_workers_hold(tmp_path, request):
     if request.config.getoption("--backend") != "numpy":
         pytest.skip("the script's CPU run is on NumPy (scripts/gpu_check.sh runs it on cupy)")
+    pytest.importorskip("torch.distributed")
     out = tmp_path / "dask_gpu.json"
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "dask_gpu_check.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(pnn.__file__)),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, script, "--backend", "numpy", "--cluster", "local", "--rows", "1024",
-                           "--hidden", "32", "--batch", "256", "--epochs", "1", "--timeout", "100",
+                           "--hidden", "32", "--batch", "256", "--epochs", "2", "--timeout", "100",
                            "--json", str(out)], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got = json.loads(out.read_text())
     assert got["parity_ok"] is True and got["max_rel_diff"] <= 1e-12 and got["error"] is None
     assert got["workers_hold_backend_arrays"] is True and got["n_workers"] == 2
     assert got["cluster_fit"]["rows_per_s"] > 0 and got["exchange_s_per_step"] >= 0
+    ar, hub = got["exchanges"]["allreduce"], got["exchanges"]["hub"]
+    assert ar["collective"] == "gloo" and ar["collective_s_per_step"] > 0 and ar["nccl_note"] is None
+    assert hub["parity_ok"] and hub["collective"] is None
     assert "parity (float64)" in proc.stdout and "numpy.ndarray on cpu" in proc.stdout
+    assert "all-reduce over gloo" in proc.stdout
 
 
 def test_hub_killed_worker_mid_fit_does_not_change_the_result(client, deadline, monkeypatch):
@@ -503,17 +508,22 @@ def test_out_of_core_fit_keeps_memory_under_a_cap_the_data_exceeds_4x(tmp_path, 
     assert grew < cap, f"peak RSS grew by {grew / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap"
 
 
-def test_bench_case_h_tiny_reports_throughput_ratio_and_exchange(request):
+def test_bench_case_h_tiny_reports_both_exchanges(request):
     if request.config.getoption("--backend") != "numpy":
         pytest.skip("bench runs on NumPy")
+    pytest.importorskip("torch.distributed")
     from benchmarks import run_bench
 
     report = run_bench(["h"], profile="tiny", libraries=[], isolate=False, progress=False)
     (case,) = report.cases
     assert not case.failed, case.failed
-    assert case.settings["throughput_ratio"] > 0 and case.settings["exchange_s_per_step"] >= 0
-    assert case.settings["max_rel_dev"] < 1e-4
-    assert "throughput ratio" in case.table()
+    got = case.settings
+    assert got["throughput_ratio"] > 0 and got["hub_throughput_ratio"] > 0
+    assert got["exchange_s_per_step"] >= 0 and got["hub_exchange_s_per_step"] >= 0
+    assert got["collective_s_per_step"] > 0 and got["collective_wait_s_per_step"] > 0
+    assert got["client_cpu_s_per_step"] > 0 and got["max_rel_dev"] < 1e-4
+    table = case.table()
+    assert "hub (through the client)" in table and "all-reduce (gloo)" in table and "client CPU/step" in table
 
 
 # --- regressions found by adversarial testing ------------------------------------------------------------------

@@ -49,7 +49,8 @@ __all__ = ["AllReduceRunner"]
 # test hook: called in the client after each chunk (and checkpoint pause) with the runner
 _after_chunk: Callable[[AllReduceRunner], None] | None = None
 
-_RETRIES = 3  # failed collectives in a row with no worker lost before fit gives up
+_RETRIES = 3
+_ORDER_ROWS = 1 << 22  # row indices sent to each member per chunk, at most (unless an epoch has more)  # failed collectives in a row with no worker lost before fit gives up
 
 
 def _host(a: Any) -> Any:
@@ -99,8 +100,9 @@ class AllReduceRunner(ShardedRunner):
                  "timeout": self.timeout},)
 
     def chunk(self, remaining: int) -> int:
-        """Epochs the next :meth:`run` covers: all that remain, or one when the driver needs each epoch's params."""
-        return 1 if self.one_epoch else remaining
+        """Epochs the next :meth:`run` covers: one when the driver needs each epoch's params, else all that
+        remain, up to about 4M rows of row orders (each member gets the chunk's orders at its start)."""
+        return 1 if self.one_epoch else max(1, min(remaining, _ORDER_ROWS // max(self.n, 1)))
 
     # --- the group -----------------------------------------------------------------------------------------
 

@@ -116,6 +116,12 @@ class Member(Replica):
         return {"gpu": gpu, "nccl": nccl_problem() if gpu else "the params are not on a GPU",
                 "gpu_id": gpu_identity() if gpu else None}
 
+    def describe(self) -> dict[str, Any]:
+        """:meth:`Replica.describe`, and the collective's backend (``"gloo"``, ``"nccl"``) and group size."""
+        group = self.group
+        return {**super().describe(), "collective": None if group is None else group.backend,
+                "world": None if group is None else group.world}
+
     def join(self, port: int, generation: int, rank: int, world: int, backend: str) -> str | None:
         """Join process group ``generation`` as ``rank`` of ``world``; blocks until every member joined.
         Returns None, or why joining failed."""
