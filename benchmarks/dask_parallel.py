@@ -12,11 +12,12 @@ Candidates, timed alternately in this one process (one epoch each, median over r
 The cluster (``LocalCluster(n_workers=2, threads_per_worker=1)`` on 127.0.0.1) runs in a child process, so
 that this process is the client alone. Also measured, for each exchange:
 
-- the exchange time per step: the cluster's step time with 2-row batches (compute about 0: the params or
-  gradients moved, the calls, the optimizer) minus one process's;
-- the client's CPU per step: ``time.process_time()`` of this process around a fit, over its steps;
-- for the all-reduce, the time a worker spends inside the collective per step (measured on the worker):
-  with 2-row steps (the all-reduce itself) and with the full batches (plus waiting for the slower worker).
+- the exchange per step, measured directly with 2-row steps (compute about 0): for the all-reduce, the
+  time a worker spends inside the collective (also reported with the full batches, which adds waiting
+  for the slower worker); for the hub, the client's round trip (params out, gradient sums back);
+- a 2-row step's time minus one process's (the whole overhead of the exchange: moves, calls, the
+  optimizer's place), from the difference of a 3k-step and a k-step fit so that a fit's set-up cancels;
+- the client's CPU per step: ``time.process_time()`` of this process around a fit, over its steps.
 
 Needs ``pip install 'portable_nn[dask]'`` (distributed and torch); the case is skipped without it. Opt-in:
 ``--cases h``.
@@ -96,6 +97,10 @@ def _epoch(model: Any, params: Any, X: Any, Y: Any, batch: int, client: Any = No
     return time.perf_counter() - start, time.process_time() - cpu, out
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
+
+
 def _max_rel(a: Any, b: Any) -> float:
     return max(float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-30))
                for x, y in zip(tree_leaves(a), tree_leaves(b), strict=True))
@@ -112,6 +117,7 @@ def run(config: Config) -> CaseResult:
         result.skipped[HUB] = result.skipped[ALLREDUCE] = f"{e}; pip install 'portable_nn[dask]'"
         return result
     from portable_nn.training import _allreduce
+    from portable_nn.training import _cluster as hub_runner
 
     n = batch * steps
     rng = np.random.default_rng(0)
@@ -123,6 +129,17 @@ def run(config: Config) -> CaseResult:
     repeats = REPEATS[config.profile] if not config.explicit_repeats else config.repeats
     inside: list[float] = []  # the all-reduce members' seconds in the collective per step, per fit
     _allreduce._after_chunk = lambda r: inside.append(r.collective_s / max(r.steps_run, 1))
+    hub_calls: list[float] = []  # the hub client's seconds per exchange (params out, gradient sums back)
+    real_exchange = hub_runner.ClusterRunner._exchange
+
+    def timed_exchange(self: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return real_exchange(self, *args)
+        finally:
+            hub_calls.append(time.perf_counter() - start)
+
+    hub_runner.ClusterRunner._exchange = timed_exchange  # type: ignore[method-assign,assignment]
     try:
         with _cluster() as client:
             ways = {ONE: None, HUB: DataParallel(client, exchange="hub"), ALLREDUCE: DataParallel(client)}
@@ -134,18 +151,25 @@ def run(config: Config) -> CaseResult:
             inside.clear()
             for _ in range(repeats):
                 for name, c in ways.items():
-                    t, cpu, outs[name] = _epoch(model, params, X, Y, batch, c)
+                    t, t_cpu, outs[name] = _epoch(model, params, X, Y, batch, c)
                     times[name].append(t)
-                    cpus[name].append(cpu / steps)
+                    cpus[name].append(t_cpu / steps)
             waiting = statistics.median(inside) if inside else None
             k = EXCHANGE_STEPS[config.profile]
             inside.clear()
-            small = {name: min(_epoch(model, params, X[: 2 * k], Y[: 2 * k], 2, c)[0] for _ in range(2))
+            hub_calls.clear()
+            short = {name: min(_epoch(model, params, X[: 2 * k], Y[: 2 * k], 2, c)[0] for _ in range(2))
                      for name, c in ways.items()}
+            long = {name: min(_epoch(model, params, X[: 6 * k], Y[: 6 * k], 2, c)[0] for _ in range(2))
+                    for name, c in ways.items()}
             collective = min(inside) if inside else None
+            hub_round_trip = statistics.median(hub_calls) if hub_calls else None
     finally:
         _allreduce._after_chunk = None
-    exchange = {name: max(small[name] - small[ONE], 0.0) / k for name in (HUB, ALLREDUCE)}
+        hub_runner.ClusterRunner._exchange = real_exchange  # type: ignore[method-assign]
+    per_step = {name: (long[name] - short[name]) / (2 * k) for name in ways}  # a fit's set-up cancels out
+    overhead = {name: per_step[name] - per_step[ONE] for name in (HUB, ALLREDUCE)}
+    exchange = {HUB: hub_round_trip, ALLREDUCE: collective}
     med = {name: statistics.median(ts) for name, ts in times.items()}
     cpu = {name: statistics.median(cs) for name, cs in cpus.items()}
     dev = {name: _max_rel(outs[ONE], outs[name]) for name in (HUB, ALLREDUCE)}
@@ -153,7 +177,8 @@ def run(config: Config) -> CaseResult:
     for name in ways:
         result.rows.append({
             "name": name, "median_s": med[name], "step_s": med[name] / steps, "rows_per_s": n / med[name],
-            "ratio": med[ONE] / med[name], "exchange_s": exchange.get(name), "client_cpu_s": cpu[name],
+            "ratio": med[ONE] / med[name], "exchange_s": exchange.get(name), "overhead_s": overhead.get(name),
+            "client_cpu_s": cpu[name],
             "mib": moved[name] / 2**20 if name in moved else None,
         })
     result.columns = [
@@ -163,17 +188,21 @@ def run(config: Config) -> CaseResult:
         Column("rows/s", "rows_per_s", "int"),
         Column("vs one process", "ratio", "ratio"),
         Column("exchange/step", "exchange_s", "time"),
+        Column("step - one process's", "overhead_s", "time"),
         Column("client CPU/step", "client_cpu_s", "time"),
         Column("MiB/step/worker", "mib", "float"),
     ]
     result.notes += [
         f"throughput ratio (all-reduce / one process): {med[ONE] / med[ALLREDUCE]:.3f}, (hub / one process): "
-        f"{med[ONE] / med[HUB]:.3f}; exchange per step: all-reduce {exchange[ALLREDUCE] * 1e3:.2f} ms, hub "
-        f"{exchange[HUB] * 1e3:.2f} ms",
-        "all-reduce: a worker spends " + ("-" if collective is None else f"{collective * 1e3:.2f} ms") +
-        f" per step inside the gloo all-reduce of its {param_bytes / 2**20:.2f} MiB gradient buffer on loopback "
-        "(2-row steps), " + ("-" if waiting is None else f"{waiting * 1e3:.1f} ms") + " with full batches (that "
-        "includes waiting for the slower worker's compute); the client sends nothing per step",
+        f"{med[ONE] / med[HUB]:.3f}",
+        "exchange/step, measured directly with 2-row steps (compute about 0): all-reduce " +
+        _ms(collective) + " inside the gloo all-reduce of each worker's " + f"{param_bytes / 2**20:.2f} MiB "
+        "gradient buffer (loopback; " + _ms(waiting) + " with the full batches, which adds waiting for the "
+        "slower worker's compute); hub " + _ms(hub_round_trip) + " in the client's round trip (params to "
+        "each worker, each worker's gradient sums back); the all-reduce's client sends nothing per step",
+        "step - one process's: a 2-row step's time minus one process's, from the difference of a "
+        f"{3 * k}-step and a {k}-step fit (set-up cancels out; noisy on a busy machine): all-reduce "
+        f"{_ms(overhead[ALLREDUCE])}, hub {_ms(overhead[HUB])}",
         f"client CPU per step: all-reduce {cpu[ALLREDUCE] * 1e3:.3f} ms, hub {cpu[HUB] * 1e3:.3f} ms "
         f"(one process, which does the whole step: {cpu[ONE] * 1e3:.1f} ms)",
         f"params after one epoch: max relative difference hub {dev[HUB]:.2e}, all-reduce {dev[ALLREDUCE]:.2e} "
@@ -185,8 +214,10 @@ def run(config: Config) -> CaseResult:
         "hidden": hidden, "batch": batch, "steps_per_epoch": steps, "rows": n,
         "repeats": repeats, "exchange_steps": k, "param_bytes": param_bytes, "workers": 2,
         "throughput_ratio": med[ONE] / med[ALLREDUCE], "hub_throughput_ratio": med[ONE] / med[HUB],
-        "exchange_s_per_step": exchange[ALLREDUCE], "hub_exchange_s_per_step": exchange[HUB],
-        "collective_s_per_step": collective, "collective_wait_s_per_step": waiting, "client_cpu_s_per_step": cpu[ALLREDUCE],
+        "exchange_s_per_step": collective, "hub_exchange_s_per_step": hub_round_trip,
+        "overhead_s_per_step": overhead[ALLREDUCE], "hub_overhead_s_per_step": overhead[HUB],
+        "collective_s_per_step": collective, "collective_wait_s_per_step": waiting,
+        "client_cpu_s_per_step": cpu[ALLREDUCE],
         "hub_client_cpu_s_per_step": cpu[HUB], "max_rel_dev": max(dev.values()),
     }
     return result

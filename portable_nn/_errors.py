@@ -57,11 +57,14 @@ class NonFiniteError(FloatingPointError):
 
 
 class ClusterError(RuntimeError):
-    """``fit(..., client=...)`` lost every worker, or its client disconnected.
+    """``fit(..., client=...)`` lost every worker, or its client disconnected (or, with the all-reduce, the
+    workers' params replicas drifted apart).
 
     Attributes:
-        params: the params after the last completed step (no work is lost).
-        epoch, step: 0-based epoch and step that could not be completed.
+        params: the params after the last completed step the client holds: every step with the hub
+            exchange; with the all-reduce, the last chunk's end or checkpoint pause (the workers hold
+            the steps after it).
+        epoch, step: 0-based epoch and step of those params' next step.
         history: the history up to the last completed epoch.
     """
 

@@ -24,8 +24,9 @@ Prints, and writes with ``--json``:
   device, the array type of its shards (e.g. ``cupy.ndarray`` on ``cuda:0``) and, for the all-reduce, the
   collective's backend (``nccl`` or ``gloo``); every shard must be an array of the params' library;
 - rows/s of the one-process fit and of each cluster fit; the exchange time per step (the cluster's step
-  time with 2-row batches, compute about 0, minus one process's); for the all-reduce, the time a worker
-  spends inside the collective per step.
+  time with 2-row batches, compute about 0, minus one process's, from the difference of a 24-step and an
+  8-step fit so that a fit's set-up cancels out); for the all-reduce, the time a worker spends inside the
+  collective per step.
 
 Exit status: 0 when parity holds and the workers hold the params' arrays for every exchange run; 1 when
 either fails or the check raised; 124 when it ran past ``--timeout`` seconds. The cluster is closed in
@@ -150,12 +151,13 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
             info = client.scheduler_info(n_workers=-1)["workers"]
             report.update(cluster=kind, n_workers=len(info))
             print(f"cluster: {kind} with {len(info)} worker(s) on {client.scheduler.address}")
-            k = 8  # exchange: steps of 2-row batches, where the compute is about 0
-            t_small_one = min(one_process(Xd[: 2 * k, ...], Yd[: 2 * k, ...], epochs=1, batch_size=2)[0]
-                              for _ in range(2))
+            k = 8  # exchange: steps of 2-row batches, where the compute is about 0; k and 3k steps
+            t_small_one = min(one_process(Xd[: 6 * k, ...], Yd[: 6 * k, ...], epochs=1, batch_size=2)[0]
+                              for _ in range(2)) - min(one_process(Xd[: 2 * k, ...], Yd[: 2 * k, ...], epochs=1,
+                                                                   batch_size=2)[0] for _ in range(2))
             for exchange in exchanges:
                 out = check_exchange(client, exchange, model, params, X, Y, kw, k, rows, args)
-                out["exchange_s_per_step"] = max(out.pop("small_s") - t_small_one, 0.0) / k
+                out["exchange_s_per_step"] = max(out.pop("small_s") - t_small_one, 0.0) / (2 * k)
                 out["max_rel_diff"] = dev = max_rel(one, out.pop("params"))
                 out["parity_ok"] = bool(dev <= TOLERANCE)
                 held_ok = bool(out["workers"])
@@ -223,8 +225,9 @@ def check_exchange(client: Any, exchange: str, model: Any, params: Any, X: Any, 
     finally:
         _allreduce._after_chunk = None
     small = dict(epochs=1, batch_size=2)
-    small_s = min(_timed(lambda: pnn.fit(model, params, X[: 2 * k], Y[: 2 * k], client=dp, **{**kw, **small}))
-                  for _ in range(2))
+    small_s = min(_timed(lambda: pnn.fit(model, params, X[: 6 * k], Y[: 6 * k], client=dp, **{**kw, **small}))
+                  for _ in range(2)) - min(_timed(lambda: pnn.fit(model, params, X[: 2 * k], Y[: 2 * k], client=dp,
+                                                                  **{**kw, **small})) for _ in range(2))
     nccl = [str(w.message) for w in caught if "NCCL" in str(w.message)]
     return {"seconds": seconds, "rows_per_s": rows / seconds, "loss": hist["loss"][-1], "params": par,
             "small_s": small_s, "workers": seen,

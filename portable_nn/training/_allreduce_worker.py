@@ -217,6 +217,8 @@ class Member(Replica):
         assert c is not None
         spe = -(-int(self.setup["n"]) // int(self.setup["batch_size"]))
         try:
+            if self.cur.step == spe:  # resumed from a checkpoint saved after an epoch's last step
+                self.cur = self._end_epoch(self.cur)
             while self.cur.e < len(c["orders"]):
                 if pause_at is not None and self.cur.done >= pause_at:
                     return self._report("paused")
@@ -225,10 +227,8 @@ class Member(Replica):
                 if isinstance(out, dict):
                     return out
                 new, stop = out
-                if new.step == spe:  # the epoch ends
-                    new = replace(new, e=new.e + 1, step=0, total=0.0,
-                                  correct=0 if self.setup["counts_correct"] else None,
-                                  epochs=(*new.epochs, (new.total, new.correct)))
+                if new.step == spe:
+                    new = self._end_epoch(new)
                 self.prev, self.cur = p, new
                 self.steps_run += 1
                 if _after_step is not None:
@@ -244,6 +244,11 @@ class Member(Replica):
             self.leave()  # peers waiting on this member's sum fail at once, not after the timeout
             raise
         return self._report("done")
+
+    def _end_epoch(self, p: Point) -> Point:
+        """The point after epoch ``p.e`` ended: its total and count recorded, the next epoch at step 0."""
+        return replace(p, e=p.e + 1, step=0, total=0.0, correct=0 if self.setup["counts_correct"] else None,
+                       epochs=(*p.epochs, (p.total, p.correct)))
 
     def _report(self, status: str, **extra: Any) -> dict[str, Any]:
         p = self.cur
