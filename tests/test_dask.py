@@ -219,6 +219,19 @@ def test_cluster_fit_equals_one_process_in_float64_with_dropout(client, deadline
     assert max_rel(want, acc) <= 1e-12
 
 
+@pytest.mark.parametrize("exchange", ["allreduce", "hub"])
+def test_layernorm_params_get_their_own_gradients(client, deadline, exchange):
+    # LayerNorm's params are {"gamma", "beta"}: the hub used to map the summed gradients back in
+    # tree_leaves order (sorted: beta, gamma) onto the dict's order, swapping the two
+    X, Y = _data()
+    model = pnn.Sequential(pnn.Linear(6, 8), pnn.LayerNorm(8), pnn.Tanh(), pnn.Linear(8, 3))
+    params = model.init(seed=1, dtype="float64")
+    kw: dict[str, Any] = dict(loss=CE, optimizer=pnn.optim.SGD(0.1), epochs=1, batch_size=100, progress=False)
+    want, _ = pnn.fit(model, params, X, Y, **kw)
+    got, _ = pnn.fit(model, params, X, Y, client=pnn.DataParallel(client, exchange=exchange), **kw)
+    assert max_rel(want, got) <= 1e-12
+
+
 def test_cluster_fit_reads_dask_shards_and_sum_losses(client, deadline):
     X, Y = _data()
     T = np.random.default_rng(1).standard_normal((600, 3))
