@@ -18,8 +18,8 @@ backend, once per gradient exchange:
 
 Prints, and writes with ``--json``:
 
-- parity per exchange: the largest relative difference of the params (leaf-wise ``max|a - b| / max|a|``);
-  it must be <= 1e-12 (float64; measured ~1e-15);
+- parity per exchange: the largest relative difference of the params (``max|a - b| / max|a|`` over all
+  leaves, ``portable_nn.tools.compare.param_deviation``); it must be <= 1e-12 (float64; measured ~1e-16);
 - what the workers hold (asked from the running actors between two epochs): each replica's backend,
   device, the array type of its shards (e.g. ``cupy.ndarray`` on ``cuda:0``) and, for the all-reduce, the
   collective's backend (``nccl`` or ``gloo``); every shard must be an array of the params' library;
@@ -49,6 +49,7 @@ import numpy as np
 
 import portable_nn as pnn
 from portable_nn.tools.arguments import backend_arg, positive_int
+from portable_nn.tools.compare import param_deviation
 from portable_nn.training import _allreduce, _shards
 
 TOLERANCE = 1e-12
@@ -56,15 +57,6 @@ TOLERANCE = 1e-12
 
 class Timeout(Exception):
     pass
-
-
-def max_rel(a: Any, b: Any) -> float:
-    """Largest ``max|a - b| / max|a|`` over the leaves (on the host)."""
-    worst = 0.0
-    for x, y in zip(pnn.tree_leaves(a), pnn.tree_leaves(b), strict=True):
-        x, y = pnn.to_numpy(x), pnn.to_numpy(y)
-        worst = max(worst, float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-300)))
-    return worst
 
 
 def actor_keys(dask_worker: Any = None) -> list[str]:
@@ -158,7 +150,7 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
             for exchange in exchanges:
                 out = check_exchange(client, exchange, model, params, X, Y, kw, k, rows, args)
                 out["exchange_s_per_step"] = max(out.pop("small_s") - t_small_one, 0.0) / (2 * k)
-                out["max_rel_diff"] = dev = max_rel(one, out.pop("params"))
+                out["max_rel_diff"] = dev = param_deviation(out.pop("params"), one)
                 out["parity_ok"] = bool(dev <= TOLERANCE)
                 held_ok = bool(out["workers"])
                 for address, w in sorted(out["workers"].items()):

@@ -89,8 +89,11 @@ class AllReduceRunner(ShardedRunner):
         try:
             self.exchange = self._choose_backend()
             self._form_group()
-        except BaseException:
+        except BaseException as e:
             self.close()
+            if isinstance(e, AllLost):
+                raise ClusterError(f"fit: {e} before training started; the error's .params are the ones given.",
+                                   params=params, epoch=0, step=0, history=loop.history) from None
             raise
 
     def actor_args(self) -> tuple[Any, ...]:
@@ -299,6 +302,8 @@ class AllReduceRunner(ShardedRunner):
                 if self.uses_rng:
                     loop.rng.bit_generator.state = report["rng"]
                 status = report["status"]
+                if status == "stopped" and done == end:  # the chunk's last step: nothing left to stop
+                    status = "done"  # (the driver sees the Ctrl-C next, as after any chunk)
                 if status == "drift":
                     raise ClusterError(
                         f"fit: the workers' params replicas differ after step {done} (their checksums disagree): "
@@ -378,7 +383,7 @@ class AllReduceRunner(ShardedRunner):
             else:
                 failures += 1
                 if failures >= _RETRIES:
-                    why = next(r["error"] for r in reports if r["error"])
+                    why = next((r["error"] for r in reports if r["error"]), "no reason given")
                     raise AllLost(f"the all-reduce failed {failures} times at step {done} with no worker lost ({why}); "
                                   "raise pnn.DataParallel's timeout above the longest step")
             self._form_group()
@@ -396,6 +401,7 @@ class AllReduceRunner(ShardedRunner):
 
             host = (tree_map(_host, params), tree_map(_host, state))
             shape = skeleton(host)
+            attempts = 0
             while True:
                 first = sorted(self.actors)[0]
                 try:
@@ -409,9 +415,15 @@ class AllReduceRunner(ShardedRunner):
                 results, lost, errors = self._wait({w: start(a, "share_state", shape) for w, a in self.actors.items()})
                 if errors:
                     raise errors[0]
-                if not lost:
+                failed = [why for why in results.values() if why is not None]
+                if not lost and not failed:
                     break
-                self._drop(lost, "re-forming the all-reduce group")
+                if lost:
+                    self._drop(lost, "re-forming the all-reduce group")
+                else:
+                    attempts += 1
+                    if attempts >= _RETRIES:
+                        raise AllLost(f"the workers could not share the params: {failed[0]}")
                 self._form_group()
         self._params, self._state = params, state
 

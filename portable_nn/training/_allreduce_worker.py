@@ -143,13 +143,21 @@ class Member(Replica):
 
         self._given = (tree_map(put, params), tree_map(put, state))
 
-    def share_state(self, skeleton: Any) -> None:
+    def share_state(self, skeleton: Any) -> str | None:
         """Every member: the params and optimizer state that member 0 was given (:meth:`set_state`), by a
-        broadcast, one buffer per dtype; ``skeleton``: their tree with :class:`ArraySpec` for the arrays."""
+        broadcast, one buffer per dtype; ``skeleton``: their tree with :class:`ArraySpec` for the arrays.
+        Returns None, or why the broadcast failed."""
+        try:
+            self._share(skeleton)
+        except CollectiveError as e:
+            return str(e)
+        return None
+
+    def _share(self, skeleton: Any) -> None:
         xp, device = self.be.xp, self.be.device
         assert self.group is not None
         if self.group.rank == 0:
-            tree, self._given = self._given, None
+            tree = self._given
         else:
             tree = tree_map(lambda a: xp.zeros(a.shape, dtype=self.be.dtype(a.dtype), device=device)
                             if isinstance(a, ArraySpec) else a, skeleton)
@@ -166,6 +174,7 @@ class Member(Replica):
                 leaves[i] = xp.reshape(flat[at : at + size], leaves[i].shape)
                 at += size
         params, state = tree_unflatten(treedef, leaves)
+        self._given = None  # (the client sends them again to retry)
         self.cur, self.prev = Point(params, state, None, 0, 0, 0, 0.0, None), None
         p_leaves, p_def = tree_flatten(params)
         self._layout = (p_def, [tuple(a.shape) for a in p_leaves], [math.prod(a.shape) for a in p_leaves])
@@ -207,9 +216,8 @@ class Member(Replica):
         """Run the chunk's steps (``chunk``: a new chunk; None: go on with the current one) until its end, the
         point after ``pause_at`` steps, a stop, a NaN/inf, or a failed collective. Returns a report."""
         assert self.cur is not None
-        if chunk is not None:
+        if chunk is not None:  # (a stop asked before this member began still counts: fit makes one member each)
             self.chunk = chunk
-            self.stop_requested = False
             self.cur = replace(self.cur, rng=chunk["rng"], e=0, step=chunk["start"], done=chunk["done"],
                                total=chunk["total"], correct=chunk["correct"], epochs=())
             self.prev = None

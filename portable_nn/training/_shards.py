@@ -19,6 +19,7 @@ import array_api_compat
 import numpy as np
 
 from .._check import dtype_name
+from .._errors import ClusterError
 from .._tree import tree_leaves
 from ..backends import adapter_of, to_numpy
 from ..layers.base import Params, has_state, takes_indices, trainable, uses_host_rng
@@ -147,8 +148,11 @@ class ShardedRunner:
         pending = {sid: workers[sid % len(workers)] for sid in range(n_shards)}
         try:
             self._place(pending, lost)
-        except BaseException:
+        except BaseException as e:
             self.close()  # free the actors and the shards already loaded
+            if isinstance(e, AllLost):
+                raise ClusterError(f"fit: {e} before training started; the error's .params are the ones given.",
+                                   params=params, epoch=0, step=0, history=loop.history) from None
             raise
 
     def actor_args(self) -> tuple[Any, ...]:
