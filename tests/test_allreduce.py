@@ -157,32 +157,43 @@ client = Client(sys.argv[1], timeout=30)
 rng = np.random.default_rng(0)
 X, Y = rng.standard_normal((512, 16)), rng.integers(0, 3, size=512)
 kw = dict(loss=pnn.losses.softmax_cross_entropy, optimizer=pnn.optim.SGD(0.01), batch_size=16, progress=False)
+models = {}
+for hidden in (512, 53_000):  # 10k and 1M params
+    model = pnn.Sequential(pnn.Linear(16, hidden), pnn.Tanh(), pnn.Linear(hidden, 3))
+    models[hidden] = (model, model.init(seed=0, dtype="float32"))
 out = {}
-for exchange, rows in (("allreduce", 512), ("hub", 128)):
-    for hidden in (512, 53_000):  # 10k and 1M params
-        model = pnn.Sequential(pnn.Linear(16, hidden), pnn.Tanh(), pnn.Linear(hidden, 3))
-        params = model.init(seed=0, dtype="float32")
-        dp = pnn.DataParallel(client, exchange=exchange)
+for exchange, rows, repeats in (("allreduce", 128, 7), ("hub", 128, 1)):
+    dp = pnn.DataParallel(client, exchange=exchange)
+    best = {}
+    for model, params in models.values():
         pnn.fit(model, params, X[:32], Y[:32], client=dp, epochs=1, **kw)  # warm up: imports, first steps
-        start = time.process_time()
-        pnn.fit(model, params, X[:rows], Y[:rows], client=dp, epochs=1, **kw)
-        size = sum(int(np.prod(a.shape)) for a in pnn.tree_leaves(params))
-        out.setdefault(exchange, {})[size] = (time.process_time() - start) / (rows // 16)
+    for _ in range(repeats):  # the least of a few, alternating: noise from other processes only adds
+        for model, params in models.values():
+            size = sum(int(np.prod(a.shape)) for a in pnn.tree_leaves(params))
+            start = time.process_time()
+            pnn.fit(model, params, X[:rows], Y[:rows], client=dp, epochs=1, **kw)
+            cpu = (time.process_time() - start) / (rows // 16)
+            best[size] = min(best.get(size, cpu), cpu)
+    out[exchange] = best
+out["client_imported_torch"] = "torch" in sys.modules  # the workers' collective; the client needs none of it
 print(json.dumps(out))
 """
 
 
 def test_client_cpu_per_step_is_flat_from_10k_to_1m_params(client, deadline):
-    """The all-reduce client's CPU per step (``time.process_time()`` around a fit, over its steps) is the
-    same for a 1M-param model as for a 10k-param one: it sends nothing per step, and the params once per fit.
+    """The all-reduce client's CPU per step (``time.process_time()`` around a fit, over its 8 steps; the
+    least of seven) is the same for a 1M-param model as for a 10k-param one: it sends nothing per step, and
+    the params once per fit (to one worker, and back at the end: about 5 ms for the 1M params' 4 MB).
     The hub's grows with the model (it moves and adds every gradient): the test tells them apart. Measured
-    in a client process of its own (the LocalCluster's scheduler and nannies run in this one)."""
+    in a client process of its own (the LocalCluster's scheduler and nannies run in this one), which never
+    imports torch."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(pnn.__file__)),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", _CPU_CHILD, client.scheduler.address], capture_output=True,
                           text=True, env=env, timeout=110)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cpu = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert cpu.pop("client_imported_torch") is False
     for exchange, per_size in cpu.items():
         (small, c_small), (large, c_large) = sorted((int(k), v) for k, v in per_size.items())
         print(f"client CPU per step, {exchange}: {c_small * 1e3:.3f} ms ({small} params), {c_large * 1e3:.3f} ms "
@@ -346,3 +357,21 @@ def test_checkpoint_every_pauses_the_workers_and_resume_equals_one_run(client, d
     got, hist_c = pnn.fit(model, params, X, Y, epochs=3, client=client, checkpoint=path, resume=True, **kw)
     assert max_rel(want, got) <= 1e-12
     assert np.allclose(hist_c["loss"], hist["loss"], rtol=1e-12)
+
+
+def test_handoff_maps_large_host_trees_and_leaves_no_file():
+    from portable_nn.training._handoff import Parcel, pack, unpack
+
+    tree = ([np.arange(300_000, dtype=np.float32).reshape(1000, 300), np.zeros((0, 3)), np.ones((), np.int64),
+             np.arange(9, dtype=np.float16)], {"count": 3, "lr_scale": 0.5, "none": None})
+    assert pack(tree, min_bytes=10**9) is tree  # small trees go through Dask as they are
+    parcel = pack(tree)
+    if not isinstance(parcel, Parcel):
+        pytest.skip("no /dev/shm here: trees go through Dask")
+    assert os.path.exists(parcel.path)
+    got = unpack(parcel)
+    assert not os.path.exists(parcel.path) and got[1] == tree[1]
+    for a, b in zip(tree[0], got[0], strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    got[0][0][0, 0] = -1.0  # writable, copy-on-write: the caller may own it
+    assert tree[0][0][0, 0] == 0.0 and unpack(7) == 7

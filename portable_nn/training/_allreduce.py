@@ -3,7 +3,8 @@
 A runner of the epoch driver. Each worker holds a :class:`~._allreduce_worker.Member`
 (its shards, a params replica and an optimizer-state replica); the members form
 a ``torch.distributed`` process group (gloo, or NCCL on GPUs; see
-``_collective``). :meth:`AllReduceRunner.run` sends each member the chunk's row
+``_collective``; the first member serves the group's store). The client does not
+need torch. :meth:`AllReduceRunner.run` sends each member the chunk's row
 orders (host arrays) and the dropout RNG's state, and the members run the steps
 themselves; the client only waits, and receives per chunk the epochs' loss
 totals and correct counts, and the params and optimizer state (one member's,
@@ -40,8 +41,8 @@ from .._errors import ClusterError, FitInterrupted
 from .._tree import tree_map
 from ..backends import adapter_of, to_numpy
 from ..layers.base import Params
-from ._collective import JOIN_TIMEOUT, Rendezvous
 from ._epoch import Loop, nonfinite
+from ._handoff import unpack
 from ._shards import AllLost, ShardedRunner, check_client, is_lost, live, start
 
 __all__ = ["AllReduceRunner"]
@@ -73,7 +74,7 @@ class AllReduceRunner(ShardedRunner):
         self.spe = -(-loop.source.n // loop.batch_size)
         self.timeout = timeout
         self.generation = 0
-        self.store: Rendezvous | None = None
+        self.grouped = False
         self._params: Any = None
         self._state: Any = None
         self.collective_s, self.steps_run, self.steps_done = 0.0, 0, 0
@@ -128,26 +129,30 @@ class AllReduceRunner(ShardedRunner):
         return "nccl"
 
     def _form_group(self) -> None:
-        """A new process group of the current workers (a new store on a new port); lost workers are dropped."""
+        """A new process group of the current workers (its store served by the first, on a new port of
+        127.0.0.1); lost workers are dropped."""
         attempts = 0
         while True:
             if not self.actors:
                 raise AllLost("every worker of the cluster was lost")
             self.generation += 1
-            store = Rendezvous(max(self.timeout, JOIN_TIMEOUT))
             ranked = sorted(self.actors)
-            futs = {w: start(self.actors[w], "join", store.port, self.generation, r, len(ranked), self.exchange)
+            try:
+                port = start(self.actors[ranked[0]], "open_store").result()
+            except Exception as e:
+                if not is_lost(e):
+                    raise
+                self._drop([ranked[0]], f"forming a new all-reduce group (generation {self.generation + 1})")
+                continue
+            futs = {w: start(self.actors[w], "join", port, self.generation, r, len(ranked), self.exchange)
                     for r, w in enumerate(ranked)}
             results, lost, errors = self._wait(futs)
             if errors:
                 raise errors[0]
             failed = {w: why for w, why in results.items() if why is not None}
             if not lost and not failed:
-                if self.store is not None:
-                    self.store.close()
-                self.store = store
+                self.grouped = True
                 return
-            store.close()
             if lost:
                 self._drop(lost, f"forming a new all-reduce group (generation {self.generation + 1})")
             else:
@@ -171,7 +176,7 @@ class AllReduceRunner(ShardedRunner):
             if not lost:
                 return results
             self._drop(lost, "re-forming the all-reduce group")
-            if self.store is not None:
+            if self.grouped:
                 self._form_group()
 
     # --- waiting on the members ------------------------------------------------------------------------------
@@ -238,9 +243,9 @@ class AllReduceRunner(ShardedRunner):
                 if loop.bar is not None and seen:
                     _show(loop.bar, max(d for d, _ in seen.values()))
                     bar_at = now + 0.5
-            # a Ctrl-C is seen within a quarter of a second (the signal handler does not end the wait)
-            woken.wait(min(0.25, max(probe_at - now, 0.0) if run else 0.25,
-                           max(bar_at - now, 0.0) if run and loop.bar is not None else 0.25))
+            # a Ctrl-C is seen within half a second (the signal handler does not end the wait)
+            woken.wait(min(0.5, max(probe_at - now, 0.0) if run else 0.5,
+                           max(bar_at - now, 0.0) if run and loop.bar is not None else 0.5))
         return results, lost, errors
 
     def _on_done(self, fut: Any, woken: threading.Event) -> None:
@@ -431,7 +436,7 @@ class AllReduceRunner(ShardedRunner):
         """The params and optimizer state from the first member that answers (the replicas are identical)."""
         for w in sorted(self.actors):
             try:
-                host_p, host_s = start(self.actors[w], "fetch").result()
+                host_p, host_s = unpack(start(self.actors[w], "fetch").result())
             except Exception as e:
                 if not is_lost(e):
                     raise
@@ -459,15 +464,12 @@ class AllReduceRunner(ShardedRunner):
         return history
 
     def close(self) -> None:
-        """Stop any member still running (an error left it running), drop the actors (their groups close with
-        them), close the store."""
+        """Stop any member still running (an error left it running), drop the actors (their groups and the
+        store close with them)."""
         if self._running:
             for actor in list(self.actors.values()):
                 start(actor, "request_stop")
         super().close()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
 
 
 def _show(bar: Any, done: int) -> None:

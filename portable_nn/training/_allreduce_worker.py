@@ -35,8 +35,9 @@ from .._check import dtype_name
 from .._tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from ..backends import adapter_of, to_numpy, widest_float_dtype
 from ..layers.base import apply_model
-from ._collective import CollectiveError, Group, gpu_identity, nccl_problem
+from ._collective import JOIN_TIMEOUT, CollectiveError, Group, Rendezvous, gpu_identity, nccl_problem
 from ._dask_worker import Replica, RowsRng
+from ._handoff import Parcel, discard, pack
 from ._step import StepSpec, finite_check, update
 
 __all__ = ["ArraySpec", "Member", "skeleton"]
@@ -107,6 +108,8 @@ class Member(Replica):
         self.steps_run = 0
         self._layout: Any = None
         self._given: Any = None
+        self._store: Rendezvous | None = None
+        self._handed: list[str] = []
 
     # --- talking to the client ---------------------------------------------------------------------------
 
@@ -121,6 +124,12 @@ class Member(Replica):
         group = self.group
         return {**super().describe(), "collective": None if group is None else group.backend,
                 "world": None if group is None else group.world}
+
+    def open_store(self) -> int:
+        """Serve a new group's store (a ``TCPStore`` on a free port of 127.0.0.1); returns its port."""
+        self._store = None
+        self._store = Rendezvous(max(float(self.setup["timeout"]), JOIN_TIMEOUT))
+        return self._store.port
 
     def join(self, port: int, generation: int, rank: int, world: int, backend: str) -> str | None:
         """Join process group ``generation`` as ``rank`` of ``world``; blocks until every member joined.
@@ -184,10 +193,23 @@ class Member(Replica):
         assert self.cur is not None
         self.cur, self.prev = replace(self.cur, state=self.cur.state._replace(**fields)), None
 
-    def fetch(self) -> tuple[Any, Any]:
-        """This replica's params and optimizer state, as host arrays."""
+    def fetch(self) -> Any:
+        """This replica's params and optimizer state, as host arrays (large ones in a ``_handoff`` parcel)."""
         assert self.cur is not None
-        return tree_map(_to_host, self.cur.params), tree_map(_to_host, self.cur.state)
+        self.forget_parcels()
+        parcel = pack((tree_map(_to_host, self.cur.params), tree_map(_to_host, self.cur.state)))
+        if isinstance(parcel, Parcel):
+            self._handed.append(parcel.path)
+        return parcel
+
+    def forget_parcels(self) -> None:
+        """Remove the files of earlier parcels that no reader took (the client gone on the way)."""
+        for path in self._handed:
+            discard(path)
+        self._handed = []
+
+    def __del__(self) -> None:
+        self.forget_parcels()
 
     def rollback(self, done: int) -> None:
         """Go back to the point after ``done`` steps (the last one every survivor completed)."""

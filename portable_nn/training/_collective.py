@@ -10,9 +10,10 @@ alternatives: ``cupyx.distributed`` (NCCL only: CuPy on GPUs, nothing for
 NumPy workers), ``mpi4py`` (needs an MPI launcher to start the processes, which
 Dask already started, and an MPI job does not survive a lost rank).
 
-The client serves the store (:class:`Rendezvous`: a ``TCPStore`` listening on
-127.0.0.1 only); each worker joins with a :class:`Group`. Every address is
-loopback: the all-reduce runs between workers on the client's machine.
+The first worker of a group serves its store (:class:`Rendezvous`: a
+``TCPStore`` listening on 127.0.0.1 only); each worker joins with a
+:class:`Group`. Every address is loopback: the all-reduce runs between workers
+on the client's machine. The client never imports torch.
 
 Copies per step (see :meth:`Group.all_reduce`): the gradients are flattened
 into one new buffer (one copy, which the sum is done in, in place); NumPy,
@@ -59,7 +60,7 @@ def _dist() -> Any:
 
 
 class Rendezvous:
-    """The client's store for one process group: a ``TCPStore`` on a free port of 127.0.0.1 only.
+    """The store of one process group: a ``TCPStore`` on a free port of 127.0.0.1 only.
 
     (A ``TCPStore`` given a port listens on every interface; this one is given a socket bound to loopback.)
     """
