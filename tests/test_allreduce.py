@@ -242,7 +242,7 @@ def test_hung_worker_is_treated_as_lost_after_the_timeout(client, deadline):
     start = time.monotonic()
     try:
         with pytest.warns(RuntimeWarning, match=r"lost worker\(s\) " + victim + r"; moving shard\(s\) \[0\]"):
-            got, _ = pnn.fit(model, params, X, Y, client=pnn.DataParallel(client, timeout=1.5), **kw)
+            got, _ = pnn.fit(model, params, X, Y, client=pnn.DataParallel(client, timeout=3.0), **kw)
     finally:
         def release() -> None:
             from portable_nn.training import _allreduce_worker
@@ -252,7 +252,7 @@ def test_hung_worker_is_treated_as_lost_after_the_timeout(client, deadline):
         client.run(release, workers=[victim])
     waited = time.monotonic() - start
     assert max_rel(want, got) <= 1e-12
-    assert waited >= 3.0  # the survivor waited one timeout in its sum, the client one more
+    assert waited >= 6.0  # the survivor waited one timeout in its sum, the client one more
 
 
 def test_ctrl_c_stops_every_worker_after_the_same_step(client, deadline, monkeypatch):
