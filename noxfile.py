@@ -58,9 +58,11 @@ def cupy(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def dask(session: nox.Session) -> None:
-    """Dask: streamed out-of-core data, data-parallel fit on a 2-worker LocalCluster (loopback), the example."""
-    session.install("-e", ".[test,dask,zarr]")
-    session.run("pytest", "-q", "tests/test_dask.py", *session.posargs, env={"PORTABLE_NN_TEST_BACKEND": "numpy"})
+    """Dask: streamed out-of-core data, data-parallel fit on a 2-worker LocalCluster (loopback): the gradient
+    all-reduce between the workers (torch.distributed, gloo) and the hub; the example."""
+    session.install("-e", ".[test,dask,zarr]")  # the dask extra brings torch==2.13.0 (its CPU wheel is local)
+    session.run("pytest", "-q", "tests/test_dask.py", "tests/test_allreduce.py", *session.posargs,
+                env={"PORTABLE_NN_TEST_BACKEND": "numpy"})
     session.run("python", "examples/dask_data_parallel.py", "--rows", "8192", "--hidden", "64", "--epochs", "1")
 
 

@@ -48,7 +48,7 @@ from .layers.residual import Residual
 from .layers.sequential import Sequential
 from .layers.transformer import TransformerBlock
 from .testing import assert_close, gradcheck
-from .training import FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
+from .training import DataParallel, FitInterrupted, TrainStep, compile_step, evaluate, fit, predict
 
 __all__ = [
     "AvgPool2D",
@@ -58,6 +58,7 @@ __all__ = [
     "CheckpointError",
     "ClusterError",
     "Conv2D",
+    "DataParallel",
     "Dropout",
     "Embedding",
     "FitInterrupted",

@@ -71,15 +71,18 @@ class NonFiniteError(FloatingPointError):
 
 
 class ClusterError(RuntimeError):
-    """``fit(..., client=...)`` lost every worker, or its client disconnected (a ``RuntimeError``).
+    """``fit(..., client=...)`` lost every worker, or its client disconnected (or, with the all-reduce, the
+    workers' params replicas drifted apart); a ``RuntimeError``.
 
     A single lost worker is not an error: its shards are re-read by the others
-    and the step recomputed, with a ``RuntimeWarning``.
+    and the training goes on from the last step all of them completed, with a
+    ``RuntimeWarning``.
 
     Attributes:
-        params: the params after the last completed step (no work is lost).
-        epoch: 0-based epoch that could not be completed.
-        step: 0-based step within it.
+        params: the params after the last completed step the client holds: every step with the hub
+            exchange; with the all-reduce, the last chunk's end or checkpoint pause (the workers hold
+            the steps after it).
+        epoch, step: 0-based epoch and step of those params' next step.
         history: the history up to the last completed epoch.
     """
 

@@ -3,25 +3,34 @@
     python scripts/dask_gpu_check.py                      # --backend cupy: what scripts/gpu_check.sh runs
     python scripts/dask_gpu_check.py --backend numpy      # the same check on the CPU
     python scripts/dask_gpu_check.py --backend torch:cuda --json out.json
+    python scripts/dask_gpu_check.py --exchange allreduce # only the all-reduce (default: both exchanges)
 
 Starts ``dask_cuda.LocalCUDACluster`` (one worker per GPU, each seeing its own GPU as device 0) when
 dask-cuda is importable, else ``distributed.LocalCluster`` with ``--workers`` processes on 127.0.0.1.
-Trains an MLP (with dropout) in float64 from the same params and seed twice: in this process, and
-with ``pnn.fit(..., client=client)`` on the workers, whose replicas hold their row shards on the params'
-backend. Prints, and writes with ``--json``:
+Trains an MLP (with dropout) in float64 from the same params and seed: in this process, and with
+``pnn.fit(..., client=...)`` on the workers, whose replicas hold their row shards on the params'
+backend, once per gradient exchange:
 
-- parity: the largest relative difference of the params (leaf-wise ``max|a - b| / max|a|``); it must
-  be <= 1e-12 (float64; measured ~1e-15);
-- what the workers hold: each replica's backend, device and the array type of its shards (asked from
-  the running actors between two steps), e.g. ``cupy.ndarray`` on ``cuda:0``; every shard must be an
-  array of the params' library;
-- rows/s of the one-process fit and of the cluster fit, and the exchange time per step (the cluster's
-  step time with 2-row batches, compute about 0, minus one process's);
-- on CuPy, whether NCCL is available on each worker (``cupy.cuda.nccl``; the all-reduce through
-  ``cupyx.distributed`` is not implemented: gradients travel through the client as host arrays).
+- ``allreduce`` (the default of ``client=``): the workers sum their gradients with a ``torch.distributed``
+  all-reduce: NCCL when every worker has its own GPU and torch has NCCL there, else gloo through host
+  memory (fit warns why; the check prints that warning as the reason NCCL was not used);
+- ``hub`` (``pnn.DataParallel(client, exchange="hub")``): through the client, as host arrays.
 
-Exit status: 0 when parity holds and the workers hold the params' arrays; 1 when either fails or the
-check raised; 124 when it ran past ``--timeout`` seconds. The cluster is closed in every case.
+Prints, and writes with ``--json``:
+
+- parity per exchange: the largest relative difference of the params (``max|a - b| / max|a|`` over all
+  leaves, ``portable_nn.tools.compare.param_deviation``); it must be <= 1e-12 (float64; measured ~1e-16);
+- what the workers hold (asked from the running actors between two epochs): each replica's backend,
+  device, the array type of its shards (e.g. ``cupy.ndarray`` on ``cuda:0``) and, for the all-reduce, the
+  collective's backend (``nccl`` or ``gloo``); every shard must be an array of the params' library;
+- rows/s of the one-process fit and of each cluster fit; the exchange time per step (the cluster's step
+  time with 2-row batches, compute about 0, minus one process's, from the difference of a 24-step and an
+  8-step fit so that a fit's set-up cancels out); for the all-reduce, the time a worker spends inside the
+  collective per step.
+
+Exit status: 0 when parity holds and the workers hold the params' arrays for every exchange run; 1 when
+either fails or the check raised; 124 when it ran past ``--timeout`` seconds. The cluster is closed in
+every case. NCCL missing is not a failure: the all-reduce then runs over gloo, and the report says why.
 """
 
 from __future__ import annotations
@@ -33,13 +42,15 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
 
 import portable_nn as pnn
 from portable_nn.tools.arguments import backend_arg, positive_int
-from portable_nn.training import _cluster as cluster_runner
+from portable_nn.tools.compare import param_deviation
+from portable_nn.training import _allreduce, _shards
 
 TOLERANCE = 1e-12
 
@@ -48,21 +59,12 @@ class Timeout(Exception):
     pass
 
 
-def max_rel(a: Any, b: Any) -> float:
-    """Largest ``max|a - b| / max|a|`` over the leaves (on the host)."""
-    worst = 0.0
-    for x, y in zip(pnn.tree_leaves(a), pnn.tree_leaves(b), strict=True):
-        x, y = pnn.to_numpy(x), pnn.to_numpy(y)
-        worst = max(worst, float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-300)))
-    return worst
-
-
 def actor_keys(dask_worker: Any = None) -> list[str]:
     """Run on each worker: the keys of the actors it holds (those of an earlier fit may linger a while)."""
     return [str(key) for key in dask_worker.state.actors]
 
 
-def describe_worker(dask_worker: Any = None, nccl: bool = False, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+def describe_worker(dask_worker: Any = None, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Run on each worker (``client.run``): the fit's replicas (Dask actors, except the keys in ``exclude``)
     there, and the worker's GPU."""
     out: dict[str, Any] = {"pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -70,13 +72,6 @@ def describe_worker(dask_worker: Any = None, nccl: bool = False, exclude: frozen
     for key, obj in list(dask_worker.state.actors.items()):
         if str(key).startswith("pnn-replica-") and str(key) not in exclude and hasattr(obj, "describe"):
             out["replicas"].append({"key": str(key), **obj.describe()})
-    if nccl:
-        try:
-            from cupy.cuda import nccl as nccl_module
-
-            out["nccl"] = bool(getattr(nccl_module, "available", False))
-        except Exception as e:  # noqa: BLE001 - a probe: report what is there
-            out["nccl"] = f"unavailable ({type(e).__name__}: {e})"
     return out
 
 
@@ -110,9 +105,10 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
     from distributed import Client
 
     be = pnn.get_backend(args.backend)
+    exchanges = ("allreduce", "hub") if args.exchange == "both" else (args.exchange,)
     report.update(backend=args.backend, device=be.describe_device(), dtype="float64", rows=args.rows,
                   features=args.features, hidden=args.hidden, batch=args.batch, epochs=args.epochs,
-                  tolerance=TOLERANCE)
+                  tolerance=TOLERANCE, exchanges={})
     print(f"backend {args.backend}: {be!r} ({be.describe_device()})")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.rows, args.features))
@@ -133,72 +129,103 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> int:
     one_process(Xd[: 2 * args.batch, ...], Yd[: 2 * args.batch, ...], epochs=1)  # warm up
     t_one, (one, hist_one) = one_process(Xd, Yd)
     rows = args.rows * args.epochs
+    report["one_process"] = {"seconds": t_one, "rows_per_s": rows / t_one, "loss": hist_one["loss"][-1]}
+    print(f"one process:        loss {hist_one['loss'][-1]:.6f}  {rows / t_one:10.0f} rows/s")
+    # the replicas' backend and device: the params' library; a GPU is each worker's first visible one
+    want = _shards.worker_backend(pnn.tree_leaves(params)[0])
+    want_name, _, want_device = want.partition(":")
+    report["expected_worker_backend"] = want
 
+    ok = True
     cluster, kind = start_cluster(args.cluster, args.workers)
     try:
         with Client(cluster) as client:
             info = client.scheduler_info(n_workers=-1)["workers"]
             report.update(cluster=kind, n_workers=len(info))
             print(f"cluster: {kind} with {len(info)} worker(s) on {client.scheduler.address}")
-            t = time.perf_counter()
-            pnn.fit(model, params, X[: 2 * args.batch], Y[: 2 * args.batch], client=client, **{**kw, "epochs": 1})
-            print(f"warm-up fit on the cluster: {time.perf_counter() - t:.1f}s")
-
-            seen: dict[str, Any] = {}
-            earlier = frozenset(k for keys in client.run(actor_keys).values() for k in keys)
-
-            def after_step(done: int) -> None:  # between the first two steps: the actors hold their shards
-                if not seen:
-                    seen.update(client.run(describe_worker, nccl=be.name == "cupy", exclude=earlier))
-
-            cluster_runner._after_step = after_step
-            try:
-                start = time.perf_counter()
-                par, hist_par = pnn.fit(model, params, X, Y, client=client, **kw)
-                t_par = time.perf_counter() - start
-            finally:
-                cluster_runner._after_step = None
-
-            k = 8  # exchange: steps of 2-row batches, where the compute is about 0
-            small = dict(epochs=1, batch_size=2)
-            t_small_par = min(_timed(lambda: pnn.fit(model, params, X[: 2 * k], Y[: 2 * k], client=client,
-                                                     **{**kw, **small})) for _ in range(2))
-            t_small_one = min(one_process(Xd[: 2 * k, ...], Yd[: 2 * k, ...], **small)[0] for _ in range(2))
+            k = 8  # exchange: steps of 2-row batches, where the compute is about 0; k and 3k steps
+            t_small_one = min(one_process(Xd[: 6 * k, ...], Yd[: 6 * k, ...], epochs=1, batch_size=2)[0]
+                              for _ in range(2)) - min(one_process(Xd[: 2 * k, ...], Yd[: 2 * k, ...], epochs=1,
+                                                                   batch_size=2)[0] for _ in range(2))
+            for exchange in exchanges:
+                out = check_exchange(client, exchange, model, params, X, Y, kw, k, rows, args)
+                out["exchange_s_per_step"] = max(out.pop("small_s") - t_small_one, 0.0) / (2 * k)
+                out["max_rel_diff"] = dev = param_deviation(out.pop("params"), one)
+                out["parity_ok"] = bool(dev <= TOLERANCE)
+                held_ok = bool(out["workers"])
+                for address, w in sorted(out["workers"].items()):
+                    held_ok = held_ok and bool(w["replicas"])
+                    for r in w["replicas"]:
+                        held_ok = held_ok and r["backend"] == want_name and bool(r["shards"]) and all(
+                            s["owned"] and s["device"] == want_device for s in r["shards"].values())
+                        shards = ", ".join(f"shard {sid}: {s['rows']} rows as {s['type']} on {s['device']}"
+                                           for sid, s in r["shards"].items())
+                        coll = f", all-reduce over {r['collective']}" if r.get("collective") else ""
+                        print(f"  worker {address} (pid {w['pid']}, CUDA_VISIBLE_DEVICES={w['cuda_visible_devices']}):"
+                              f" replica on {r['backend']} {r['hardware']}{coll}; {shards or 'no shards'}")
+                out["workers_hold_backend_arrays"] = held_ok
+                ok = ok and out["parity_ok"] and held_ok
+                report["exchanges"][exchange] = out
+                inside = "" if out.get("collective_s_per_step") is None else \
+                    f", {out['collective_s_per_step'] * 1e3:.2f} ms/step inside the {out['collective']} all-reduce"
+                print(f"{exchange:9s} on {len(info)} worker(s): loss {out['loss']:.6f}  {out['rows_per_s']:10.0f} rows/s "
+                      f"({out['rows_per_s'] / (rows / t_one):.2f}x one process); exchange "
+                      f"{out['exchange_s_per_step'] * 1e3:.2f} ms/step{inside}")
+                print(f"  parity (float64): max relative difference of the params {dev:.2e} "
+                      f"({'ok' if out['parity_ok'] else 'FAILED'}: <= {TOLERANCE:g}); workers hold {want_name} "
+                      f"arrays on {want_device}: {'yes' if held_ok else 'NO'}")
+                if out.get("nccl_note"):
+                    print(f"  NCCL not used: {out['nccl_note']}")
     finally:
         cluster.close()
-
-    exchange = max(t_small_par - t_small_one, 0.0) / k
-    dev = max_rel(one, par)
-    parity_ok = bool(dev <= TOLERANCE)
-    # the replicas' backend and device: the params' library; a GPU is each worker's first visible one
-    want = cluster_runner.worker_backend(pnn.tree_leaves(params)[0])
-    want_name, _, want_device = want.partition(":")
-    workers: dict[str, Any] = {}
-    held_ok = bool(seen)
-    for address, w in sorted(seen.items()):
-        workers[address] = w
-        held_ok = held_ok and bool(w["replicas"])
-        for r in w["replicas"]:
-            held_ok = held_ok and r["backend"] == want_name and bool(r["shards"]) and all(
-                s["owned"] and s["device"] == want_device for s in r["shards"].values())
-            shards = ", ".join(f"shard {sid}: {s['rows']} rows as {s['type']} on {s['device']}"
-                               for sid, s in r["shards"].items())
-            extra = "" if "nccl" not in w else f", NCCL available: {w['nccl']}"
-            print(f"worker {address} (pid {w['pid']}, CUDA_VISIBLE_DEVICES={w['cuda_visible_devices']}{extra}): "
-                  f"replica on {r['backend']} {r['hardware']}; {shards or 'no shards'}")
-    report.update(
-        one_process={"seconds": t_one, "rows_per_s": rows / t_one, "loss": hist_one["loss"][-1]},
-        cluster_fit={"seconds": t_par, "rows_per_s": rows / t_par, "loss": hist_par["loss"][-1]},
-        exchange_s_per_step=exchange, max_rel_diff=dev, parity_ok=parity_ok, workers=workers,
-        workers_hold_backend_arrays=held_ok, expected_worker_backend=want,
+    first = report["exchanges"][exchanges[0]]
+    report.update(  # the first exchange's numbers at the top level (the all-reduce unless --exchange hub)
+        cluster_fit={"seconds": first["seconds"], "rows_per_s": first["rows_per_s"], "loss": first["loss"]},
+        exchange_s_per_step=first["exchange_s_per_step"],
+        max_rel_diff=max(e["max_rel_diff"] for e in report["exchanges"].values()),
+        parity_ok=all(e["parity_ok"] for e in report["exchanges"].values()),
+        workers_hold_backend_arrays=all(e["workers_hold_backend_arrays"] for e in report["exchanges"].values()),
+        workers=first["workers"],
     )
-    print(f"one process:        loss {hist_one['loss'][-1]:.6f}  {rows / t_one:10.0f} rows/s")
-    print(f"{len(info)} Dask worker(s):   loss {hist_par['loss'][-1]:.6f}  {rows / t_par:10.0f} rows/s "
-          f"({t_one / t_par:.2f}x one process); exchange {exchange * 1e3:.2f} ms/step")
-    print(f"parity (float64): max relative difference of the params {dev:.2e} "
-          f"({'ok' if parity_ok else 'FAILED'}: <= {TOLERANCE:g})")
-    print(f"workers hold {want_name} arrays on {want_device}: {'yes' if held_ok else 'NO'}")
-    return 0 if parity_ok and held_ok else 1
+    return 0 if ok else 1
+
+
+def check_exchange(client: Any, exchange: str, model: Any, params: Any, X: Any, Y: Any, kw: dict[str, Any],
+                   k: int, rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One exchange: a warm-up fit, the timed fit (the workers described between its first two epochs), the
+    exchange's 2-row steps; returns its part of the report (with ``params`` and ``small_s`` to use up)."""
+    dp = pnn.DataParallel(client, exchange=exchange)
+    t = time.perf_counter()
+    pnn.fit(model, params, X[: 2 * args.batch], Y[: 2 * args.batch], client=dp, **{**kw, "epochs": 1})
+    print(f"{exchange}: warm-up fit on the cluster: {time.perf_counter() - t:.1f}s")
+    seen: dict[str, Any] = {}
+    earlier = frozenset(key for keys in client.run(actor_keys).values() for key in keys)
+
+    class Describe:  # between epochs the actors hold their shards (and the all-reduce its group)
+        def on_epoch_end(self, epoch: int, history: Any, params: Any) -> None:
+            if not seen:
+                seen.update(client.run(describe_worker, exclude=earlier))
+
+    inside: list[tuple[float, str]] = []
+    _allreduce._after_chunk = lambda r: inside.append((r.collective_s / max(r.steps_run, 1), r.exchange))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            par, hist = pnn.fit(model, params, X, Y, client=dp, callbacks=[Describe()], **kw)
+            seconds = time.perf_counter() - start
+    finally:
+        _allreduce._after_chunk = None
+    small = dict(epochs=1, batch_size=2)
+    small_s = min(_timed(lambda: pnn.fit(model, params, X[: 6 * k], Y[: 6 * k], client=dp, **{**kw, **small}))
+                  for _ in range(2)) - min(_timed(lambda: pnn.fit(model, params, X[: 2 * k], Y[: 2 * k], client=dp,
+                                                                  **{**kw, **small})) for _ in range(2))
+    nccl = [str(w.message) for w in caught if "NCCL" in str(w.message)]
+    return {"seconds": seconds, "rows_per_s": rows / seconds, "loss": hist["loss"][-1], "params": par,
+            "small_s": small_s, "workers": seen,
+            "collective": inside[-1][1] if inside else None,
+            "collective_s_per_step": inside[-1][0] if inside else None,
+            "nccl_note": nccl[0] if nccl else None}
 
 
 def _timed(fn: Any) -> float:
@@ -214,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                    "is a usage error (exit status 2)")
     p.add_argument("--cluster", choices=("auto", "cuda", "local"), default="auto",
                    help="auto: LocalCUDACluster when dask_cuda is importable, else LocalCluster")
+    p.add_argument("--exchange", choices=("both", "allreduce", "hub"), default="both",
+                   help="the gradient exchanges to check (default both)")
     p.add_argument("--workers", type=positive_int, default=2,
                    help="workers of a LocalCluster (LocalCUDACluster: one per GPU)")
     p.add_argument("--rows", type=positive_int, default=8192)

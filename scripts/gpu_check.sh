@@ -19,11 +19,12 @@
 # without the bench): the timed comparisons and then the bench (at most 150 s
 # for cases a, b, c, then 120 s for the CNN case g, in its own process and JSON)
 # run first, one after another on an otherwise idle machine; then the dask_gpu
-# step (at most 90 s, typically about 30: dask_cuda.LocalCUDACluster when the
-# image has dask-cuda, else a 2-worker LocalCluster sharing the GPU; float64
-# parity with one process <= 1e-12, the workers' array types, rows/s, exchange
-# per step; skipped with a note when distributed is not importable: fetch the
-# wheels with --with-dask); then the test
+# step (at most 120 s, typically about 40: dask_cuda.LocalCUDACluster when the
+# image has dask-cuda, else a 2-worker LocalCluster sharing the GPU; the
+# all-reduce exchange (torch.distributed NCCL, or gloo with the reason) and the
+# hub: float64 parity with one process <= 1e-12, the workers' array types and
+# collective, rows/s, exchange per step; skipped with a note when distributed
+# is not importable: fetch the wheels with --with-dask); then the test
 # suites run in parallel (they check numbers, not speed) in the time left,
 # test_parity.py and test_notebook.py first in each.
 #
@@ -70,7 +71,7 @@ bench_s=150
 bench_cnn_s=120
 bench_precision_s=90
 bench_gpt_s=60
-dask_s=90
+dask_s=120
 wanted=$((280 + (${#bench_backends} > 0 ? bench_s + bench_cnn_s + bench_gpt_s + bench_precision_s : 0)))
 # one device call runs at most 600 s: by default the steps share 560 (the test suites, last, get what is left)
 budget=${GPU_CHECK_BUDGET:-$((wanted < 560 ? wanted : 560))}
@@ -186,7 +187,9 @@ if [[ -n $bench_backends ]]; then
         --device-backend "$bench_backends" --json "$outdir/bench_gpu_precision.json"
 fi
 
-# data-parallel fit(client=) on a loopback Dask cluster whose workers hold the params' backend (CuPy)
+# data-parallel fit(client=) on a loopback Dask cluster whose workers hold the params' backend (CuPy): the
+# all-reduce (NCCL between the workers' GPUs; gloo through host memory, with the reason, where NCCL is
+# missing) and the hub, each against one process
 if [[ -n $dask_backend ]]; then
     if "$python" -c "import distributed" 2>/dev/null; then
         t_dask=$(limit "$dask_s")
@@ -278,13 +281,17 @@ if dask_backend and os.path.exists(path):
     if d.get("error"):
         print(f"dask_gpu ({dask_backend}): FAILED: {d['error'][:200]} (see dask_gpu.log)")
     else:
-        exchange = d["exchange_s_per_step"] * 1e3
-        print(f"dask_gpu ({d['backend']} on {d['device']}; {d['cluster']}, {d['n_workers']} worker(s)): "
-              f"parity {'ok' if d['parity_ok'] else 'FAILED'} (max rel diff {d['max_rel_diff']:.1e}, "
-              f"float64, <= {d['tolerance']:g}); workers hold {d['expected_worker_backend']} arrays: "
-              f"{'yes' if d['workers_hold_backend_arrays'] else 'NO'}; {d['one_process']['rows_per_s']:.0f} "
-              f"rows/s one process, {d['cluster_fit']['rows_per_s']:.0f} on the cluster; exchange "
-              f"{exchange:.2f} ms/step")
+        print(f"dask_gpu ({d['backend']} on {d['device']}; {d['cluster']}, {d['n_workers']} worker(s)); "
+              f"workers hold {d['expected_worker_backend']} arrays: {'yes' if d['workers_hold_backend_arrays'] else 'NO'}; "
+              f"one process {d['one_process']['rows_per_s']:.0f} rows/s")
+        for name, e in d.get("exchanges", {}).items():
+            inside = "" if e.get("collective_s_per_step") is None else \
+                f", {e['collective_s_per_step'] * 1e3:.2f} ms/step inside the {e['collective']} all-reduce"
+            print(f"  {name:9s}: parity {'ok' if e['parity_ok'] else 'FAILED'} (max rel diff {e['max_rel_diff']:.1e}, "
+                  f"float64, <= {d['tolerance']:g}); {e['rows_per_s']:.0f} rows/s; exchange "
+                  f"{e['exchange_s_per_step'] * 1e3:.2f} ms/step{inside}")
+            if e.get("nccl_note"):
+                print(f"  {name:9s}: NCCL not used: {e['nccl_note'][:300]}")
 elif dask_backend:
     print("dask_gpu: no JSON (see dask_gpu.log)")
 EOF

@@ -89,3 +89,36 @@ def _supports(be: pnn.Backend, dtype: str) -> bool:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"portable_nn test backend: {config.getoption('--backend')}"
+
+
+# --- Dask: one loopback cluster for tests/test_dask.py and tests/test_allreduce.py ---------------------------
+
+
+@pytest.fixture(scope="session")
+def dask_client(request: pytest.FixtureRequest) -> Any:
+    """A client of a 2-worker loopback cluster, shared by the session (the cluster tests run on NumPy)."""
+    if request.config.getoption("--backend") != "numpy":
+        pytest.skip("the cluster tests run on the numpy backend (float64 parity)")
+    distributed = pytest.importorskip("distributed")
+    from ._dask_support import loopback_cluster
+
+    cluster = loopback_cluster(2)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def deadline() -> Any:
+    """Fail (not hang) a test that runs past 120 s."""
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError("the Dask test ran past its 120 s bound")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(120)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -4,7 +4,7 @@ One engine: ``fit`` checks its arguments into one settings object
 (``_settings``), picks a data source (``_source``: in memory; ``_dask_data``:
 Dask blocks) and the epoch driver (``_driver``) runs epochs through one small
 runner interface (``_epoch``: the portable steps; ``_scan``: JAX's compiled
-epochs; ``_cluster``: a Dask cluster's workers), owning the history,
+epochs; ``_allreduce``, ``_cluster``: a Dask cluster's workers), owning the history,
 validation, early stopping, callbacks, checkpoints (``_checkpoint``), Ctrl-C
 and the NaN policy once. One step (``_step``) serves every path.
 
@@ -23,10 +23,14 @@ from ._driver import Outcome as Outcome  # the internal API: explicit re-exports
 from ._driver import train as train
 from ._evaluate import evaluate, predict
 from ._fit import fit
+from ._parallel import DataParallel
 from ._settings import Settings as Settings
 from ._source import MemorySource as MemorySource
 from ._step import StepSpec as StepSpec
 from ._step import TrainStep, compile_step, forward_backward
 from ._step import compiled as compiled
 
-__all__ = ["FitInterrupted", "StepSpec", "TrainStep", "compile_step", "evaluate", "fit", "forward_backward", "predict"]
+__all__ = [
+    "DataParallel", "FitInterrupted", "StepSpec", "TrainStep", "compile_step", "evaluate", "fit", "forward_backward",
+    "predict",
+]

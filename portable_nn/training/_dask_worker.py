@@ -85,13 +85,48 @@ class Replica:
         return {"backend": self.be.name, "device": self.be.device_label, "hardware": self.be.describe_device(),
                 "shards": shards}
 
+    def shard_sums(
+        self, p: Any, sid: int, rows: np.ndarray, pos: np.ndarray, rng_state: dict[str, Any] | None,
+        batch_rows: int, micro: int, loss_scale: float | None = None,
+    ) -> tuple[Array, list[Array], Array | None, Any]:
+        """Shard ``sid``'s part of a batch: its local ``rows``, at places ``pos`` in the global batch of
+        ``batch_rows`` rows, in ``micro`` micro-batches, on params ``p`` (this replica's arrays).
+
+        Returns the loss sum (0-d; the loss times the rows for a ``"mean"`` loss), the gradient sums (one
+        array per leaf, in ``tree_leaves`` order), the correct predictions (0-d, or None for targets that
+        are not labels) and the dropout RNG's state after the batch (None without ``rng_state``). With a
+        ``loss_scale`` (a loss-scaled optimizer's), the gradients are those of the scaled loss.
+        """
+        xp, device = self.be.xp, self.be.device
+        X, Y = self.shards[sid]
+        loss_sum: Any = 0.0
+        grads: list[Any] | None = None
+        correct: Any = None
+        end = None
+        for part in np.array_split(np.arange(rows.shape[0]), min(micro, rows.shape[0])):
+            r = rows[part]
+            Xb = X[r, ...] if xp is np else xp.take(X, xp.asarray(r, device=device), axis=0)
+            Tb = Y[r, ...] if xp is np else xp.take(Y, xp.asarray(r, device=device), axis=0)
+            rng = None if rng_state is None else RowsRng(rng_state, batch_rows, pos[part])
+            Yp, value, g, _ = forward_backward(self.spec, p, Xb, Tb, rng, None, loss_scale)
+            scale = float(r.shape[0]) if self.reduction != "sum" else 1.0
+            leaves = [a * scale for a in tree_leaves(g)] if scale != 1.0 else tree_leaves(g)
+            grads = leaves if grads is None else [a + b for a, b in zip(grads, leaves, strict=True)]
+            loss_sum = loss_sum + value * scale
+            c = n_correct(xp, Yp, Tb)
+            if c is not None:
+                correct = c if correct is None else correct + c
+            if rng is not None:
+                end = rng.bit_generator.state
+        assert grads is not None
+        return loss_sum, grads, correct, end
+
     def step(
         self, params: Any, tasks: dict[int, tuple[np.ndarray, np.ndarray]], rng_state: dict[str, Any] | None,
         batch_rows: int, micro: int, loss_scale: float | None = None,
     ) -> tuple[dict[int, tuple[float, list[np.ndarray], int, int | None]], Any]:
         """Per shard ``sid`` with ``(rows, pos)`` (its local rows, their places in the global batch):
-        ``(loss sum, grad sums as host leaves, row count, correct or None)`` (grads of ``loss_scale`` times the
-        loss, with a loss-scaled optimizer); and the dropout RNG's state after
+        ``(loss sum, grad sums as host leaves, row count, correct or None)``; and the dropout RNG's state after
         the batch (None without ``rng_state``)."""
         xp, device = self.be.xp, self.be.device
         p = tree_map(lambda a: xp.asarray(a, device=device), params)
@@ -99,26 +134,9 @@ class Replica:
         end = None
         for sid in sorted(tasks):
             rows, pos = tasks[sid]
-            X, Y = self.shards[sid]
-            loss_sum: Any = 0.0
-            grads: list[Any] | None = None
-            correct: Any = None
-            for part in np.array_split(np.arange(rows.shape[0]), min(micro, rows.shape[0])):
-                r = rows[part]
-                Xb = X[r, ...] if xp is np else xp.take(X, xp.asarray(r, device=device), axis=0)
-                Tb = Y[r, ...] if xp is np else xp.take(Y, xp.asarray(r, device=device), axis=0)
-                rng = None if rng_state is None else RowsRng(rng_state, batch_rows, pos[part])
-                Yp, value, g, _ = forward_backward(self.spec, p, Xb, Tb, rng, None, loss_scale)
-                scale = float(r.shape[0]) if self.reduction != "sum" else 1.0
-                leaves = [a * scale for a in tree_leaves(g)] if scale != 1.0 else tree_leaves(g)
-                grads = leaves if grads is None else [a + b for a, b in zip(grads, leaves, strict=True)]
-                loss_sum = loss_sum + value * scale
-                c = n_correct(xp, Yp, Tb)
-                if c is not None:
-                    correct = c if correct is None else correct + c
-                if rng is not None:
-                    end = rng.bit_generator.state
-            assert grads is not None
+            loss_sum, grads, correct, end_s = self.shard_sums(p, sid, rows, pos, rng_state, batch_rows, micro,
+                                                              loss_scale)
+            end = end_s if end_s is not None else end
             out[sid] = (float(loss_sum), [np.asarray(to_numpy(a)) for a in grads], int(rows.shape[0]),
                         None if correct is None else int(correct))
         return out, end

@@ -12,7 +12,8 @@ epochs of steps:
 - :class:`~._epoch.StepRunner`: the portable step loop, over any data source
   (in memory, or Dask blocks streamed in the epoch's order);
 - :class:`~._scan.ScanRunner`: JAX's compiled ``lax.scan`` over whole epochs;
-- ``_cluster.ClusterRunner``: the steps on a Dask cluster's workers.
+- ``_allreduce.AllReduceRunner`` and ``_cluster.ClusterRunner``: the steps on a Dask cluster's workers,
+  gradients summed among them or through the client (``_parallel.DataParallel``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def train(
     Args:
         reduction: the loss's, ``"mean"`` or ``"sum"``.
         validation: evaluates params after each epoch (None: the training loss is monitored).
-        client: a ``distributed.Client``: the steps run on its workers.
+        client: a ``distributed.Client`` or a ``DataParallel``: the steps run on its workers.
         opt_state: the optimizer state to continue from (None: ``optimizer.init``).
         orders: draws each epoch's row order (None: from ``s.seed`` and ``s.shuffle``).
         prints: the run's checkpoint fingerprint (needed with ``s.checkpoint``).
@@ -182,9 +183,9 @@ def _default_orders(data: Source, s: Settings, rng: np.random.Generator) -> Call
 def _runner(loop: Loop, s: Settings, client: Any, params: Params, one_epoch: bool) -> Any:
     """The runner for this run: on the cluster, JAX's compiled epochs, or the portable steps."""
     if client is not None:
-        from ._cluster import ClusterRunner
+        from ._parallel import cluster_runner
 
-        return ClusterRunner(client, loop, s.accumulate, params)
+        return cluster_runner(client, loop, s, params, one_epoch)
     steps = StepRunner(loop)
     data = loop.source
     if isinstance(data, MemorySource) and data.n >= s.batch_size and loop.trainer.uses_jit(data.like) \

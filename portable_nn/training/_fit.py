@@ -125,9 +125,12 @@ def fit(
         reduce_lr: a :class:`~portable_nn.schedules.ReduceOnPlateau`: scale the
             learning rate down (the optimizer state's ``lr_scale``) when the
             monitored loss (as for ``patience``) stops improving.
-        client: a ``distributed.Client``: train data-parallel on its workers,
-            each holding a row shard and a params replica; the params equal one
-            process's to rounding (see the guide's Dask page, docs/guide/dask.md).
+        client: a ``distributed.Client``, or a :class:`~portable_nn.DataParallel`
+            around one: train data-parallel on its workers, each holding a row
+            shard and a params replica; the gradients are summed among the
+            workers by an all-reduce (``DataParallel(client, exchange="hub")``:
+            through the client). The params equal one process's to rounding
+            (see the guide's Dask page, docs/guide/dask.md).
         accumulate: with ``client``, each worker runs its part of every batch as
             this many micro-batches (same result, less memory).
         sample_weight: ``(n,)`` weights >= 0 (in-memory data): a ``"mean"``
@@ -171,7 +174,8 @@ def fit(
         NonFiniteError: see ``on_nonfinite``.
         FitInterrupted: on Ctrl-C, carrying the last completed step's params and
             the history of the completed epochs.
-        ClusterError: ``client=`` lost every worker or its scheduler.
+        ClusterError: ``client=`` lost every worker or its scheduler (or the
+            workers' replicas drifted apart).
 
     >>> import numpy as np, portable_nn as pnn
     >>> X = np.random.default_rng(0).standard_normal((64, 3))
