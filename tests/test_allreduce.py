@@ -375,3 +375,27 @@ def test_handoff_maps_large_host_trees_and_leaves_no_file():
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
     got[0][0][0, 0] = -1.0  # writable, copy-on-write: the caller may own it
     assert tree[0][0][0, 0] == 0.0 and unpack(7) == 7
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")
+@pytest.mark.parametrize("exchange", ["allreduce", "hub"])
+def test_mixed_precision_on_the_cluster_follows_one_process(client: Any, deadline: Any, exchange: str) -> None:
+    """precision="float16" with client=: float32 master params and DynamicLossScale's scale as in one process, the
+    params within float16 rounding of it; steps whose grads overflow are skipped on every replica alike (the
+    workers' float16 grads of their rows overflow where one process's may not: the skips are compared where every
+    step overflows on both)."""
+    X, Y = _data(200)
+    model = _model()
+    params = model.init(seed=1, dtype="float32")
+    dp = pnn.DataParallel(client, exchange=exchange)
+    kw: dict[str, Any] = dict(loss=CE, epochs=3, batch_size=40, seed=3, precision="float16", progress=False)
+    one, h_one = pnn.fit(model, params, X, Y, optimizer=pnn.optim.Adam(1e-2), **kw)  # wrapped: scale 2**16
+    on, h_on = pnn.fit(model, params, X, Y, optimizer=pnn.optim.Adam(1e-2), client=dp, **kw)
+    assert h_on["loss_scale"] == h_one["loss_scale"] and h_on["skipped_steps"] == h_one["skipped_steps"]
+    assert all(str(a.dtype) == "float32" for a in pnn.tree_leaves(on))
+    assert max_rel(one, on) <= 5e-3 and h_one["loss"][-1] < h_one["loss"][0]
+    huge = pnn.optim.DynamicLossScale(pnn.optim.Adam(1e-2), init_scale=2.0**40)
+    kw["epochs"] = 1
+    skipped, h_skip = pnn.fit(model, params, X, Y, optimizer=huge, client=dp, **kw)
+    assert h_skip["skipped_steps"] == [5.0] and h_skip["loss_scale"] == [2.0**35]
+    assert same(skipped, params)  # every step skipped: the params as they were, no NonFiniteError
