@@ -115,7 +115,8 @@ def generate(
     Raises:
         TypeError: a float prompt, or non-integer max_new_tokens / top_k.
         ValueError: an empty prompt, ``temperature <= 0``, ``top_k`` outside
-            ``[1, vocab]``, or a model output of another shape.
+            ``[1, vocab]``, a prompt's integer dtype too narrow for the
+            vocabulary's ids (``uint8`` for 300 ids), or a model output of another shape.
     """
     where = "generate"
     max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 0)
@@ -143,6 +144,12 @@ def generate(
         vocab = logits.shape[1]
         if top_k is not None and top_k > vocab:
             raise ValueError(f"{where}: top_k must be in [1, {vocab}] for a vocabulary of {vocab}, got {top_k}.")
+        if vocab - 1 > int(xp.iinfo(ids.dtype).max):
+            raise ValueError(
+                f"{where}: the prompt's dtype {ids.dtype} holds ids up to {int(xp.iinfo(ids.dtype).max)}, but the "
+                f"model's vocabulary has {vocab} ids: new ids would wrap around. Pass the prompt as int64, "
+                "e.g. be.asarray(ids, dtype='int64')."
+            )
         Z = logits / temperature
         E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)

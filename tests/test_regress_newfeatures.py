@@ -1,0 +1,83 @@
+"""Regression tests for defects found by trying to break the newest features (the training engine, mixed
+precision, sequence models, index inputs), one test (or group) per defect, named after it.
+
+Each runs on the backend chosen in conftest.py (``tb``) where it applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+from ._support import host
+
+SCE = pnn.losses.softmax_cross_entropy
+
+
+def _gpt(V: int = 7, D: int = 8, T: int = 5) -> pnn.Sequential:
+    return pnn.Sequential(pnn.Embedding(V, D), pnn.PositionalEmbedding(T, D), pnn.TransformerBlock(D, 2),
+                          pnn.LayerNorm(D), pnn.Linear(D, V))
+
+
+# --------------------------------------------------------------------------- narrow integer ids and labels
+
+
+@pytest.mark.parametrize("dtype, V, backward, N", [("uint8", 300, "onehot", 12), ("int8", 100, "segments", 200)])
+def test_embedding_takes_narrow_integer_ids(tb: Any, dtype: str, V: int, backward: str, N: int) -> None:
+    """uint8/int8 ids: ``arange(V, dtype=ids.dtype)`` wrapped past 255 (NumPy: wrong dW rows), ``X >= V`` with
+    V outside the dtype raised a false 'ids must be in [0, V)' (torch, JAX) or OverflowError
+    (array_api_strict), and torch's take refused uint8 indices."""
+    emb = pnn.Embedding(V, 3, backward=backward)
+    params = tb.init(emb, dtype="float32")
+    ids = np.random.default_rng(0).integers(0, min(V, np.iinfo(dtype).max + 1), (2, N // 2)).astype(dtype)
+    dY = np.random.default_rng(1).standard_normal((2, N // 2, 3)).astype("float32")
+    Y, backprop = emb.apply(params, tb.asarray(ids, dtype=dtype))
+    _, grads = backprop(tb.asarray(dY, dtype="float32"))
+    want = np.zeros((V, 3))
+    np.add.at(want, ids.ravel().astype(np.int64), dY.reshape(-1, 3))
+    np.testing.assert_allclose(host(grads["W"]), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(host(Y), host(params["W"])[ids.astype(np.int64)])
+
+
+def test_softmax_cross_entropy_takes_uint8_labels_of_many_classes(tb: Any) -> None:
+    """uint8 labels with more than 256 classes: the one-hot's ``arange(C, dtype=labels.dtype)`` wrapped."""
+    C = 300
+    Y = tb.asarray(np.random.default_rng(0).standard_normal((4, C)), dtype="float32")
+    labels = np.array([0, 7, 255, 44])
+    loss8, dY8 = SCE(Y, tb.asarray(labels, dtype="uint8"))
+    loss64, dY64 = SCE(Y, tb.asarray(labels, dtype="int64"))
+    assert float(loss8) == pytest.approx(float(loss64), rel=1e-6)
+    np.testing.assert_allclose(host(dY8), host(dY64), rtol=1e-6)
+
+
+def test_fit_a_language_model_on_uint8_ids(tb: Any) -> None:
+    """fit keeps integer X and labels as given: uint8 token ids train as int64 ones do."""
+    V = 260
+    model = pnn.Sequential(pnn.Embedding(V, 4), pnn.Linear(4, V))
+    params = tb.init(model, dtype="float32")
+    ids = np.random.default_rng(0).integers(0, 256, (6, 3))
+    ids[0] = [0, 3, 255]  # ids that a wrapped arange(260) met twice
+    kw = dict(loss=SCE, optimizer=pnn.optim.SGD(0.5), epochs=2, batch_size=4, progress=False)
+    narrow, h8 = pnn.fit(model, params, ids.astype("uint8"), ids.astype("uint8"), **kw)
+    wide, h64 = pnn.fit(model, params, ids, ids, **kw)
+    assert h8["loss"] == pytest.approx(h64["loss"], rel=1e-6) and h8["accuracy"] == h64["accuracy"]
+    for a, b in zip(pnn.tree_leaves(narrow), pnn.tree_leaves(wide), strict=True):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def test_generate_refuses_a_prompt_dtype_that_cannot_hold_the_vocabulary(tb: Any) -> None:
+    """A uint8 prompt for a 300-id vocabulary: new ids past 255 were cast into uint8 and wrapped around."""
+    model = pnn.Sequential(pnn.Embedding(300, 4), pnn.Linear(4, 300))
+    params = tb.init(model, dtype="float32")
+    prompt = tb.be.asarray(np.array([[1, 2]]), dtype="uint8")
+    with pytest.raises(ValueError, match=r"uint8 holds ids up to 255.*300 ids.*int64"):
+        pnn.generate(model, params, prompt, 3)
+    out = pnn.generate(model, params, tb.be.asarray(np.array([[1, 2]]), dtype="int64"), 3)
+    assert tuple(out.shape) == (1, 5)
