@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -150,8 +151,13 @@ def generate(
                 f"model's vocabulary has {vocab} ids: new ids would wrap around. Pass the prompt as int64, "
                 "e.g. be.asarray(ids, dtype='int64')."
             )
-        Z = logits / temperature
-        E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
+        # shifted before dividing: a tiny temperature sends the others to -inf (never inf - inf = NaN), and
+        # the largest logit stays 0 even where temperature is 0 in the logits' dtype (0 / 0 would be NaN)
+        Z = logits - xp.max(logits, axis=1, keepdims=True)
+        with warnings.catch_warnings():  # NumPy's about the overflow to -inf, which is meant
+            warnings.simplefilter("ignore", RuntimeWarning)
+            Z = xp.where(Z == 0, xp.zeros_like(Z), Z / temperature)
+        E = xp.exp(Z)
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)
         new = _sample(probs, top_k, rng)
         ids = xp.concat([ids, xp.asarray(new[:, None], dtype=ids.dtype, device=device)], axis=1)

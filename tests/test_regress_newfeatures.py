@@ -72,6 +72,18 @@ def test_fit_a_language_model_on_uint8_ids(tb: Any) -> None:
 # --------------------------------------------------------------------------- generate
 
 
+@pytest.mark.parametrize("temperature", [1e-45, 1e-300])
+def test_generate_with_a_tiny_temperature_is_greedy(tb: Any, temperature: float) -> None:
+    """``logits / temperature`` overflowed to inf, so ``inf - inf`` made every probability NaN and every
+    new id 0; the limit of a temperature going to 0 is the greedy choice."""
+    model = _gpt()
+    params = tb.init(model, dtype="float32")
+    prompts = np.array([[1, 2, 3], [4, 5, 6]])
+    cold = pnn.generate(model, params, prompts, 4, temperature=temperature, seed=1)
+    greedy = pnn.generate(model, params, prompts, 4, top_k=1)
+    np.testing.assert_array_equal(host(cold), host(greedy))
+
+
 def test_generate_refuses_a_prompt_dtype_that_cannot_hold_the_vocabulary(tb: Any) -> None:
     """A uint8 prompt for a 300-id vocabulary: new ids past 255 were cast into uint8 and wrapped around."""
     model = pnn.Sequential(pnn.Embedding(300, 4), pnn.Linear(4, 300))
