@@ -93,3 +93,29 @@ def test_generate_refuses_a_prompt_dtype_that_cannot_hold_the_vocabulary(tb: Any
         pnn.generate(model, params, prompt, 3)
     out = pnn.generate(model, params, tb.be.asarray(np.array([[1, 2]]), dtype="int64"), 3)
     assert tuple(out.shape) == (1, 5)
+
+
+# --------------------------------------------------------------------------- Dask data
+
+
+def test_dask_sequence_labels_with_an_empty_block(tb: Any) -> None:
+    """An empty row block (chunks (5, 0, 6)) with 2-D labels (batch, seq): fit and evaluate crashed inside
+    Dask's own ``Y.min()`` ('all the input array dimensions ... must match exactly'). Empty blocks are
+    dropped; the run equals the in-memory one."""
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 5, (11, 4)), rng.integers(0, 5, (11, 4))
+    model = pnn.Sequential(pnn.Embedding(5, 4), pnn.Linear(4, 5))
+    params = tb.init(model, dtype="float32")
+    kw = dict(loss=SCE, optimizer=pnn.optim.SGD(0.1), epochs=2, batch_size=4, progress=False, shuffle=False)
+    Xd, Yd = (da.from_array(A, chunks=((5, 0, 6), (4,))) for A in (X, Y))
+    with dask.config.set(scheduler="synchronous"):
+        streamed, hd = pnn.fit(model, params, Xd, Yd, validation_data=(Xd, Yd), **kw)
+        ev = pnn.evaluate(model, streamed, Xd, Yd, loss=SCE)
+        assert tuple(pnn.predict(model, streamed, Xd).shape) == (11, 4, 5)
+    memory, hm = pnn.fit(model, params, X, Y, validation_data=(X, Y), **kw)
+    assert hd["loss"] == pytest.approx(hm["loss"], rel=1e-5) and hd["accuracy"] == hm["accuracy"]
+    assert ev[0] == pytest.approx(hm["val_loss"][-1], rel=1e-5) and ev[1] == hm["val_accuracy"][-1]
+    for a, b in zip(pnn.tree_leaves(streamed), pnn.tree_leaves(memory), strict=True):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-5, atol=1e-6)

@@ -95,9 +95,13 @@ def as_dask_pair(where: str, names: tuple[str, str], X: Any, Y: Any) -> tuple[An
 
 
 def _rows_only(A: Any) -> Any:
-    """Chunked along rows only: every other axis is one chunk (a block is whole rows)."""
+    """Chunked along rows only: every other axis is one chunk (a block is whole rows), and no block empty
+    (Dask's own reductions fail on a 2-D array with an empty block, e.g. ``(5, 0, 6)`` rows of labels)."""
     if any(len(c) > 1 for c in A.chunks[1:]):
-        return A.rechunk({i: -1 for i in range(1, A.ndim)})
+        A = A.rechunk({i: -1 for i in range(1, A.ndim)})
+    rows = tuple(c for c in A.chunks[0] if c)
+    if rows and len(rows) < len(A.chunks[0]):
+        A = A.rechunk({0: rows})
     return A
 
 
