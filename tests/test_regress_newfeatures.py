@@ -6,6 +6,8 @@ Each runs on the backend chosen in conftest.py (``tb``) where it applies.
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -119,3 +121,45 @@ def test_dask_sequence_labels_with_an_empty_block(tb: Any) -> None:
     assert ev[0] == pytest.approx(hm["val_loss"][-1], rel=1e-5) and ev[1] == hm["val_accuracy"][-1]
     for a, b in zip(pnn.tree_leaves(streamed), pnn.tree_leaves(memory), strict=True):
         np.testing.assert_allclose(host(a), host(b), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+_CTRL_C_AT_ROWS: list[int] = []
+
+
+def _loss_ctrl_c_in_validation(Yp: Any, T: Any) -> Any:
+    """softmax_cross_entropy; a Ctrl-C (a real SIGINT) when it sees a batch of ``_CTRL_C_AT_ROWS[0]`` rows."""
+    if _CTRL_C_AT_ROWS and Yp.shape[0] == _CTRL_C_AT_ROWS[0]:
+        _CTRL_C_AT_ROWS.clear()
+        os.kill(os.getpid(), signal.SIGINT)
+    return SCE(Yp, T)
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")  # NumPy's, in the steps that are skipped
+def test_resume_after_ctrl_c_in_validation_keeps_the_skipped_steps(tb: Any, tmp_path: Any) -> None:
+    """float16 with a loss scale that overflows at first: a Ctrl-C during epoch 0's validation saved the run
+    with the epoch's skipped steps already counted as before it, so the resumed history said 0 skipped steps
+    for epoch 0."""
+    if "float16" not in pnn.available_precisions(tb.be):
+        pytest.skip(f"{tb.spec} has no float16")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((24, 4)), rng.integers(0, 3, 24)
+    Xv, Yv = X[:9], Y[:9]  # validation batches have 9 rows, training ones 6
+    model = pnn.Sequential(pnn.Linear(4, 8), pnn.Tanh(), pnn.Linear(8, 3))
+    params = tb.init(model, dtype="float32")
+    kw = dict(loss=_loss_ctrl_c_in_validation, epochs=3, batch_size=6, progress=False, precision="float16",
+              optimizer=pnn.optim.DynamicLossScale(pnn.optim.SGD(0.1), init_scale=2.0**40),
+              validation_data=(Xv, Yv), compile=False)
+    path = str(tmp_path / "run.safetensors")
+    _CTRL_C_AT_ROWS[:] = [9]
+    with pytest.raises(pnn.FitInterrupted):
+        pnn.fit(model, params, X, Y, checkpoint=path, **kw)
+    _CTRL_C_AT_ROWS.clear()
+    resumed, h_resumed = pnn.fit(model, params, X, Y, checkpoint=path, resume=True, **kw)
+    whole, h_whole = pnn.fit(model, params, X, Y, **kw)
+    assert h_whole["skipped_steps"][0] > 0
+    assert h_resumed == h_whole
+    for a, b in zip(pnn.tree_leaves(resumed), pnn.tree_leaves(whole), strict=True):
+        np.testing.assert_array_equal(host(a), host(b))
