@@ -163,3 +163,25 @@ def test_resume_after_ctrl_c_in_validation_keeps_the_skipped_steps(tb: Any, tmp_
     assert h_resumed == h_whole
     for a, b in zip(pnn.tree_leaves(resumed), pnn.tree_leaves(whole), strict=True):
         np.testing.assert_array_equal(host(a), host(b))
+
+
+@pytest.mark.parametrize("change", ["precision", "shuffle"])
+def test_resume_with_another_precision_or_shuffle_names_the_setting(tb: Any, tmp_path: Any, change: str) -> None:
+    """Resuming a float32 run with precision='float16' was refused as 'written for another optimizer' (float16
+    wraps the optimizer in a loss scale), and another shuffle as 'another settings' with both JSON dumps:
+    the refusal names the setting and both values; the file is left as it is."""
+    if change == "precision" and "float16" not in pnn.available_precisions(tb.be):
+        pytest.skip(f"{tb.spec} has no float16")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((16, 3)), rng.integers(0, 2, 16)
+    model = pnn.Sequential(pnn.Linear(3, 2))
+    params = tb.init(model, dtype="float32")
+    path = tmp_path / "run.safetensors"
+    kw = dict(loss=SCE, optimizer=pnn.optim.Adam(0.01), epochs=1, batch_size=8, progress=False, checkpoint=path)
+    pnn.fit(model, params, X, Y, **kw)
+    before = path.read_bytes()
+    other, said = {"precision": ({"precision": "float16"}, "precision=None in the file, 'float16' in this run"),
+                   "shuffle": ({"shuffle": False}, "shuffle=True in the file, False in this run")}[change]
+    with pytest.raises(pnn.CheckpointError, match=f"written with other settings: {said}\\. Resume with the same"):
+        pnn.fit(model, params, X, Y, resume=True, **{**kw, "epochs": 2}, **other)
+    assert path.read_bytes() == before

@@ -114,9 +114,9 @@ def fit(
             when it does not). The result equals an uninterrupted run's bit for
             bit on the portable path. A file written for another model, loss,
             optimizer, data, validation data or settings (``batch_size``,
-            ``shuffle``, ``seed``, ``patience``, ``min_delta``, ``reduce_lr``)
-            raises :class:`CheckpointError` naming what differs, and is left as
-            it is. ``epochs``, ``progress``, ``on_nonfinite``, ``compile``,
+            ``shuffle``, ``seed``, ``patience``, ``min_delta``, ``reduce_lr``,
+            ``precision``) raises :class:`CheckpointError` naming what differs
+            (each setting with both values), and is left as it is. ``epochs``, ``progress``, ``on_nonfinite``, ``compile``,
             ``checkpoint_every``, ``callbacks``, ``client`` and ``accumulate``
             may change on resume.
         callbacks: objects with ``on_epoch_end(epoch, history, params)``, called
