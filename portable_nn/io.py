@@ -121,7 +121,9 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
     The write is atomic: a temporary file in the same directory is written,
     fsynced and renamed over ``path``, so a crash never leaves a half-written
     checkpoint in place of the previous one. An overwritten file keeps its
-    permission bits; a new file gets ``0o666`` less the umask. A tree that
+    permission bits; a new file gets ``0o666`` less the umask. A ``path`` that
+    is a symbolic link is followed: its target is written (in the target's
+    folder) and the link stays. A tree that
     cannot be saved raises TypeError or ValueError before anything is written.
     """
     from safetensors.numpy import save as st_save
@@ -139,6 +141,7 @@ def _write_atomic(path: str, data: bytes) -> None:
     The file keeps the permission bits of the file it replaces; a new file gets
     ``0o666`` less the umask, as ``open(path, "wb")`` would give it.
     """
+    path = os.path.realpath(path)  # a symbolic link: write its target, as open(path, "wb") would (not replace it)
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:

@@ -185,3 +185,40 @@ def test_resume_with_another_precision_or_shuffle_names_the_setting(tb: Any, tmp
     with pytest.raises(pnn.CheckpointError, match=f"written with other settings: {said}\\. Resume with the same"):
         pnn.fit(model, params, X, Y, resume=True, **{**kw, "epochs": 2}, **other)
     assert path.read_bytes() == before
+
+
+def _symlink(target: Any, link: Any) -> None:
+    try:
+        os.symlink(target, link)
+    except (OSError, NotImplementedError) as e:  # Windows without the privilege
+        pytest.skip(f"no symbolic links here: {e}")
+
+
+def test_a_checkpoint_path_that_is_a_symbolic_link_is_written_through(tb: Any, tmp_path: Any) -> None:
+    """The atomic save renamed its temporary file over the link: the link became a plain file, the target
+    kept the old run. A link to a missing folder passed fit's entry check (the link's folder exists) and was
+    replaced the same way; it is refused before any step, naming the target's folder."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((16, 3)), rng.integers(0, 2, 16)
+    model = pnn.Sequential(pnn.Linear(3, 2))
+    params = tb.init(model, dtype="float32")
+    kw = dict(loss=SCE, optimizer=pnn.optim.SGD(0.1), batch_size=8, progress=False)
+    (tmp_path / "disk").mkdir()
+    target, link = tmp_path / "disk" / "run.safetensors", tmp_path / "run.safetensors"
+    _symlink(target, link)
+    pnn.fit(model, params, X, Y, epochs=1, checkpoint=link, **kw)
+    assert link.is_symlink() and target.is_file()
+    resumed, history = pnn.fit(model, params, X, Y, epochs=2, checkpoint=link, resume=True, **kw)
+    whole, _ = pnn.fit(model, params, X, Y, epochs=2, **kw)
+    assert link.is_symlink() and len(history["loss"]) == 2
+    for a, b in zip(pnn.tree_leaves(resumed), pnn.tree_leaves(whole), strict=True):
+        np.testing.assert_array_equal(host(a), host(b))
+    dangling = tmp_path / "dangling.safetensors"
+    _symlink(tmp_path / "missing" / "run.safetensors", dangling)
+    missing = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match=f"symbolic link.*its folder '{missing}' does not exist.*os.makedirs"):
+        pnn.fit(model, params, X, Y, epochs=1, checkpoint=dangling, **kw)
+    assert dangling.is_symlink() and not os.path.exists(missing)
+    os.makedirs(missing)  # the advice, followed
+    pnn.fit(model, params, X, Y, epochs=1, checkpoint=dangling, **kw)
+    assert dangling.is_symlink() and os.path.isfile(os.path.join(missing, "run.safetensors"))
