@@ -10,6 +10,7 @@ import os
 import signal
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -222,3 +223,35 @@ def test_a_checkpoint_path_that_is_a_symbolic_link_is_written_through(tb: Any, t
     os.makedirs(missing)  # the advice, followed
     pnn.fit(model, params, X, Y, epochs=1, checkpoint=dangling, **kw)
     assert dangling.is_symlink() and os.path.isfile(os.path.join(missing, "run.safetensors"))
+
+
+# --------------------------------------------------------------------------- sample weights
+
+
+def _weighted_mse(Y: Any, T: Any, weights: Any = None) -> Any:
+    """The mean squared error, weighted per row as fit's sample_weight asks: sum(w_i l_i) / sum(w_i)."""
+    xp = pnn.namespace(Y)
+    D = Y - T
+    w = xp.ones(Y.shape[0], dtype=Y.dtype, device=array_api_compat.device(Y)) if weights is None else weights
+    total = xp.sum(w) * Y.shape[1]
+    return xp.sum(w[:, None] * D * D) / total, 2.0 * w[:, None] * D / total
+
+
+def test_sample_weight_with_a_loss_without_weights_is_refused_before_any_step(tb: Any) -> None:
+    """fit(sample_weight=...) with a built-in loss failed in the first step with Python's own
+    "softmax_cross_entropy() got an unexpected keyword argument 'weights'" (or "run() got ..."): no word
+    of fit, sample_weight or a fix."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
+    model = pnn.Sequential(pnn.Linear(3, 1))
+    params = tb.init(model, dtype="float32")
+    w = np.arange(12) % 3
+    kw = dict(optimizer=pnn.optim.SGD(0.1), epochs=2, batch_size=12, progress=False, shuffle=False)
+    with pytest.raises(TypeError, match="sample_weight needs a loss that takes a weights= keyword, and "
+                                        "mean_squared_error does not.*sum\\(w_i l_i\\) / sum\\(w_i\\)"):
+        pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error, sample_weight=w, **kw)
+    weighted, _ = pnn.fit(model, params, X, Y, loss=_weighted_mse, sample_weight=w, **kw)  # the advice, followed
+    keep = np.repeat(np.arange(12), w)  # a row of weight k counts as k copies of it
+    copies, _ = pnn.fit(model, params, X[keep], Y[keep], loss=_weighted_mse, **kw)
+    for a, b in zip(pnn.tree_leaves(weighted), pnn.tree_leaves(copies), strict=True):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-5, atol=1e-6)

@@ -263,6 +263,21 @@ def as_weights(where: str, W: Any, n: int, xp: Any, device: Any, dtype: Any) -> 
     return W
 
 
+def _check_weighted_loss(loss: Any, Y_pred: Array, T: Array, W: Array) -> None:
+    """Raise TypeError before any step when ``loss`` cannot take the ``weights=`` that sample weights need."""
+    try:
+        loss(Y_pred, T, weights=W)
+    except TypeError as e:
+        if "weights" not in str(e):
+            raise
+        name = getattr(loss, "__name__", type(loss).__name__)
+        raise TypeError(
+            f"fit: sample_weight needs a loss that takes a weights= keyword, and {name} does not ({e}). Pass "
+            "a loss f(Y, T, weights=None) -> (value, dY) whose value with weights w of shape (batch,) is "
+            "sum(w_i l_i) / sum(w_i) for a 'mean' loss, or drop sample_weight."
+        ) from None
+
+
 def prepare(
     model: Layer, params: Params, X: Any, Y: Any, loss: Any, batch_size: int | None = None,
     sample_weight: Any = None,
@@ -283,6 +298,8 @@ def prepare(
     check_finite(where, "Y", Y, xp)
     W = None if sample_weight is None else as_weights(where, sample_weight, n, xp, device, dtype)
     Yp = probe(where, model, params, X, Y, loss, n)
+    if W is not None:
+        _check_weighted_loss(loss, Yp, Y[:1, ...], xp.ones_like(W[:1]))  # (the first row's weight may be 0)
     counts_correct = check_targets(where, "Y", Y, Yp, xp)
     check_one_row_batch(where, model, params, X[:1, ...], n, batch_size)
     return MemorySource(X, Y, W, counts_correct, label_count(Y))
