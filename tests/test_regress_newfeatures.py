@@ -255,3 +255,26 @@ def test_sample_weight_with_a_loss_without_weights_is_refused_before_any_step(tb
     copies, _ = pnn.fit(model, params, X[keep], Y[keep], loss=_weighted_mse, **kw)
     for a, b in zip(pnn.tree_leaves(weighted), pnn.tree_leaves(copies), strict=True):
         np.testing.assert_allclose(host(a), host(b), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- compile_step
+
+
+def test_compile_step_refuses_a_precision_the_backend_lacks_as_fit_does(tb: Any) -> None:
+    """compile_step(precision='bfloat16') on NumPy or array_api_strict ran the step and failed inside a layer
+    ('LayerNorm(8): X has dtype float32 but the params are bfloat16', or a dtype lookup); fit refuses such a
+    precision with a PrecisionError naming the backend, and so does the step now, at its first call."""
+    missing = [p for p in ("bfloat16", "float16") if p not in pnn.available_precisions(tb.be)]
+    if not missing:
+        pytest.skip(f"{tb.spec} has both half precisions")
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.LayerNorm(4), pnn.Linear(4, 2))
+    params = tb.init(model, dtype="float32")
+    opt = pnn.optim.DynamicLossScale(pnn.optim.SGD(0.1))
+    step = pnn.compile_step(model, SCE, opt, precision=missing[0])
+    X = tb.asarray(np.zeros((4, 3)), dtype="float32")
+    T = tb.be.asarray(np.array([0, 1, 0, 1]), dtype="int64")
+    with pytest.raises(pnn.PrecisionError, match=f"cannot compute in {missing[0]}.*Precisions here"):
+        step(params, opt.init(params), X, T)
+    with pytest.raises(pnn.PrecisionError, match=f"cannot compute in {missing[0]}"):
+        pnn.fit(model, params, np.zeros((4, 3)), np.array([0, 1, 0, 1]), loss=SCE, optimizer=opt,
+                precision=missing[0], progress=False)
