@@ -278,3 +278,47 @@ def test_compile_step_refuses_a_precision_the_backend_lacks_as_fit_does(tb: Any)
     with pytest.raises(pnn.PrecisionError, match=f"cannot compute in {missing[0]}"):
         pnn.fit(model, params, np.zeros((4, 3)), np.array([0, 1, 0, 1]), loss=SCE, optimizer=opt,
                 precision=missing[0], progress=False)
+
+
+# --------------------------------------------------------------------------- ids the model cannot take
+
+
+def test_an_id_out_of_range_in_a_later_row_is_refused_before_any_step(tb: Any) -> None:
+    """fit checked the ids of X's first row only: an id past the vocabulary in row 7 failed in the middle of
+    training (NumPy, torch), or not at all on JAX, whose jitted step cannot read ids (take filled NaN,
+    reported as 'the loss became NaN/inf ... lower the learning rate'). Validation ids too."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 5, (12, 4)), rng.integers(0, 5, (12, 4))
+    X[7, 2] = 9
+    model = pnn.Sequential(pnn.Embedding(5, 4), pnn.Linear(4, 5))
+    params = tb.init(model, dtype="float32")
+    steps: list[int] = []
+
+    def counting(Yp: Any, T: Any) -> Any:
+        steps.append(int(Yp.shape[0]))
+        return SCE(Yp, T)
+
+    kw = dict(loss=counting, optimizer=pnn.optim.SGD(0.1), epochs=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"fit: X holds ids in \[0, 9\], and row 7 holds 9.*Embedding\(5, 4\)"):
+        pnn.fit(model, params, X, Y, **kw)
+    assert all(rows == 1 for rows in steps)  # only fit's one-row entry check ran the loss
+    good = X.copy()
+    good[7, 2] = 4
+    with pytest.raises(ValueError, match=r"fit: X_val holds ids in \[0, 9\], and row 7 holds 9"):
+        pnn.fit(model, params, good, Y, validation_data=(X, Y), **kw)
+    assert all(rows == 1 for rows in steps)
+
+
+def test_dask_blocks_of_ids_are_checked_as_they_are_read(tb: Any) -> None:
+    """The same on Dask data, block by block: the row is counted in the whole array."""
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 5, (12, 4)), rng.integers(0, 5, (12, 4))
+    X[7, 2] = 9
+    model = pnn.Sequential(pnn.Embedding(5, 4), pnn.Linear(4, 5))
+    params = tb.init(model, dtype="float32")
+    with dask.config.set(scheduler="synchronous"), \
+            pytest.raises(ValueError, match=r"fit: X holds ids in \[0, 9\], and row 7 holds 9.*\(in block 1, rows 4\.\.7 of X"):
+        pnn.fit(model, params, da.from_array(X, chunks=(4, 4)), da.from_array(Y, chunks=(4, 4)), loss=SCE,
+                optimizer=pnn.optim.SGD(0.1), epochs=1, batch_size=4, progress=False, shuffle=False)

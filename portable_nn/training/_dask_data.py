@@ -21,14 +21,22 @@ far larger than memory, which should use ``shuffle="blocks"``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..layers.base import Array, Layer, Params, takes_indices
-from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend, probe
+from ._data import (
+    as_data,
+    check_finite,
+    check_index_range,
+    check_one_row_batch,
+    check_targets,
+    params_backend,
+    probe,
+)
 from ._precision import infer
 from ._source import Batch, take_rows
 from ._step import n_correct
@@ -119,6 +127,8 @@ class DaskData:
         self.counts = False  # integer labels of a (batch, classes) output (set by check_dask_data)
         self.n_classes: int | None = None
         self.X1: Array | None = None  # X's first row on the params' device (set by check_dask_data)
+        # checks a block of integer ids X against what the model takes: (block, its first row) -> None
+        self.check_ids: Callable[[Array, int], None] | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -135,6 +145,12 @@ class DaskData:
         for name, A, labels_ok in zip(self.names, host, (False, True), strict=False):
             B = as_data(self.where, name, A, self.xp, self.device, self.dtype, labels_ok=labels_ok,
                         indices=self.indices and not labels_ok)
+            if not labels_ok and self.check_ids is not None:
+                try:
+                    self.check_ids(B, lo)  # names the row in the whole data
+                except ValueError as e:
+                    raise ValueError(f"{e} (in block {i}, rows {lo}..{hi - 1} of {name}: Dask data is checked "
+                                     "block by block as it is read)") from None
             try:
                 check_finite(self.where, name, B, self.xp)
             except ValueError as e:
@@ -188,6 +204,8 @@ def check_dask_data(
     Xk = as_data(where, nx, np.asarray(X[:1].compute()), xp, device, dtype, labels_ok=False, indices=indices)
     Yk = as_data(where, ny, np.asarray(Y[:1].compute()), xp, device, dtype, labels_ok=True)
     data.X1 = Xk
+    if indices:  # each block's ids, as it is read (a jitted step cannot check them; see check_index_range)
+        data.check_ids = lambda B, first: check_index_range(where, nx, model, params, B, xp, first)
     Yp = probe(where, model, params, _Shaped(Xk, X.shape), _Shaped(Yk, Y.shape), loss, data.n, names)
     counts = check_targets(where, ny, Yk, Yp, xp)
     check_one_row_batch(where, model, params, Xk[:1, ...], data.n, batch_size)

@@ -22,6 +22,7 @@ __all__ = [
     "as_data",
     "as_weights",
     "check_finite",
+    "check_index_range",
     "check_one_row_batch",
     "check_labels",
     "check_targets",
@@ -162,6 +163,37 @@ def check_finite(where: str, name: str, A: Any, xp: Any) -> None:
     )
 
 
+def check_index_range(where: str, name: str, model: Layer, params: Params, X: Array, xp: Any,
+                      first_row: int = 0) -> None:
+    """Raise ValueError when the integer ids ``X`` (of a model that takes indices) hold one the model cannot take.
+
+    The range of valid ids is the model's business (an :class:`~portable_nn.Embedding` knows its
+    vocabulary), so the model runs (inference) on the first row with its first id replaced by X's smallest,
+    then by its largest id: two host reads and two one-row passes, once, before any step. Without it an
+    id out of range in a later row failed in the middle of training, or not at all where the step is
+    traced (``jax.jit``: the layer cannot read ids there, and ``take`` fills NaN, reported as a diverging
+    loss). ``first_row``: the row number of ``X``'s first row in the data (a Dask block's offset).
+    """
+    n = int(X.shape[0])
+    if n == 0 or label_count(X) == 0:
+        return
+    lo, hi = int(xp.min(X)), int(xp.max(X))
+    row = np.array(to_numpy(X[:1, ...]), copy=True)
+    device = array_api_compat.device(X)
+    for value in dict.fromkeys((lo, hi)):
+        one = row.copy()
+        one.reshape(-1)[0] = value  # a view of the contiguous copy
+        try:
+            model(params, one if xp is np else xp.asarray(one, device=device))
+        except ValueError as e:
+            rows = xp.any(xp.reshape(X == value, (n, -1)), axis=1)
+            at = first_row + int(xp.argmax(xp.astype(rows, xp.int8)))
+            raise ValueError(
+                f"{where}: {name} holds ids in [{lo}, {hi}], and row {at} holds {value}, which the model cannot "
+                f"take: {e}"
+            ) from None
+
+
 def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:
     """Integer labels ``Y`` of a ``(batch, classes)`` output (or ``(batch, ..., classes)`` with labels
     ``(batch, ...)``): check their range. True when they are such labels."""
@@ -298,6 +330,8 @@ def prepare(
     check_finite(where, "Y", Y, xp)
     W = None if sample_weight is None else as_weights(where, sample_weight, n, xp, device, dtype)
     Yp = probe(where, model, params, X, Y, loss, n)
+    if takes_indices(model):
+        check_index_range(where, "X", model, params, X, xp)
     if W is not None:
         _check_weighted_loss(loss, Yp, Y[:1, ...], xp.ones_like(W[:1]))  # (the first row's weight may be 0)
     counts_correct = check_targets(where, "Y", Y, Yp, xp)
@@ -326,6 +360,8 @@ def prepare_validation(model: Layer, params: Params, validation_data: Any, like:
             )
     check_finite(where, "X_val", Xv, xp)
     check_finite(where, "Y_val", Yv, xp)
+    if takes_indices(model):
+        check_index_range(where, "X_val", model, params, Xv, xp)
     if like.counts_correct:
         check_labels(where, "Y_val", Yv, int(model(params, like.X[:1, ...]).shape[-1]), xp)
     return Xv, Yv

@@ -157,7 +157,9 @@ def fit(
         rows for a ``"mean"`` loss, the sum for a ``"sum"`` loss.
 
     Every check (arguments, data, labels against the model's output width,
-    validation data, the checkpoint's folder) runs before the first step.
+    integer ids against what the model takes, validation data, the
+    checkpoint's folder) runs before the first step; Dask data are checked
+    block by block as they are read.
     Ctrl-C stops between steps (between compiled chunks on JAX) and raises
     :class:`FitInterrupted`; during validation it stops at once. A Ctrl-C that
     arrives while the last step (or chunk) runs, with nothing left to do after
