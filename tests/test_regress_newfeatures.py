@@ -322,3 +322,36 @@ def test_dask_blocks_of_ids_are_checked_as_they_are_read(tb: Any) -> None:
             pytest.raises(ValueError, match=r"fit: X holds ids in \[0, 9\], and row 7 holds 9.*\(in block 1, rows 4\.\.7 of X"):
         pnn.fit(model, params, da.from_array(X, chunks=(4, 4)), da.from_array(Y, chunks=(4, 4)), loss=SCE,
                 optimizer=pnn.optim.SGD(0.1), epochs=1, batch_size=4, progress=False, shuffle=False)
+
+
+# --------------------------------------------------------------------------- loss scaling
+
+
+class _PlainSGD:
+    """An optimizer as fit documents one: init and step, no learning_rate."""
+
+    def init(self, params: Any) -> tuple[()]:
+        return ()
+
+    def step(self, params: Any, grads: Any, state: Any) -> Any:
+        return pnn.tree_map(lambda p, g: p - 0.1 * g, params, grads), state
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid")  # NumPy's, in the steps that are skipped
+def test_float16_fit_takes_an_optimizer_without_learning_rate(tb: Any) -> None:
+    """fit documents an optimizer as init + step, but precision='float16' wrapped it in DynamicLossScale,
+    which refused it for lacking learning_rate, in a message naming a DynamicLossScale the user never made."""
+    if "float16" not in pnn.available_precisions(tb.be):
+        pytest.skip(f"{tb.spec} has no float16")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((16, 3)), rng.integers(0, 2, 16)
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.Tanh(), pnn.Linear(4, 2))
+    params = tb.init(model, dtype="float32")
+    kw = dict(loss=SCE, epochs=2, batch_size=8, progress=False, precision="float16")
+    mine, history = pnn.fit(model, params, X, Y, optimizer=_PlainSGD(), **kw)
+    theirs, expected = pnn.fit(model, params, X, Y, optimizer=pnn.optim.SGD(0.1), **kw)
+    assert "lr" not in history and history["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert history["skipped_steps"] == expected["skipped_steps"]
+    for a, b in zip(pnn.tree_leaves(mine), pnn.tree_leaves(theirs), strict=True):
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-6, atol=1e-7)
+    assert not hasattr(pnn.optim.DynamicLossScale(_PlainSGD()), "learning_rate")
