@@ -7,6 +7,7 @@ Each runs on the backend chosen in conftest.py (``tb``) where it applies.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from typing import Any
 
@@ -355,3 +356,24 @@ def test_float16_fit_takes_an_optimizer_without_learning_rate(tb: Any) -> None:
     for a, b in zip(pnn.tree_leaves(mine), pnn.tree_leaves(theirs), strict=True):
         np.testing.assert_allclose(host(a), host(b), rtol=1e-6, atol=1e-7)
     assert not hasattr(pnn.optim.DynamicLossScale(_PlainSGD()), "learning_rate")
+
+
+# --------------------------------------------------------------------------- advice that works
+
+
+@pytest.mark.parametrize("n, batch_size", [(13, 4), (21, 4), (7, 2)])
+def test_a_one_row_last_batch_suggests_batch_sizes_that_work(tb: Any, n: int, batch_size: int) -> None:
+    """A BatchNorm model whose last batch would have 1 row: fit suggested batch_size - 1 and + 1 whatever n
+    was: for 13 rows and 4, '3' (13 % 3 == 1 again); for 21 and 4, '5'; for 7 and 2, '1 or 3' (both fail).
+    Every batch size it suggests now trains."""
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.BatchNorm(4), pnn.Linear(4, 2))
+    params = tb.init(model, dtype="float32")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((n, 3)), rng.integers(0, 2, n)
+    kw = dict(loss=SCE, optimizer=pnn.optim.SGD(0.1), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"n % batch_size != 1, e\.g\. ([0-9]+)( or ([0-9]+))?\)") as info:
+        pnn.fit(model, params, X, Y, batch_size=batch_size, **kw)
+    said = re.search(r"e\.g\. ([0-9]+)(?: or ([0-9]+))?\)", str(info.value))
+    assert said is not None
+    for b in (int(v) for v in said.groups() if v is not None):
+        pnn.fit(model, params, X, Y, batch_size=b, **kw)  # the advice, followed

@@ -227,12 +227,23 @@ def check_one_row_batch(where: str, model: Layer, params: Params, X1: Array, n: 
             "Train on at least 2 rows." if n == 1 else
             "Use batch_size >= 2." if batch_size == 1 else
             f"Choose a batch_size that leaves at least 2 rows in the last batch (n % batch_size != 1, "
-            f"e.g. {batch_size - 1} or {batch_size + 1}), or drop a row."
+            f"e.g. {' or '.join(map(str, _batch_sizes_for(n, batch_size)))}), or drop a row."
         )
         raise ValueError(
             f"{where}: with {n} row{'' if n == 1 else 's'} and batch_size={batch_size}, {which} has 1 row, and {model!r} cannot "
             f"train on one: {e} {fix}"
         ) from None
+
+
+def _batch_sizes_for(n: int, batch_size: int) -> list[int]:
+    """The batch sizes nearest ``batch_size`` (one below, one above) whose batches all have >= 2 of ``n >= 2``
+    rows: the last batch holds ``n % b`` rows (``b`` when 0), so ``b >= 2`` and ``n % b != 1``."""
+    def works(b: int) -> bool:
+        return b >= 2 and n % b != 1
+
+    below = next((b for b in range(batch_size - 1, 1, -1) if works(b)), None)
+    above = next((b for b in range(batch_size + 1, n + 1) if works(b)), None)  # b = n works: all rows at once
+    return [b for b in (below, above) if b is not None]
 
 
 def probe(where: str, model: Layer, params: Params, X: Array, Y: Array, loss: Any, n: int,
