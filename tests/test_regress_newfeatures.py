@@ -377,3 +377,37 @@ def test_a_one_row_last_batch_suggests_batch_sizes_that_work(tb: Any, n: int, ba
     assert said is not None
     for b in (int(v) for v in said.groups() if v is not None):
         pnn.fit(model, params, X, Y, batch_size=b, **kw)  # the advice, followed
+
+
+class _Wrapped(pnn.Layer):
+    """A layer of a user's own around an embedding, first in its model."""
+
+    def __init__(self, inner: pnn.Layer) -> None:
+        self.inner = inner
+
+    def init_params(self, rng: Any, be: Any, dtype: str) -> Any:
+        return self.inner.init_params(rng, be, dtype)
+
+    def apply(self, params: Any, X: Any, *, train: bool = False, rng: Any = None) -> Any:
+        return self.inner.apply(params, X, train=train, rng=rng)
+
+
+class _WrappedIds(_Wrapped):
+    @property
+    def takes_indices(self) -> bool:
+        return True
+
+
+def test_integer_X_for_an_undeclared_index_layer_names_takes_indices(tb: Any) -> None:
+    """An embedding inside a user's layer that does not declare takes_indices: fit said 'floating data is
+    needed. Convert it ... dtype=float32', and the embedding then said 'pass them as integers ... do not
+    cast them to float': advice in a circle. The first message now names takes_indices, and following it
+    trains."""
+    X = np.random.default_rng(0).integers(0, 5, (6, 3))
+    kw = dict(loss=SCE, optimizer=pnn.optim.SGD(0.1), epochs=1, progress=False)
+    model = pnn.Sequential(_Wrapped(pnn.Embedding(5, 4)), pnn.Linear(4, 5))
+    with pytest.raises(TypeError, match="floating data is needed.*overrides the property Layer.takes_indices"):
+        pnn.fit(model, tb.init(model, dtype="float32"), X, X, **kw)
+    declared = pnn.Sequential(_WrappedIds(pnn.Embedding(5, 4)), pnn.Linear(4, 5))  # the advice, followed
+    _, history = pnn.fit(declared, tb.init(declared, dtype="float32"), X, X, **kw)
+    assert len(history["loss"]) == 1

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..layers.base import Array, Layer, Params, takes_indices
 from ._data import (
+    IDS_HINT,
     as_data,
     check_finite,
     check_index_range,
@@ -194,7 +195,7 @@ def check_dask_data(
     if not indices and np.dtype(X.dtype).kind != "f":
         raise TypeError(
             f"{where}: {nx} has dtype {X.dtype}; floating data is needed. "
-            f"Convert it explicitly, e.g. {nx}.astype('float32')."
+            f"Convert it explicitly, e.g. {nx}.astype('float32').{IDS_HINT if np.dtype(X.dtype).kind in 'iu' else ''}"
         )
     if np.dtype(Y.dtype).kind not in "fiu":
         raise TypeError(f"{where}: {ny} has dtype {Y.dtype}; float targets or integer labels are needed.")
@@ -382,7 +383,8 @@ def predict_dask(model: Layer, params: Params, X: Any, batch_size: int, precisio
     if not (kind in "iu" if indices else kind == "f"):
         want = "integer indices (the model starts with an embedding)" if indices else "floating data"
         raise TypeError(f"predict: X has dtype {X.dtype}; {want} is needed. Convert it, e.g. X.astype("
-                        f"'{'int64' if indices else 'float32'}').")
+                        f"'{'int64' if indices else 'float32'}')."
+                        f"{IDS_HINT if not indices and kind in 'iu' else ''}")
     if X.ndim == 0 or X.shape[0] == 0:
         raise ValueError(f"predict: X must have rows, got a Dask array of shape {X.shape}.")
     if any(np.isnan(c) for c in X.chunks[0]):

@@ -25,6 +25,7 @@ __all__ = [
     "check_index_range",
     "check_one_row_batch",
     "check_labels",
+    "IDS_HINT",
     "check_targets",
     "label_count",
     "params_backend",
@@ -48,6 +49,14 @@ def params_backend(params: Any, where: str) -> tuple[Any, Any, Any]:
                 "Move them with pnn.to_backend(params, be)."
             )
     return xp, device, leaves[0].dtype
+
+
+IDS_HINT = (
+    " If it holds integer ids for a layer that takes them (an embedding inside a layer of your own), the model"
+    " must say so: that layer, the model's first, overrides the property Layer.takes_indices to return True"
+    " (Sequential answers for its first layer)."
+)
+"""Added where integer X is refused for a model that does not declare ``takes_indices``."""
 
 
 def as_data(
@@ -108,7 +117,7 @@ def as_data(
         want = "float or integer labels" if labels_ok else "floating"
         raise TypeError(
             f"{where}: {name} has dtype {A.dtype}; {want} data is needed. "
-            f"Convert it explicitly, e.g. be.asarray({name}, dtype='{dtype_name(dtype)}')."
+            f"Convert it explicitly, e.g. be.asarray({name}, dtype='{dtype_name(dtype)}').{IDS_HINT if kind_int else ''}"
         )
     if is_host:
         A = xp.asarray(A, device=device) if xp is not np else A
