@@ -17,6 +17,7 @@ from .backends import NUMPY_NS, adapter_of, namespace
 
 __all__ = [
     "HALF_PRECISIONS",
+    "as_indices",
     "check_array",
     "check_int",
     "check_same_device",
@@ -110,6 +111,26 @@ def upcast(xp: Any, X: Any) -> Any:
     precision (statistics, a softmax: see :attr:`~portable_nn.Layer.float32_ops`).
     """
     return xp.astype(X, xp.float32) if is_half(X.dtype) else X
+
+
+def as_indices(xp: Any, X: Any) -> Any:
+    """Integer indices ``X`` as int32 or int64: ``X`` itself when it is one of those, else cast to the
+    namespace's default index dtype (int64 on every backend here).
+
+    What a layer that takes indices (:attr:`~portable_nn.Layer.takes_indices`) calls after
+    ``check_array(..., kind="index")``: narrow ids (``uint8``, ``int8``, ``int16``...) save memory but
+    cannot take part in index arithmetic. ``xp.arange(V, dtype=X.dtype)`` wraps around or raises
+    past the dtype's range, a comparison ``X >= V`` with such a ``V`` does too, and torch's ``take``
+    accepts int32 and int64 indices only.
+    """
+    if X.dtype == xp.int64 or X.dtype == xp.int32:
+        return X
+    device = array_api_compat.device(X)
+    try:
+        index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    except (AttributeError, KeyError, TypeError):
+        index = xp.int64
+    return xp.astype(X, index)
 
 
 def is_traced(X: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -115,7 +116,8 @@ def generate(
     Raises:
         TypeError: a float prompt, or non-integer max_new_tokens / top_k.
         ValueError: an empty prompt, ``temperature <= 0``, ``top_k`` outside
-            ``[1, vocab]``, or a model output of another shape.
+            ``[1, vocab]``, a prompt's integer dtype too narrow for the
+            vocabulary's ids (``uint8`` for 300 ids), or a model output of another shape.
     """
     where = "generate"
     max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 0)
@@ -143,8 +145,19 @@ def generate(
         vocab = logits.shape[1]
         if top_k is not None and top_k > vocab:
             raise ValueError(f"{where}: top_k must be in [1, {vocab}] for a vocabulary of {vocab}, got {top_k}.")
-        Z = logits / temperature
-        E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
+        if vocab - 1 > int(xp.iinfo(ids.dtype).max):
+            raise ValueError(
+                f"{where}: the prompt's dtype {ids.dtype} holds ids up to {int(xp.iinfo(ids.dtype).max)}, but the "
+                f"model's vocabulary has {vocab} ids: new ids would wrap around. Pass the prompt as int64, "
+                "e.g. be.asarray(ids, dtype='int64')."
+            )
+        # shifted before dividing: a tiny temperature sends the others to -inf (never inf - inf = NaN), and
+        # the largest logit stays 0 even where temperature is 0 in the logits' dtype (0 / 0 would be NaN)
+        Z = logits - xp.max(logits, axis=1, keepdims=True)
+        with warnings.catch_warnings():  # NumPy's about the overflow to -inf, which is meant
+            warnings.simplefilter("ignore", RuntimeWarning)
+            Z = xp.where(Z == 0, xp.zeros_like(Z), Z / temperature)
+        E = xp.exp(Z)
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)
         new = _sample(probs, top_k, rng)
         ids = xp.concat([ids, xp.asarray(new[:, None], dtype=ids.dtype, device=device)], axis=1)

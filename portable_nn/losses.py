@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import array_api_compat
 
-from ._check import check_array, check_same_device, is_traced
+from ._check import as_indices, check_array, check_same_device, is_traced
 from .backends import namespace
 from .layers.activations import sigmoid
 from .layers.base import Array
@@ -312,6 +312,7 @@ def softmax_cross_entropy(
             f"{rows}; labels must have shape {want}, one class index per row of logits."
         )
     _nonempty(where, Y)
+    labels = as_indices(xp, labels)  # uint8 labels: C and the classes' arange may not fit their dtype
     # One host sync; skipped while tracing (jax.jit), where values are not known.
     if not is_traced(labels) and bool(xp.any((labels < 0) | (labels >= C))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))
@@ -329,6 +330,7 @@ def _sce(Y: Array, labels: Array, xp: Any, W: Array | None = None) -> tuple[Arra
         loss, dY = _sce(xp.reshape(Y, (-1, Y.shape[-1])), xp.reshape(labels, (-1,)), xp, Wt)
         return loss, xp.reshape(dY, Y.shape)
     N, C = Y.shape
+    labels = as_indices(xp, labels)
     classes = xp.arange(C, dtype=labels.dtype, device=array_api_compat.device(Y))
     onehot = xp.astype(labels[:, None] == classes[None, :], Y.dtype)
     Z = Y - xp.max(Y, axis=1, keepdims=True)

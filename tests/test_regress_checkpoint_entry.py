@@ -116,8 +116,9 @@ def test_resume_refuses_other_validation_data_or_min_delta_and_leaves_the_file(t
     again = {"other validation data": {"validation_data": (Xv * 2, yv)},
              "validation data added": {"validation_data": (Xv, yv)},
              "min_delta": {"validation_data": (Xv, yv), "min_delta": 0.5}}[change]
-    part = "settings" if change == "min_delta" else "validation_data"
-    with pytest.raises(pnn.CheckpointError, match=f"written for another {part}"):
+    said = "with other settings: min_delta=0.0 in the file, 0.5 in this run" if change == "min_delta" else \
+        "for another validation_data"
+    with pytest.raises(pnn.CheckpointError, match=f"written {said}"):
         pnn.fit(model, params, X, y, epochs=4, resume=True, **again, **kw)
     assert path.read_bytes() == before
 

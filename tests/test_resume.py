@@ -118,8 +118,9 @@ def test_resuming_another_run_is_refused_and_the_file_is_left_alone(tb, tmp_path
         kwargs["optimizer"] = pnn.optim.Adam(lr=2e-2)
     else:
         kwargs["batch_size"] = 16
-    part = {"data": "X", "model": "model", "optimizer": "optimizer", "batch_size": "settings"}[change]
-    with pytest.raises(pnn.CheckpointError, match=f"was written for another {part}: "):
+    said = {"data": "for another X", "model": "for another model", "optimizer": "for another optimizer",
+            "batch_size": "with other settings: batch_size=8 in the file, 16 in this run"}[change]
+    with pytest.raises(pnn.CheckpointError, match=f"was written {said}"):
         pnn.fit(model, params, X, y, **kwargs)
     assert path.read_bytes() == before
 

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._check import check_array, check_int, dtype_name, is_half, real_number, upcast
+from .._check import as_indices, check_array, check_int, dtype_name, is_half, real_number, upcast
 from .._rng import Seed, host_rng
 from ..backends import Backend, get_backend
 
@@ -50,6 +50,7 @@ __all__ = [
     "State",
     "Variables",
     "apply_model",
+    "as_indices",
     "check_array",
     "check_int",
     "check_params",
@@ -195,7 +196,8 @@ class Layer:
         ``fit``, ``predict`` and ``evaluate`` keep integer X as it is for such a
         model (it is never cast to the params' float dtype), and ``gradcheck``
         checks no dX. Check such input with ``check_array(self, X, like=W,
-        kind="index")``. A composite takes what its first layer takes (see
+        kind="index")``, then widen it with ``X = as_indices(xp, X)`` before any
+        index arithmetic (ids may come as ``uint8``). A composite takes what its first layer takes (see
         :class:`Sequential`); override it in a composite of another shape.
         """
         return False

@@ -17,7 +17,7 @@ import numpy as np
 from .._check import is_traced
 from .._rng import Seed
 from ..backends import Backend
-from .base import Array, Backprop, Layer, Params, check_array, check_int, check_params
+from .base import Array, Backprop, Layer, Params, as_indices, check_array, check_int, check_params
 from .init import Initializer, get_initializer
 
 __all__ = ["Embedding", "PositionalEmbedding", "ONEHOT_MAX"]
@@ -96,6 +96,7 @@ class Embedding(Layer):
         V, D = self.num_embeddings, self.dim
         (W,) = check_params(self, params, {"W": (V, D)})
         xp = check_array(self, X, like=W, kind="index")
+        X = as_indices(xp, X)  # uint8 ids: V and the arange below may not fit their dtype
         if X.ndim not in (1, 2):
             raise ValueError(
                 f"{self!r}: X must be integer ids (batch, seq) or (batch,), got shape {tuple(X.shape)}."

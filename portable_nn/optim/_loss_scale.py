@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_compat
@@ -77,8 +78,8 @@ class DynamicLossScale(_ByValue):
     with the same results.
 
     Args:
-        optimizer: the optimizer to wrap (``init``/``step``/``learning_rate``,
-            e.g. :class:`SGD` or :class:`Adam`).
+        optimizer: the optimizer to wrap: ``init``/``step`` (and
+            ``learning_rate``, where it has one), e.g. :class:`SGD` or :class:`Adam`.
         init_scale: the first scale, > 0 and finite in float32.
         growth_factor: > 1.
         backoff_factor: in (0, 1).
@@ -99,11 +100,11 @@ class DynamicLossScale(_ByValue):
         name = "DynamicLossScale"
         if isinstance(optimizer, DynamicLossScale):
             raise TypeError(f"{name}: the optimizer is already a DynamicLossScale; wrap the optimizer inside it once.")
-        missing = [m for m in ("init", "step", "learning_rate") if not callable(getattr(optimizer, m, None))]
+        missing = [m for m in ("init", "step") if not callable(getattr(optimizer, m, None))]
         if missing or isinstance(optimizer, type):
             raise TypeError(
-                f"{name}: optimizer must be an optimizer instance with init, step and learning_rate methods, "
-                f"e.g. pnn.optim.Adam(1e-3); got {optimizer!r}."
+                f"{name}: optimizer must be an optimizer instance with init(params) and step(params, grads, "
+                f"state) methods, e.g. pnn.optim.Adam(1e-3); got {optimizer!r}."
             )
         self.optimizer = optimizer
         self.init_scale = real_number(name, "init_scale", init_scale, lo=0.0, lo_open=True)
@@ -127,8 +128,16 @@ class DynamicLossScale(_ByValue):
         """The inner optimizer's state, the scale ``init_scale`` (rounded to float32), no steps counted."""
         return LossScaleState(self.optimizer.init(params), _f32(self.init_scale), 0, 0)
 
-    def learning_rate(self, state: LossScaleState) -> float:
-        """The learning rate of the next step that is not skipped (the inner optimizer's)."""
+    @property
+    def learning_rate(self) -> Callable[[LossScaleState], float]:
+        """``opt.learning_rate(state)``: the learning rate of the next step that is not skipped (the inner
+        optimizer's). Absent, as on the wrapped optimizer, when that one has none: ``hasattr`` is False
+        (``fit`` then records no ``"lr"``)."""
+        if not callable(getattr(self.optimizer, "learning_rate", None)):
+            raise AttributeError(f"the wrapped {type(self.optimizer).__name__} has no learning_rate")
+        return self._learning_rate
+
+    def _learning_rate(self, state: LossScaleState) -> float:
         return float(self.optimizer.learning_rate(self._checked("learning_rate", state).inner))
 
     def step(self, params: Any, grads: Any, state: LossScaleState) -> tuple[Any, LossScaleState]:

@@ -80,7 +80,7 @@ def fingerprint(
     sample weights)`` and the validation data ``(X_val, Y_val)`` (each by
     shape, dtype and a hash of up to 256 rows spread over it: the saved best
     loss and history were measured on them), and ``settings`` (batch size,
-    shuffling, seed, patience, min_delta, reduce_lr).
+    shuffling, seed, patience, min_delta, reduce_lr, precision).
     """
     X, Y, W = data
     prints = {
@@ -201,8 +201,16 @@ class Checkpointer:
                 "Pass another checkpoint path, or resume=False to start afresh (it will be overwritten)."
             )
         saved = {k: bytes(to_numpy(v)).decode() for k, v in tree["fingerprint"].items()}
-        for part in self.prints:
+        # the settings first: another precision also changes the optimizer (float16 wraps it in a loss scale)
+        for part in sorted(self.prints, key=lambda part: part != "settings"):
             if saved.get(part) != self.prints[part]:
+                if part == "settings":
+                    raise CheckpointError(
+                        f"fit: {self.path!r} was written with other settings: "
+                        f"{_settings_diff(saved.get(part), self.prints[part])}. Resume with the same settings "
+                        f"({', '.join(json.loads(self.prints[part]))}), or pass another checkpoint path "
+                        "(the file is left as it is)."
+                    )
                 raise CheckpointError(
                     f"fit: {self.path!r} was written for another {part}: it has {saved.get(part)!r}, this run "
                     f"has {self.prints[part]!r}. Resume with the same model, loss, optimizer, data, validation "
@@ -234,6 +242,20 @@ class Checkpointer:
         return tree_map(
             lambda a: xp_asarray(self.xp, a, self.device) if isinstance(a, np.ndarray) else a, tree
         )
+
+
+def _settings_diff(saved: str | None, now: str) -> str:
+    """The settings that differ, e.g. ``precision=None in the file, 'float16' in this run``."""
+    try:
+        old = json.loads(saved) if saved is not None else {}
+    except ValueError:
+        return f"{saved!r} in the file, {now!r} in this run"
+    new = json.loads(now)
+    missing = "(not recorded)"
+    return "; ".join(
+        f"{k}={old.get(k, missing)!r} in the file, {new.get(k, missing)!r} in this run"
+        for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)
+    )
 
 
 def _placement(params: Any) -> tuple[Any, Any]:

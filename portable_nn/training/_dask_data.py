@@ -21,14 +21,23 @@ far larger than memory, which should use ``shuffle="blocks"``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..layers.base import Array, Layer, Params, takes_indices
-from ._data import as_data, check_finite, check_one_row_batch, check_targets, params_backend, probe
+from ._data import (
+    IDS_HINT,
+    as_data,
+    check_finite,
+    check_index_range,
+    check_one_row_batch,
+    check_targets,
+    params_backend,
+    probe,
+)
 from ._precision import infer
 from ._source import Batch, take_rows
 from ._step import n_correct
@@ -95,9 +104,13 @@ def as_dask_pair(where: str, names: tuple[str, str], X: Any, Y: Any) -> tuple[An
 
 
 def _rows_only(A: Any) -> Any:
-    """Chunked along rows only: every other axis is one chunk (a block is whole rows)."""
+    """Chunked along rows only: every other axis is one chunk (a block is whole rows), and no block empty
+    (Dask's own reductions fail on a 2-D array with an empty block, e.g. ``(5, 0, 6)`` rows of labels)."""
     if any(len(c) > 1 for c in A.chunks[1:]):
-        return A.rechunk({i: -1 for i in range(1, A.ndim)})
+        A = A.rechunk({i: -1 for i in range(1, A.ndim)})
+    rows = tuple(c for c in A.chunks[0] if c)
+    if rows and len(rows) < len(A.chunks[0]):
+        A = A.rechunk({0: rows})
     return A
 
 
@@ -115,6 +128,8 @@ class DaskData:
         self.counts = False  # integer labels of a (batch, classes) output (set by check_dask_data)
         self.n_classes: int | None = None
         self.X1: Array | None = None  # X's first row on the params' device (set by check_dask_data)
+        # checks a block of integer ids X against what the model takes: (block, its first row) -> None
+        self.check_ids: Callable[[Array, int], None] | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -131,6 +146,12 @@ class DaskData:
         for name, A, labels_ok in zip(self.names, host, (False, True), strict=False):
             B = as_data(self.where, name, A, self.xp, self.device, self.dtype, labels_ok=labels_ok,
                         indices=self.indices and not labels_ok)
+            if not labels_ok and self.check_ids is not None:
+                try:
+                    self.check_ids(B, lo)  # names the row in the whole data
+                except ValueError as e:
+                    raise ValueError(f"{e} (in block {i}, rows {lo}..{hi - 1} of {name}: Dask data is checked "
+                                     "block by block as it is read)") from None
             try:
                 check_finite(self.where, name, B, self.xp)
             except ValueError as e:
@@ -174,7 +195,7 @@ def check_dask_data(
     if not indices and np.dtype(X.dtype).kind != "f":
         raise TypeError(
             f"{where}: {nx} has dtype {X.dtype}; floating data is needed. "
-            f"Convert it explicitly, e.g. {nx}.astype('float32')."
+            f"Convert it explicitly, e.g. {nx}.astype('float32').{IDS_HINT if np.dtype(X.dtype).kind in 'iu' else ''}"
         )
     if np.dtype(Y.dtype).kind not in "fiu":
         raise TypeError(f"{where}: {ny} has dtype {Y.dtype}; float targets or integer labels are needed.")
@@ -184,6 +205,8 @@ def check_dask_data(
     Xk = as_data(where, nx, np.asarray(X[:1].compute()), xp, device, dtype, labels_ok=False, indices=indices)
     Yk = as_data(where, ny, np.asarray(Y[:1].compute()), xp, device, dtype, labels_ok=True)
     data.X1 = Xk
+    if indices:  # each block's ids, as it is read (a jitted step cannot check them; see check_index_range)
+        data.check_ids = lambda B, first: check_index_range(where, nx, model, params, B, xp, first)
     Yp = probe(where, model, params, _Shaped(Xk, X.shape), _Shaped(Yk, Y.shape), loss, data.n, names)
     counts = check_targets(where, ny, Yk, Yp, xp)
     check_one_row_batch(where, model, params, Xk[:1, ...], data.n, batch_size)
@@ -360,7 +383,8 @@ def predict_dask(model: Layer, params: Params, X: Any, batch_size: int, precisio
     if not (kind in "iu" if indices else kind == "f"):
         want = "integer indices (the model starts with an embedding)" if indices else "floating data"
         raise TypeError(f"predict: X has dtype {X.dtype}; {want} is needed. Convert it, e.g. X.astype("
-                        f"'{'int64' if indices else 'float32'}').")
+                        f"'{'int64' if indices else 'float32'}')."
+                        f"{IDS_HINT if not indices and kind in 'iu' else ''}")
     if X.ndim == 0 or X.shape[0] == 0:
         raise ValueError(f"predict: X must have rows, got a Dask array of shape {X.shape}.")
     if any(np.isnan(c) for c in X.chunks[0]):

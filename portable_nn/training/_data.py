@@ -22,8 +22,10 @@ __all__ = [
     "as_data",
     "as_weights",
     "check_finite",
+    "check_index_range",
     "check_one_row_batch",
     "check_labels",
+    "IDS_HINT",
     "check_targets",
     "label_count",
     "params_backend",
@@ -47,6 +49,14 @@ def params_backend(params: Any, where: str) -> tuple[Any, Any, Any]:
                 "Move them with pnn.to_backend(params, be)."
             )
     return xp, device, leaves[0].dtype
+
+
+IDS_HINT = (
+    " If it holds integer ids for a layer that takes them (an embedding inside a layer of your own), the model"
+    " must say so: that layer, the model's first, overrides the property Layer.takes_indices to return True"
+    " (Sequential answers for its first layer)."
+)
+"""Added where integer X is refused for a model that does not declare ``takes_indices``."""
 
 
 def as_data(
@@ -107,7 +117,7 @@ def as_data(
         want = "float or integer labels" if labels_ok else "floating"
         raise TypeError(
             f"{where}: {name} has dtype {A.dtype}; {want} data is needed. "
-            f"Convert it explicitly, e.g. be.asarray({name}, dtype='{dtype_name(dtype)}')."
+            f"Convert it explicitly, e.g. be.asarray({name}, dtype='{dtype_name(dtype)}').{IDS_HINT if kind_int else ''}"
         )
     if is_host:
         A = xp.asarray(A, device=device) if xp is not np else A
@@ -162,6 +172,37 @@ def check_finite(where: str, name: str, A: Any, xp: Any) -> None:
     )
 
 
+def check_index_range(where: str, name: str, model: Layer, params: Params, X: Array, xp: Any,
+                      first_row: int = 0) -> None:
+    """Raise ValueError when the integer ids ``X`` (of a model that takes indices) hold one the model cannot take.
+
+    The range of valid ids is the model's business (an :class:`~portable_nn.Embedding` knows its
+    vocabulary), so the model runs (inference) on the first row with its first id replaced by X's smallest,
+    then by its largest id: two host reads and two one-row passes, once, before any step. Without it an
+    id out of range in a later row failed in the middle of training, or not at all where the step is
+    traced (``jax.jit``: the layer cannot read ids there, and ``take`` fills NaN, reported as a diverging
+    loss). ``first_row``: the row number of ``X``'s first row in the data (a Dask block's offset).
+    """
+    n = int(X.shape[0])
+    if n == 0 or label_count(X) == 0:
+        return
+    lo, hi = int(xp.min(X)), int(xp.max(X))
+    row = np.array(to_numpy(X[:1, ...]), copy=True)
+    device = array_api_compat.device(X)
+    for value in dict.fromkeys((lo, hi)):
+        one = row.copy()
+        one.reshape(-1)[0] = value  # a view of the contiguous copy
+        try:
+            model(params, one if xp is np else xp.asarray(one, device=device))
+        except ValueError as e:
+            rows = xp.any(xp.reshape(X == value, (n, -1)), axis=1)
+            at = first_row + int(xp.argmax(xp.astype(rows, xp.int8)))
+            raise ValueError(
+                f"{where}: {name} holds ids in [{lo}, {hi}], and row {at} holds {value}, which the model cannot "
+                f"take: {e}"
+            ) from None
+
+
 def check_targets(where: str, name: str, Y: Array, Y_pred: Array, xp: Any) -> bool:
     """Integer labels ``Y`` of a ``(batch, classes)`` output (or ``(batch, ..., classes)`` with labels
     ``(batch, ...)``): check their range. True when they are such labels."""
@@ -195,12 +236,23 @@ def check_one_row_batch(where: str, model: Layer, params: Params, X1: Array, n: 
             "Train on at least 2 rows." if n == 1 else
             "Use batch_size >= 2." if batch_size == 1 else
             f"Choose a batch_size that leaves at least 2 rows in the last batch (n % batch_size != 1, "
-            f"e.g. {batch_size - 1} or {batch_size + 1}), or drop a row."
+            f"e.g. {' or '.join(map(str, _batch_sizes_for(n, batch_size)))}), or drop a row."
         )
         raise ValueError(
             f"{where}: with {n} row{'' if n == 1 else 's'} and batch_size={batch_size}, {which} has 1 row, and {model!r} cannot "
             f"train on one: {e} {fix}"
         ) from None
+
+
+def _batch_sizes_for(n: int, batch_size: int) -> list[int]:
+    """The batch sizes nearest ``batch_size`` (one below, one above) whose batches all have >= 2 of ``n >= 2``
+    rows: the last batch holds ``n % b`` rows (``b`` when 0), so ``b >= 2`` and ``n % b != 1``."""
+    def works(b: int) -> bool:
+        return b >= 2 and n % b != 1
+
+    below = next((b for b in range(batch_size - 1, 1, -1) if works(b)), None)
+    above = next((b for b in range(batch_size + 1, n + 1) if works(b)), None)  # b = n works: all rows at once
+    return [b for b in (below, above) if b is not None]
 
 
 def probe(where: str, model: Layer, params: Params, X: Array, Y: Array, loss: Any, n: int,
@@ -263,6 +315,21 @@ def as_weights(where: str, W: Any, n: int, xp: Any, device: Any, dtype: Any) -> 
     return W
 
 
+def _check_weighted_loss(loss: Any, Y_pred: Array, T: Array, W: Array) -> None:
+    """Raise TypeError before any step when ``loss`` cannot take the ``weights=`` that sample weights need."""
+    try:
+        loss(Y_pred, T, weights=W)
+    except TypeError as e:
+        if "weights" not in str(e):
+            raise
+        name = getattr(loss, "__name__", type(loss).__name__)
+        raise TypeError(
+            f"fit: sample_weight needs a loss that takes a weights= keyword, and {name} does not ({e}). Pass "
+            "a loss f(Y, T, weights=None) -> (value, dY) whose value with weights w of shape (batch,) is "
+            "sum(w_i l_i) / sum(w_i) for a 'mean' loss, or drop sample_weight."
+        ) from None
+
+
 def prepare(
     model: Layer, params: Params, X: Any, Y: Any, loss: Any, batch_size: int | None = None,
     sample_weight: Any = None,
@@ -283,6 +350,10 @@ def prepare(
     check_finite(where, "Y", Y, xp)
     W = None if sample_weight is None else as_weights(where, sample_weight, n, xp, device, dtype)
     Yp = probe(where, model, params, X, Y, loss, n)
+    if takes_indices(model):
+        check_index_range(where, "X", model, params, X, xp)
+    if W is not None:
+        _check_weighted_loss(loss, Yp, Y[:1, ...], xp.ones_like(W[:1]))  # (the first row's weight may be 0)
     counts_correct = check_targets(where, "Y", Y, Yp, xp)
     check_one_row_batch(where, model, params, X[:1, ...], n, batch_size)
     return MemorySource(X, Y, W, counts_correct, label_count(Y))
@@ -309,6 +380,8 @@ def prepare_validation(model: Layer, params: Params, validation_data: Any, like:
             )
     check_finite(where, "X_val", Xv, xp)
     check_finite(where, "Y_val", Yv, xp)
+    if takes_indices(model):
+        check_index_range(where, "X_val", model, params, Xv, xp)
     if like.counts_correct:
         check_labels(where, "Y_val", Yv, int(model(params, like.X[:1, ...]).shape[-1]), xp)
     return Xv, Yv

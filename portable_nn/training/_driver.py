@@ -124,7 +124,6 @@ def train(
                 if scaled:  # one epoch per run: the loss scale at its end and the steps it skipped
                     history.setdefault("loss_scale", []).append(float(state.scale))
                     history.setdefault("skipped_steps", []).append(float(int(state.skipped) - run.skipped_before))
-                    run.skipped_before = int(state.skipped)
                 epoch += len(stats)
                 if (run.epoch, run.step) != (epoch - 1, steps_per_epoch):  # no on_step ran (no checkpoint, or a
                     # compiled chunk): the last epoch's steps are done, its validation not yet (a resume point)
@@ -135,6 +134,8 @@ def train(
                 monitored = _validate_epoch(history, validation, params, interrupts, bar)
                 best, state = _after_epoch(run, best, monitored, params, state, epoch, history, s)
                 run.epoch, run.step, run.total, run.correct = epoch, 0, 0.0, None
+                if scaled:  # counted from here on; not before: a save during validation resumes this epoch
+                    run.skipped_before = int(state.skipped)
                 run.best_loss, run.best_params = best[0], None if s.patience is None else best[1]
                 run.shuffle_state = shuffle_rng.bit_generator.state
                 if ckpt is not None and (ckpt.every is None or run.steps_done // ckpt.every > before // ckpt.every

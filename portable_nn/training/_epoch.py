@@ -172,8 +172,10 @@ def _steps(
                 total = total + value
             if source.counts_correct:
                 xp = xp or namespace(Yp)
-                if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step
-                    outputs.append((Yp, Tb))
+                if outputs is not None:  # counted every _COUNT_EVERY steps: a few array calls fewer per step;
+                    # the predicted classes are kept, not the outputs (a language model's logits are
+                    # (batch, seq, vocab): _COUNT_EVERY of them held tens of times a step's memory)
+                    outputs.append((xp.argmax(Yp, axis=-1), Tb))
                     if len(outputs) == _COUNT_EVERY:
                         correct = _count(xp, outputs, correct)
                 else:
@@ -217,11 +219,12 @@ _COUNT_EVERY = 32
 
 
 def _count(xp: Any, outputs: list[tuple[Array, Array]], correct: Any) -> Any:
-    """``correct`` plus the correct predictions of the ``(Y, labels)`` batches in ``outputs`` (emptied)."""
-    Y = outputs[0][0] if len(outputs) == 1 else xp.concat([y for y, _ in outputs], axis=0)
+    """``correct`` plus the correct predictions of the ``(predicted classes, labels)`` batches in ``outputs``
+    (emptied)."""
+    P = outputs[0][0] if len(outputs) == 1 else xp.concat([p for p, _ in outputs], axis=0)
     T = outputs[0][1] if len(outputs) == 1 else xp.concat([t for _, t in outputs], axis=0)
     outputs.clear()
-    c = n_correct(xp, Y, T)
+    c = xp.sum(xp.astype(P == T, xp.int32))
     return c if correct is None else correct + c
 
 

@@ -114,9 +114,9 @@ def fit(
             when it does not). The result equals an uninterrupted run's bit for
             bit on the portable path. A file written for another model, loss,
             optimizer, data, validation data or settings (``batch_size``,
-            ``shuffle``, ``seed``, ``patience``, ``min_delta``, ``reduce_lr``)
-            raises :class:`CheckpointError` naming what differs, and is left as
-            it is. ``epochs``, ``progress``, ``on_nonfinite``, ``compile``,
+            ``shuffle``, ``seed``, ``patience``, ``min_delta``, ``reduce_lr``,
+            ``precision``) raises :class:`CheckpointError` naming what differs
+            (each setting with both values), and is left as it is. ``epochs``, ``progress``, ``on_nonfinite``, ``compile``,
             ``checkpoint_every``, ``callbacks``, ``client`` and ``accumulate``
             may change on resume.
         callbacks: objects with ``on_epoch_end(epoch, history, params)``, called
@@ -162,7 +162,9 @@ def fit(
         rows for a ``"mean"`` loss, the sum for a ``"sum"`` loss.
 
     Every check (arguments, data, labels against the model's output width,
-    validation data, the checkpoint's folder) runs before the first step.
+    integer ids against what the model takes, validation data, the
+    checkpoint's folder) runs before the first step; Dask data are checked
+    block by block as they are read.
     Ctrl-C stops between steps (between compiled chunks on JAX) and raises
     :class:`FitInterrupted`; during validation it stops at once. A Ctrl-C that
     arrives while the last step (or chunk) runs, with nothing left to do after

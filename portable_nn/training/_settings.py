@@ -120,6 +120,7 @@ def writable_checkpoint(path: Any, resume: bool) -> str:
     The folder must exist and take a new file: a probe file is created in it
     and removed, as the atomic save later creates its temporary file there. An
     existing file is left as it is; an existing folder of that name is refused.
+    A symbolic link is checked (and later written) at its target.
 
     Raises:
         TypeError: not a str or path-like.
@@ -131,7 +132,9 @@ def writable_checkpoint(path: Any, resume: bool) -> str:
         raise TypeError(f"fit: checkpoint must be a file path (str or os.PathLike), got {type(path).__name__}.") from None
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    folder = os.path.dirname(os.path.abspath(path)) or "."
+    target = os.path.realpath(path)  # a symbolic link is written through (see pnn.save): check its target's folder
+    link = f" (through a symbolic link it is {target!r})" if target != os.path.abspath(path) else ""
+    folder = os.path.dirname(target) or "."
     why = None
     if os.path.isdir(path):
         why = "it is a folder; name a file in it, e.g. os.path.join(folder, 'run.safetensors')"
@@ -154,5 +157,5 @@ def writable_checkpoint(path: Any, resume: bool) -> str:
     if why is None and resume and os.path.exists(path) and not os.access(path, os.R_OK):
         why = "the file to resume from cannot be read"
     if why is not None:
-        raise ValueError(f"fit: checkpoint={path!r} cannot be used: {why}. Nothing was trained.")
+        raise ValueError(f"fit: checkpoint={path!r} cannot be used{link}: {why}. Nothing was trained.")
     return path

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .._check import dtype_name
@@ -44,7 +45,7 @@ from ..layers.base import (
     trainable,
     uses_host_rng,
 )
-from ._precision import compute_dtype, loss_scale_of, master_params, to_dtype
+from ._precision import check_precision, compute_dtype, loss_scale_of, master_params, to_dtype
 
 __all__ = [
     "StepSpec",
@@ -240,6 +241,7 @@ class TrainStep:
         if compile not in (None, True, False):
             raise TypeError(f"compile must be None, True or False, got {compile!r}.")
         self.spec, self.compile = spec, compile
+        self._precision_checked: set[Any] = set()  # (library, device) pairs whose params can run spec.precision
 
     @property
     def model(self) -> Layer:
@@ -293,12 +295,23 @@ class TrainStep:
         W: Array | None = None,
     ) -> tuple[Array, Array, Params, Any, Array]:
         """:func:`fit_step`, compiled as one call when compiling (a compiled step always checks)."""
+        if self.spec.precision is not None:
+            self._check_precision(params)
         if self.compiler(X):
             spec = self.spec
             fn = compiled(X, "fit_step", spec.key(),
                           lambda: lambda p, s, x, t, w: fit_step(spec, p, s, x, t, None, True, w))
             return fn(params, state, X, T, W)  # type: ignore[no-any-return]
         return fit_step(self.spec, params, state, X, T, rng, check, W)
+
+    def _check_precision(self, params: Params) -> None:
+        """Raise as fit does (PrecisionError, TypeError) when the params cannot train in ``spec.precision``:
+        checked at the first step on each library and device (compile_step has no params before it)."""
+        leaves = tree_leaves(trainable(params))
+        where = (type(leaves[0]), str(array_api_compat.device(leaves[0]))) if leaves else None
+        if where is None or where not in self._precision_checked:
+            check_precision("compile_step", self.spec.precision, params)
+            self._precision_checked.add(where)
 
     def __call__(self, params: Params, state: Any, X: Array, T: Array, rng: Seed = None) -> tuple[Params, Any, Array]:
         """One step on batch ``(X, T)``. Returns new params, new state and the loss *before* the update."""
@@ -317,7 +330,9 @@ def compile_step(
             in :func:`fit` (params and state stay in their dtype; forward and
             backward run in this one). A float16 step needs a loss scale: pass a
             :class:`~portable_nn.optim.DynamicLossScale` optimizer (``fit`` wraps
-            it for you); its state's scale multiplies dY.
+            it for you); its state's scale multiplies dY. A backend or device
+            without the precision raises :class:`~portable_nn.PrecisionError`
+            at the first call, as ``fit`` does before its first step.
         compile: ``None`` (default) jits the step with ``jax.jit`` on JAX arrays
             (unless the model has dropout) and runs the portable code elsewhere;
             ``True`` also runs ``torch.compile`` on torch tensors (its first
