@@ -100,7 +100,13 @@ HALF_PRECISIONS = ("bfloat16", "float16")
 
 
 def is_half(dtype: Any) -> bool:
-    """True for a half-precision float dtype (``bfloat16``, ``float16``) of any library."""
+    """True for a half-precision float dtype (``bfloat16``, ``float16``) of any library.
+
+    >>> import numpy as np
+    >>> from portable_nn.layers.base import is_half
+    >>> is_half(np.dtype("float16")), is_half(np.dtype("float32"))
+    (True, False)
+    """
     return dtype_name(dtype) in HALF_PRECISIONS
 
 
@@ -108,7 +114,23 @@ def upcast(xp: Any, X: Any) -> Any:
     """``X`` in float32 when it is half precision (``bfloat16``, ``float16``), else ``X`` itself.
 
     What a layer calls for the computations it keeps in float32 under mixed
-    precision (statistics, a softmax: see :attr:`~portable_nn.Layer.float32_ops`).
+    precision (statistics, a softmax: see :attr:`~portable_nn.Layer.float32_ops`);
+    it casts its results back to X's dtype itself.
+
+    Args:
+        xp: X's namespace.
+        X: an array of any float dtype.
+
+    Returns:
+        A float32 copy of a bfloat16 or float16 ``X`` (same shape and device);
+        any other ``X`` as it is (no copy).
+
+    >>> import numpy as np
+    >>> from portable_nn import namespace
+    >>> from portable_nn.layers.base import upcast
+    >>> X = np.ones(3, dtype="float16")
+    >>> upcast(namespace(X), X).dtype, upcast(namespace(X), X.astype("float64")).dtype
+    (dtype('float32'), dtype('float64'))
     """
     return xp.astype(X, xp.float32) if is_half(X.dtype) else X
 

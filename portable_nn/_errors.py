@@ -33,8 +33,20 @@ class BackendError(ValueError):
 class PrecisionError(BackendError, TypeError):
     """A backend's library or device lacks a floating precision (bfloat16, float16, float64).
 
+    Raised by ``be.dtype(name)`` (:meth:`Backend.dtype`), ``model.init(dtype=...)``
+    and ``fit``/``predict``/``evaluate`` with ``precision=`` (before any work). The message names the backend and device, says why the
+    precision is missing there, what to install where that helps, and the
+    precisions the device has (:func:`~portable_nn.available_precisions`).
+
     A ``ValueError`` (a :class:`BackendError`) and, as ``be.dtype`` raised for
     a dtype a device lacks before, a ``TypeError``.
+
+    >>> import portable_nn as pnn
+    >>> try:
+    ...     pnn.get_backend("array_api_strict").dtype("bfloat16")
+    ... except pnn.PrecisionError as e:
+    ...     print(isinstance(e, ValueError), isinstance(e, TypeError), "Precisions here: float32, float64" in str(e))
+    True True True
     """
 
 
@@ -82,7 +94,8 @@ class ClusterError(RuntimeError):
         params: the params after the last completed step the client holds: every step with the hub
             exchange; with the all-reduce, the last chunk's end or checkpoint pause (the workers hold
             the steps after it).
-        epoch, step: 0-based epoch and step of those params' next step.
+        epoch: 0-based epoch of those params' next step.
+        step: 0-based step, within that epoch, of those params' next step.
         history: the history up to the last completed epoch.
     """
 

@@ -33,9 +33,17 @@ def context_length(model: Layer) -> int | None:
     """The longest context ``model`` takes: the smallest ``max_len`` of it and its sub-layers.
 
     Found by walking ``model`` and its :meth:`~portable_nn.Layer.children`
-    for an int attribute ``max_len`` (a :class:`PositionalEmbedding` has one;
-    a layer of yours may declare one too). None when no layer has one: the
-    model takes any length.
+    for an int attribute ``max_len`` (a :class:`~portable_nn.PositionalEmbedding`
+    has one; a layer of yours may declare one too). None when no layer has
+    one: the model takes any length. :func:`~portable_nn.generate` crops its
+    context to it.
+
+    >>> import portable_nn as pnn
+    >>> from portable_nn.generation import context_length
+    >>> context_length(pnn.Sequential(pnn.Embedding(10, 8), pnn.PositionalEmbedding(6, 8), pnn.Linear(8, 10)))
+    6
+    >>> context_length(pnn.Linear(8, 10)) is None
+    True
     """
     found = [m for m in (getattr(layer, "max_len", None) for layer in _walk(model)) if isinstance(m, int)]
     return min(found) if found else None
@@ -44,12 +52,22 @@ def context_length(model: Layer) -> int | None:
 def is_causal(model: Layer) -> bool:
     """True when ``model``'s output at position i is known to depend on positions <= i only.
 
-    That is, it is built (with :class:`Sequential`, :class:`Residual` and
-    :class:`TransformerBlock`) from causal attention and layers that act on
-    each position alone: :class:`Embedding`, :class:`PositionalEmbedding`,
-    :class:`LayerNorm`, :class:`Linear`, the elementwise activations and
-    :class:`Dropout`. Any other layer (yours included) makes it False: its
-    effect on positions is not known.
+    That is, it is built (with :class:`~portable_nn.Sequential`,
+    :class:`~portable_nn.Residual` and :class:`~portable_nn.TransformerBlock`)
+    from causal attention and layers that act on each position alone:
+    :class:`~portable_nn.Embedding`, :class:`~portable_nn.PositionalEmbedding`,
+    :class:`~portable_nn.LayerNorm`, :class:`~portable_nn.Linear`, the
+    elementwise activations and :class:`~portable_nn.Dropout`. Any other layer
+    (yours included) makes it False: its effect on positions is not known.
+    :func:`~portable_nn.generate` then runs each step on exactly the ids so far
+    instead of a fixed, padded window.
+
+    >>> import portable_nn as pnn
+    >>> from portable_nn.generation import is_causal
+    >>> is_causal(pnn.Sequential(pnn.Embedding(10, 8), pnn.TransformerBlock(8, heads=2), pnn.Linear(8, 10)))
+    True
+    >>> is_causal(pnn.MultiHeadAttention(8, 2))                     # causal=False by default
+    False
     """
     if isinstance(model, MultiHeadAttention):
         return model.causal
@@ -78,14 +96,14 @@ def generate(
     """Extend ``prompt_ids`` by ``max_new_tokens`` ids sampled from ``model``, one at a time.
 
     Each step runs the model (inference mode) on the ids so far, cropped to
-    their last :func:`context_length` ids, takes the logits of the last
+    their last :func:`~portable_nn.generation.context_length` ids, takes the logits of the last
     position, divides them by ``temperature``, computes the probabilities on
     the device, copies that ``(batch, vocab)`` row to the host and samples
     there with ``numpy.random.Generator(PCG64(seed))``: one seed gives the same
     ids on every backend and device (up to ties in the probabilities at
     rounding level). Each step recomputes the whole context (no KV cache).
 
-    A model that :func:`is_causal`, with a context length, runs every step on
+    A model that :func:`~portable_nn.generation.is_causal`, with a context length, runs every step on
     a fixed window of ``context_length`` ids, right-padded with id 0 until the
     ids fill it: causal masking keeps the padding out of the last real
     position's logits (up to rounding), and one shape lets JAX reuse its
@@ -118,6 +136,14 @@ def generate(
         ValueError: an empty prompt, ``temperature <= 0``, ``top_k`` outside
             ``[1, vocab]``, a prompt's integer dtype too narrow for the
             vocabulary's ids (``uint8`` for 300 ids), or a model output of another shape.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> model = pnn.Sequential(pnn.Embedding(10, 8), pnn.PositionalEmbedding(6, 8),
+    ...                        pnn.TransformerBlock(8, heads=2), pnn.LayerNorm(8), pnn.Linear(8, 10))
+    >>> params = model.init(seed=0, backend="numpy")
+    >>> out = pnn.generate(model, params, np.array([[1, 2, 3]]), 5, top_k=3, seed=0)
+    >>> out.shape, out.dtype, out[0, :3].tolist()                   # the prompt, then 5 new ids
+    ((1, 8), dtype('int64'), [1, 2, 3])
     """
     where = "generate"
     max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 0)

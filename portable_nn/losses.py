@@ -265,11 +265,15 @@ def softmax_cross_entropy(
     Args:
         Y: logits ``(N, C)``, a real floating dtype.
         labels: class indices ``(N,)``, an integer dtype, Y's namespace and device.
+        weights: ``(N,)`` row weights of Y's dtype, namespace and device (None:
+            unweighted): the weighted mean of the rows' losses.
         xp: Y's namespace, to skip looking it up (optional).
 
     Returns:
         ``(loss, (softmax(Y) - onehot(labels)) / M)``, a 0-d array and dY shaped
-        like Y, of Y's dtype, where M is the number of labels (``labels.size``).
+        like Y, of Y's dtype, where M is the number of labels (``labels.size``);
+        with weights, row i's part of dY is ``(softmax(Y) - onehot(labels)) * w_i / (T * sum(w))``,
+        T the tokens per row.
 
     Raises:
         TypeError: Y not a real floating array; labels not integer (one-hot or
@@ -283,6 +287,10 @@ def softmax_cross_entropy(
     >>> loss, dY = pnn.losses.softmax_cross_entropy(np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([0, 1]))
     >>> round(float(loss), 4), dY.tolist()
     (0.6931, [[-0.25, 0.25], [0.25, -0.25]])
+    >>> Y, labels = np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0])
+    >>> loss, dY = pnn.losses.softmax_cross_entropy(Y, labels, weights=np.array([1.0, 0.0]))
+    >>> round(float(loss), 4), bool((dY[1] == 0).all())             # row 1 weighs 0: left out
+    (0.1269, True)
     """
     where = "softmax_cross_entropy"
     xp = check_array(where, Y, name="Y (logits)", xp=xp)

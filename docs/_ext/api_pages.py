@@ -29,6 +29,7 @@ MODULES = [
     "portable_nn.optim",
     "portable_nn.losses",
     "portable_nn.schedules",
+    "portable_nn.generation",
     "portable_nn.layers.base",
     "portable_nn.testing",
     "portable_nn.io",
@@ -43,6 +44,7 @@ MODULES = [
 SECTIONS = [
     ("portable_nn.layers", "Layers"),
     ("portable_nn.training", "Training"),
+    ("portable_nn.generation", "Generation"),
     ("portable_nn.optim", "Optimizers"),
     ("portable_nn.backends", "Backends and devices"),
     ("portable_nn.io", "Saving and loading"),

@@ -56,7 +56,22 @@ class MultiHeadAttention(Layer):
     torch's layout.
 
     Raises:
-        ValueError: ``dim`` not a multiple of ``heads``; X not ``(batch, seq, dim)``.
+        ValueError: sizes < 1, ``dim`` not a multiple of ``heads`` (the message
+            suggests a fit); X not ``(batch, seq, dim)``; params of another shape.
+        TypeError: X not a real floating array of the params' dtype and namespace.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> attn = pnn.MultiHeadAttention(8, 2, causal=True)
+    >>> params = attn.init(seed=0, backend="numpy")
+    >>> {name: W.shape for name, W in params.items()}
+    {'W_qkv': (8, 24), 'b_qkv': (24,), 'W_o': (8, 8), 'b_o': (8,)}
+    >>> X = np.random.default_rng(0).standard_normal((2, 5, 8)).astype("float32")
+    >>> Y = attn(params, X)                                         # (batch, seq, dim)
+    >>> Y.shape, Y.dtype
+    ((2, 5, 8), dtype('float32'))
+    >>> later = X.copy(); later[:, 3:] = 0                          # change positions 3 and 4 only
+    >>> bool(np.allclose(attn(params, later)[:, :3], Y[:, :3]))     # causal: positions 0-2 do not see them
+    True
     """
 
     float32_ops = ("softmax and its backward",)

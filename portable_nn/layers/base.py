@@ -184,10 +184,14 @@ class Layer:
     # --- what training code needs to know, declared by the layer itself -----------------------
 
     float32_ops: tuple[str, ...] = ()
-    """What this layer computes in float32 when its input is half precision (mixed precision: ``fit(...,
-    precision="bfloat16")``), e.g. ``("mean and variance",)`` for LayerNorm. The layer does the upcast
-    itself (:func:`upcast`) and returns Y, dX and grads in the dtypes of X and of its params; the tuple
-    declares it, for the documentation's table of which op runs in which dtype."""
+    """What this layer computes in float32 when its input is half precision, in words.
+
+    Under mixed precision (``fit(..., precision="bfloat16")``) X is bfloat16 or
+    float16; LayerNorm declares ``("mean and variance",)``. The layer does the
+    upcast itself (:func:`~portable_nn.layers.base.upcast`) and returns Y, dX
+    and grads in the dtypes of X and of its params; the tuple only declares it,
+    for the documentation's table of which op runs in which dtype. Empty for a
+    layer that computes everything in its input's dtype."""
 
     @property
     def takes_indices(self) -> bool:

@@ -36,8 +36,8 @@ class Embedding(Layer):
         init: ``"normal"`` (default: N(0, 1), as ``torch.nn.Embedding``), any
             name of :mod:`portable_nn.layers.init`, or ``f(rng, (V, D)) -> numpy array``.
         backward: how the gradient of ``W`` sums the rows of repeated ids:
-            ``"auto"`` (default: ``"onehot"`` for V <= :data:`ONEHOT_MAX`,
-            else ``"segments"``), ``"onehot"`` or ``"segments"``.
+            ``"auto"`` (default: ``"onehot"`` for V <= 512, the module's
+            ``ONEHOT_MAX``, else ``"segments"``), ``"onehot"`` or ``"segments"``.
 
     Params: ``{"W": (num_embeddings, dim)}`` of the model's dtype.
     Shapes: X integer ids ``(batch, seq)`` -> Y ``(batch, seq, dim)``, or
@@ -60,9 +60,18 @@ class Embedding(Layer):
     Both give the same sums up to rounding and are tested against each other.
 
     Raises:
-        TypeError: float X (ids must be integers), or another namespace than W.
-        ValueError: X of another rank, or an id outside ``[0, num_embeddings)``
-            (checked with one host read, skipped while ``jax.jit`` traces).
+        TypeError: float X (ids must be integers), or another namespace than W;
+            sizes that are not ints.
+        ValueError: sizes < 1, an unknown ``backward``; X of another rank, or
+            an id outside ``[0, num_embeddings)`` (checked with one host read,
+            skipped while ``jax.jit`` traces).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> emb = pnn.Embedding(10, 4)
+    >>> params = emb.init(seed=0, backend="numpy")                 # {"W": (10, 4)} float32
+    >>> Y = emb(params, np.array([[1, 2, 2], [0, 9, 3]]))          # ids (2, 3)
+    >>> Y.shape, Y.dtype
+    ((2, 3, 4), dtype('float32'))
     """
 
     def __init__(
@@ -159,7 +168,14 @@ class PositionalEmbedding(Layer):
     output) with ``seq <= max_len`` -> Y of the same shape and dtype.
 
     Raises:
-        ValueError: ``seq > max_len``, X not 3-D, or a last axis other than ``dim``.
+        ValueError: sizes < 1; ``seq > max_len``, X not 3-D, or a last axis other than ``dim``.
+        TypeError: X not a real floating array of W's dtype and namespace.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> pos = pnn.PositionalEmbedding(8, 4)                         # up to 8 positions
+    >>> params = pos.init(seed=0, backend="numpy")                  # {"W": (8, 4)} float32
+    >>> pos(params, np.zeros((2, 3, 4), dtype="float32")).shape     # 3 <= 8 positions
+    (2, 3, 4)
     """
 
     def __init__(self, max_len: int, dim: int, *, init: str | Initializer = "gpt2") -> None:

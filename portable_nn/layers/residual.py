@@ -27,6 +27,14 @@ class Residual(Layer):
     Raises:
         TypeError: ``layer`` is not a Layer.
         ValueError: the layer's output shape differs from X's (both named).
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> inner = pnn.Linear(4, 4)
+    >>> block = pnn.Residual(inner)
+    >>> params = block.init(seed=0, backend="numpy")                # Linear's own {"W", "b"}
+    >>> X = np.ones((3, 4), dtype="float32")
+    >>> bool(np.allclose(block(params, X), X + inner(params, X)))
+    True
     """
 
     def __init__(self, layer: Layer) -> None:

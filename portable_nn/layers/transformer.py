@@ -52,8 +52,18 @@ class TransformerBlock(Layer):
     Shapes: X ``(batch, seq, D)`` -> Y ``(batch, seq, D)``, X's dtype.
 
     Raises:
-        ValueError: ``dim`` not a multiple of ``heads``; X not ``(batch, seq, dim)``;
-            params without exactly the keys above.
+        ValueError: sizes < 1, ``dim`` not a multiple of ``heads``, ``dropout``
+            outside [0, 1); X not ``(batch, seq, dim)``; params without exactly
+            the keys above.
+        TypeError: X not a real floating array of the params' dtype and namespace.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> block = pnn.TransformerBlock(8, heads=2)                    # causal, MLP 8 -> 32 -> 8
+    >>> params = block.init(seed=0, backend="numpy")
+    >>> list(params), params["fc"]["W"].shape
+    (['ln1', 'attn', 'ln2', 'fc', 'proj'], (8, 32))
+    >>> block(params, np.zeros((2, 5, 8), dtype="float32")).shape
+    (2, 5, 8)
     """
 
     def __init__(

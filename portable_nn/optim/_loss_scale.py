@@ -91,6 +91,17 @@ class DynamicLossScale(_ByValue):
         ValueError: a setting out of its range.
 
     The guide's "Mixed precision" page (``docs/guide/mixed-precision.md``) has a complete training loop.
+
+    >>> import numpy as np, portable_nn as pnn
+    >>> opt = pnn.optim.DynamicLossScale(pnn.optim.SGD(0.1), init_scale=1024.0)
+    >>> params = {"W": np.ones(2, dtype="float32")}
+    >>> state = opt.init(params)                                    # a LossScaleState
+    >>> params, state = opt.step(params, {"W": np.array([np.inf, 1.0], dtype="float32")}, state)
+    >>> params["W"].tolist(), state.scale, state.skipped           # skipped: params kept, scale halved
+    ([1.0, 1.0], 512.0, 1)
+    >>> params, state = opt.step(params, {"W": np.array([1024.0, 2048.0], dtype="float32")}, state)
+    >>> params["W"].tolist() == [np.float32(1 - 0.1 * 2), np.float32(1 - 0.1 * 4)]   # grads / 512
+    True
     """
 
     def __init__(

@@ -236,24 +236,25 @@ _PARAMETERS = """
 
     Attributes
     ----------
-    loss_curve_ : list of float
+    ``loss_curve_`` : list of float
         Each epoch's training loss (with the L2 term).
-    n_iter_, t_ : int
+    ``n_iter_``, ``t_`` : int
         Epochs of the last ``fit``, and rows seen in all.
-    best_loss_, best_validation_score_, validation_scores_
-        As scikit-learn's (the latter two with ``early_stopping``).
-    coefs_, intercepts_ : list of ndarray
-        The weights ``(fan_in, fan_out)`` and biases of each layer, as NumPy arrays.
-    model_ : pnn.Sequential
-        The network; ``params_`` are its params on ``backend_`` in ``dtype_``.
-    n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
+    ``best_loss_``, ``best_validation_score_``, ``validation_scores_``
+        As scikit-learn's: the lowest epoch loss (None with ``early_stopping``); with
+        ``early_stopping``, the best validation score and each epoch's (a list of float), else None.
+    ``coefs_``, ``intercepts_`` : list of ndarray
+        The weights ``(fan_in, fan_out)`` and biases ``(fan_out,)`` of each layer, as NumPy arrays.
+    ``model_`` : pnn.Sequential
+        The network; ``params_`` are its params on ``backend_`` (a backend spec string) in ``dtype_``.
+    ``n_features_in_``, ``feature_names_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``
         As scikit-learn's.{classes}
 """
 
 class MLPClassifier(ClassifierMixin, ClassifierPart, MLPPart):
     __doc__ = (
         "Multi-layer perceptron classifier (binary, multiclass, multilabel) trained by portable_nn.\n"
-        + _PARAMETERS.format(extra=CLASS_WEIGHT_DOC, classes="\n    classes_ : ndarray\n        The class labels.")
+        + _PARAMETERS.format(extra=CLASS_WEIGHT_DOC, classes="\n    ``classes_`` : ndarray\n        The class labels.")
     )
 
     _parameter_constraints: dict[str, list[Any]] = {

@@ -185,10 +185,13 @@ _PARAMETERS = """
 
     Attributes
     ----------
-    model_, params_ : the model and its fitted params (on ``backend_``, in ``dtype_``).
-    loss_curve_ : list of float
+    ``model_`` : pnn.Layer
+        The model the params belong to (``model``, or the one it built).
+    ``params_`` : pytree of arrays
+        The fitted params, on ``backend_`` (a backend spec string), in ``dtype_``.
+    ``loss_curve_`` : list of float
         Each epoch's training loss.
-    n_iter_, n_features_in_, n_outputs_ : int
+    ``n_iter_``, ``n_features_in_``, ``n_outputs_`` : int
         Epochs of the last ``fit``, input features, model outputs.{classes}
 """
 
@@ -196,7 +199,7 @@ _PARAMETERS = """
 class NeuralNetClassifier(ClassifierMixin, ClassifierPart, WrapPart):
     __doc__ = "Any portable_nn model as a scikit-learn classifier (binary and multiclass).\n" + _PARAMETERS.format(
         outputs="one logit per class", default_loss="``pnn.losses.softmax_cross_entropy`` (on class indices)",
-        extra=CLASS_WEIGHT_DOC, classes="\n    classes_ : ndarray\n        The class labels.",
+        extra=CLASS_WEIGHT_DOC, classes="\n    ``classes_`` : ndarray\n        The class labels.",
     )
 
     _y_options: dict[str, Any] = {}

@@ -83,8 +83,10 @@ def train_step(problem: Problem, *, eager: bool = False, precision: str | None =
     By default the step runs as ``fit`` runs it (``compile_step``'s default:
     ``jax.jit`` on JAX); ``eager=True`` runs the portable code op by op everywhere.
     ``precision`` (``"bfloat16"``, ``"float16"``) computes in that dtype over
-    the problem's float32 params, as ``fit(precision=...)`` does; the optimizer
-    state is then :func:`optimizer_for`'s.
+    the problem's float32 params, as ``fit(precision=...)`` does; for float16
+    the problem's optimizer is wrapped in
+    :class:`~portable_nn.optim.DynamicLossScale` (as ``fit`` wraps it), so
+    ``opt_state`` is then a :class:`~portable_nn.optim.LossScaleState`.
     """
     trainer = compile_step(problem.model, problem.loss, optimizer_for(problem, precision),
                            compile=False if eager else None, precision=precision)

@@ -350,6 +350,7 @@ def compile_step(
 
     Raises:
         TypeError: ``compile`` is not None, True or False.
+        ValueError: ``precision`` is not None, ``"bfloat16"`` or ``"float16"``.
 
     >>> import numpy as np, portable_nn as pnn
     >>> model = pnn.Sequential(pnn.Linear(4, 8), pnn.ReLU(), pnn.Linear(8, 3))
