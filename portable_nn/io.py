@@ -120,10 +120,9 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 
     The write is atomic: a temporary file in the same directory is written,
     fsynced and renamed over ``path``, so a crash never leaves a half-written
-    checkpoint in place of the previous one. An overwritten file keeps its
-    permission bits; a new file gets ``0o666`` less the umask. A ``path`` that
-    is a symbolic link is followed: its target is written (in the target's
-    folder) and the link stays.
+    checkpoint in place of the previous one. An overwritten file keeps its permission
+    bits; a new file gets ``0o666`` less the umask. A symbolic link is followed:
+    its target is written (in the target's folder) and the link stays.
 
     Raises:
         TypeError: a leaf, container or key of a type that cannot be saved; nothing is written.
@@ -145,19 +144,14 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync it and rename it over ``path``.
-
-    The file keeps the permission bits of the file it replaces; a new file gets
-    ``0o666`` less the umask, as ``open(path, "wb")`` would give it.
-    """
+    """Write ``data`` to a temp file next to ``path``, fsync, rename over ``path`` (keeping its mode bits)."""
     path = os.path.realpath(path)  # a symbolic link: write its target, as open(path, "wb") would (not replace it)
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         mode = None
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{secrets.token_hex(16)}.safetensors")
-    # mode 0o666 less the umask, like open(); mkstemp's would be 0o600
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # as open()
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -235,9 +235,13 @@ def _weighted_mse(Y: Any, T: Any, weights: Any = None) -> Any:
 
 
 def test_sample_weight_with_a_loss_without_weights_is_refused_before_any_step(tb: Any) -> None:
-    """fit(sample_weight=...) with a built-in loss failed in the first step with Python's own
-    "softmax_cross_entropy() got an unexpected keyword argument 'weights'" (or "run() got ..."): no word
-    of fit, sample_weight or a fix."""
+    """fit(sample_weight=...) with a loss that takes no weights= (a user's) failed in the first step with Python's
+    own "mse() got an unexpected keyword argument 'weights'" (or "run() got ..."): no word of fit, sample_weight
+    or a fix. (The built-in losses take weights=: tests/test_weighted_losses.py.)"""
+
+    def plain_mse(Y: Any, T: Any) -> Any:  # a user's loss, written before sample weights existed
+        return pnn.losses.mean_squared_error(Y, T)
+
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 1))
     model = pnn.Sequential(pnn.Linear(3, 1))
@@ -245,8 +249,8 @@ def test_sample_weight_with_a_loss_without_weights_is_refused_before_any_step(tb
     w = np.arange(12) % 3
     kw = dict(optimizer=pnn.optim.SGD(0.1), epochs=2, batch_size=12, progress=False, shuffle=False)
     with pytest.raises(TypeError, match="sample_weight needs a loss that takes a weights= keyword, and "
-                                        "mean_squared_error does not.*sum\\(w_i l_i\\) / sum\\(w_i\\)"):
-        pnn.fit(model, params, X, Y, loss=pnn.losses.mean_squared_error, sample_weight=w, **kw)
+                                        "plain_mse does not.*sum\\(w_i l_i\\) / sum\\(w_i\\)"):
+        pnn.fit(model, params, X, Y, loss=plain_mse, sample_weight=w, **kw)
     weighted, _ = pnn.fit(model, params, X, Y, loss=_weighted_mse, sample_weight=w, **kw)  # the advice, followed
     keep = np.repeat(np.arange(12), w)  # a row of weight k counts as k copies of it
     copies, _ = pnn.fit(model, params, X[keep], Y[keep], loss=_weighted_mse, **kw)
