@@ -82,3 +82,23 @@ def test_import_portable_nn_does_not_import_tools():
 @pytest.mark.parametrize("module, path", _modules(), ids=[m for m, _ in _modules()])
 def test_no_module_is_over_400_lines(module, path):
     assert len(path.read_text().splitlines()) <= 400, f"{module}: split it by concept"
+
+
+def test_fit_s_body_is_at_most_60_lines():
+    """fit is the one engine's entry: checks, then the driver (issue 22); its body, without the docstring."""
+    tree = ast.parse((PACKAGE / "training" / "_fit.py").read_text())
+    (fit,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fit"]
+    body = fit.body[1:] if isinstance(fit.body[0], ast.Expr) and isinstance(fit.body[0].value, ast.Constant) else fit.body
+    lines = body[-1].end_lineno - body[0].lineno + 1
+    assert lines <= 60, f"fit's body is {lines} lines: move the work into training/_driver.py or its helpers"
+
+
+def test_the_package_holds_no_benchmark_code_and_imports_none():
+    """The benchmarks live in benchmarks/ at the top of the checkout (python -m benchmarks), not in portable_nn/."""
+    inside = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "bench" in p.name.lower()]
+    assert not inside, f"benchmark modules inside the package: {inside}"
+    for module, path in _modules():
+        assert not [t for t in _imports(module, path) if "bench" in t], f"{module} imports benchmark code"
+    code = "import portable_nn, sys; print(sorted(m for m in sys.modules if 'bench' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
