@@ -171,6 +171,33 @@ def test_residual_adds_its_layer_and_passes_its_gradient(tb: Any) -> None:
         pnn.gradcheck(res, params64, X64, loss=pnn.losses.mean_squared_error, T=tb.asarray(dY_host, "float64"))
 
 
+def test_residual_matches_torch(tb: Any) -> None:
+    """``X + Linear(LayerNorm(X))`` in torch, forward and backward (autograd): Y, dX and every param's grad."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    res = pnn.Residual(pnn.Sequential(pnn.LayerNorm(3), pnn.Linear(3, 3)))
+    params = tb.init(res, seed=4)
+    X_host, dY_host = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 4, 3))
+    X, dY = tb.asarray(X_host, tb.float), tb.asarray(dY_host, tb.float)
+    Y, backprop = res.apply(params, X)
+    dX, grads = backprop(dY)
+    ln, lin = torch.nn.LayerNorm(3, dtype=torch.float64), torch.nn.Linear(3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        ln.weight.copy_(torch.tensor(host(params[0]["gamma"]).astype(np.float64)))
+        ln.bias.copy_(torch.tensor(host(params[0]["beta"]).astype(np.float64)))
+        lin.weight.copy_(torch.tensor(host(params[1]["W"]).astype(np.float64).T))  # ours (in, out), torch's (out, in)
+        lin.bias.copy_(torch.tensor(host(params[1]["b"]).astype(np.float64)))
+    Xt = torch.tensor(host(X).astype(np.float64), requires_grad=True)
+    Yt = Xt + lin(ln(Xt))
+    Yt.backward(torch.tensor(host(dY).astype(np.float64)))
+    tol = 1e-10 if tb.float == "float64" else 1e-5
+    assert rel_err(Y, Yt.detach().numpy()) <= tol and rel_err(dX, Xt.grad.numpy()) <= tol
+    assert rel_err(grads[0]["gamma"], ln.weight.grad.numpy()) <= tol
+    assert rel_err(grads[0]["beta"], ln.bias.grad.numpy()) <= tol
+    assert rel_err(grads[1]["W"], lin.weight.grad.numpy().T) <= tol
+    assert rel_err(grads[1]["b"], lin.bias.grad.numpy()) <= tol
+
+
 def test_residual_passes_a_model_state_and_refuses_a_shape_change(tb: Any) -> None:
     res = pnn.Residual(pnn.BatchNorm(3))
     variables = tb.init(res)

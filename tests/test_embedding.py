@@ -170,6 +170,28 @@ def test_positional_embedding_adds_the_first_seq_rows(tb: Any) -> None:
     assert_same_kind(grads["W"], params["W"], "dW")
 
 
+def test_positional_embedding_matches_torch(tb: Any) -> None:
+    """GPT-2's wpe in torch: ``X + nn.Embedding(max_len, D)(arange(seq))``, forward and backward (autograd)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    layer = pnn.PositionalEmbedding(7, 3)
+    params = tb.init(layer, seed=5)
+    X_host, dY_host = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 3))
+    X, dY = tb.asarray(X_host, tb.float), tb.asarray(dY_host, tb.float)
+    Y, backprop = layer.apply(params, X)
+    dX, grads = backprop(dY)
+    wpe = torch.nn.Embedding(7, 3, dtype=torch.float64)
+    with torch.no_grad():
+        wpe.weight.copy_(torch.tensor(host(params["W"]).astype(np.float64)))
+    Xt = torch.tensor(host(X).astype(np.float64), requires_grad=True)
+    Yt = Xt + wpe(torch.arange(5))
+    Yt.backward(torch.tensor(host(dY).astype(np.float64)))
+    tol = 1e-12 if tb.float == "float64" else 1e-6
+    assert rel_err(Y, Yt.detach().numpy()) <= tol
+    assert rel_err(dX, Xt.grad.numpy()) <= tol
+    assert rel_err(grads["W"], wpe.weight.grad.numpy()) <= tol  # rows 5 and 6 unused: zero in both
+
+
 # ---------------------------------------------------------------- 5. errors
 
 
