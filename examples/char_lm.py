@@ -7,7 +7,7 @@ Prints the validation loss in bits per character after each epoch, the
 unigram model's (each character's frequency in the training text, no context)
 for comparison, the time, and a sample generated from the trained model. ::
 
-    python examples/char_lm.py                               # NumPy, a few minutes on 2 CPU cores
+    python examples/char_lm.py                               # NumPy, 1-2 minutes on 2 CPU cores
     python examples/char_lm.py --backend torch               # or jax, array_api_strict, cupy, torch:cuda, auto
     python examples/char_lm.py --precision bfloat16 --backend jax   # mixed precision
     python examples/char_lm.py --steps 5 --epochs 1 --dim 16 --layers 1 --context 16   # a few seconds
@@ -16,7 +16,9 @@ Measured with the defaults on NumPy (2 epochs, 818 steps, 117,479 params):
 validation 2.22 bits/char against the unigram model's 4.67, in 61 s with
 OPENBLAS_NUM_THREADS=1 on a busy 2-core machine (347 s with OpenBLAS's
 default 2 threads there, which then wait on each other: on a shared machine,
-try OPENBLAS_NUM_THREADS=1).
+try OPENBLAS_NUM_THREADS=1). On the same machine at rest, default threads:
+NumPy 77 s, torch 40 s, JAX 36 s, array_api_strict 92 s, all to 2.218
+bits/char with the same sample.
 """
 
 from __future__ import annotations
