@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -101,7 +102,8 @@ def generate(
     the device, copies that ``(batch, vocab)`` row to the host and samples
     there with ``numpy.random.Generator(PCG64(seed))``: one seed gives the same
     ids on every backend and device (up to ties in the probabilities at
-    rounding level). Each step recomputes the whole context (no KV cache).
+    rounding level). The ids so far are kept on the host too; each step sends
+    the device one window of ids. Each step recomputes the whole context (no KV cache).
 
     A model that :func:`~portable_nn.generation.is_causal`, with a context length, runs every step on
     a fixed window of ``context_length`` ids, right-padded with id 0 until the
@@ -166,14 +168,17 @@ def generate(
         )
     limit = context_length(model)
     pad = limit is not None and is_causal(model)
+    # the ids so far live on the host, beside the sampler: each step sends the device one window of ids and
+    # grows nothing there (a device array growing by one id a step gives JAX a new shape to compile each step)
+    dtype, host_ids = ids.dtype, to_numpy(ids)
     for _ in range(max_new_tokens):
-        logits = _next_logits(model, params, ids, limit, pad)
+        logits = _next_logits(model, params, host_ids, limit, pad, lambda a: xp.asarray(a, dtype=dtype, device=device))
         vocab = logits.shape[1]
         if top_k is not None and top_k > vocab:
             raise ValueError(f"{where}: top_k must be in [1, {vocab}] for a vocabulary of {vocab}, got {top_k}.")
-        if vocab - 1 > int(xp.iinfo(ids.dtype).max):
+        if vocab - 1 > int(xp.iinfo(dtype).max):
             raise ValueError(
-                f"{where}: the prompt's dtype {ids.dtype} holds ids up to {int(xp.iinfo(ids.dtype).max)}, but the "
+                f"{where}: the prompt's dtype {dtype} holds ids up to {int(xp.iinfo(dtype).max)}, but the "
                 f"model's vocabulary has {vocab} ids: new ids would wrap around. Pass the prompt as int64, "
                 "e.g. be.asarray(ids, dtype='int64')."
             )
@@ -186,7 +191,9 @@ def generate(
         E = xp.exp(Z)
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)
         new = _sample(probs, top_k, rng)
-        ids = xp.concat([ids, xp.asarray(new[:, None], dtype=ids.dtype, device=device)], axis=1)
+        host_ids = np.concatenate([host_ids, new[:, None].astype(host_ids.dtype)], axis=1)
+    if max_new_tokens:
+        ids = xp.asarray(host_ids, dtype=dtype, device=device)
     return ids[0, :] if one else ids
 
 
@@ -211,17 +218,18 @@ def _prompt(prompt_ids: Any, xp: Any, device: Any) -> Array:
     return xp.asarray(host.astype(dtype), device=device)
 
 
-def _next_logits(model: Layer, params: Params, ids: Array, limit: int | None, pad: bool) -> Array:
-    """The model's logits ``(batch, vocab)`` for the id after ``ids`` (batch, n): on the last ``limit``
-    ids, right-padded with id 0 to ``limit`` when ``pad`` (see :func:`generate`)."""
+def _next_logits(
+    model: Layer, params: Params, ids: np.ndarray, limit: int | None, pad: bool, to_device: Callable[[Any], Array]
+) -> Array:
+    """The model's logits ``(batch, vocab)`` for the id after the host ``ids`` (batch, n): on the last
+    ``limit`` ids, right-padded with id 0 to ``limit`` when ``pad`` (see :func:`generate`), sent to the
+    params' device by ``to_device``."""
     n = ids.shape[1]
     context = ids if limit is None or n <= limit else ids[:, -limit:]
     last = context.shape[1] - 1
     if pad and limit is not None and n < limit:  # the fixed window; the logits are read at position last
-        xp = namespace(ids)
-        fill = xp.zeros((ids.shape[0], limit - n), dtype=ids.dtype, device=array_api_compat.device(ids))
-        context = xp.concat([context, fill], axis=1)
-    return _last_logits(model(params, context), ids.shape[0], last)
+        context = np.concatenate([context, np.zeros((ids.shape[0], limit - n), dtype=ids.dtype)], axis=1)
+    return _last_logits(model(params, to_device(context)), ids.shape[0], last)
 
 
 def _last_logits(Y: Array, batch: int, last: int) -> Array:
