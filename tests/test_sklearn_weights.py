@@ -254,3 +254,17 @@ def test_jax_compiles_once_for_equal_estimators(tb):
     clone(clf).fit(X, y)
     clone(clf).set_params(random_state=1).fit(X, y)
     assert first > 0 and len(traced) == first
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor])
+def test_sample_weight_is_declared_where_scikit_learn_looks_for_it(Estimator: type) -> None:
+    """scikit-learn 1.6+ has no tag for sample weights: check_estimator and meta-estimators (Pipeline, GridSearchCV
+    routing) look at fit's signature (has_fit_parameter), and partial_fit's where there is one."""
+    from sklearn.utils.validation import has_fit_parameter
+
+    est = Estimator()
+    assert has_fit_parameter(est, "sample_weight")
+    if hasattr(est, "partial_fit"):
+        import inspect
+
+        assert "sample_weight" in inspect.signature(est.partial_fit).parameters
