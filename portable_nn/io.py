@@ -127,6 +127,7 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
     Raises:
         TypeError: a leaf, container or key of a type that cannot be saved; nothing is written.
         ValueError: an empty key, one with '.', ``"__metadata__"`` at the top level, an int out of int64.
+        IsADirectoryError: ``path`` (or the target of a link at ``path``) is a folder; nothing is written.
 
     >>> import os, tempfile, portable_nn as pnn
     >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
@@ -146,6 +147,11 @@ def save(path: str | os.PathLike[str], params: Any) -> None:
 def _write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to a temp file next to ``path``, fsync, rename over ``path`` (keeping its mode bits)."""
     path = os.path.realpath(path)  # a symbolic link: write its target, as open(path, "wb") would (not replace it)
+    if os.path.isdir(path):  # os.replace would name the temporary file, not the folder the user passed
+        raise IsADirectoryError(
+            f"save: {path!r} is a directory, not a file; nothing was written. Pass a file path, "
+            f"e.g. {os.path.join(path, 'model.safetensors')!r}."
+        )
     try:
         mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:

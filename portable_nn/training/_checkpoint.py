@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +86,7 @@ def fingerprint(
     X, Y, W = data
     prints = {
         "model": _stable(config_key(model)),
-        "loss": f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', repr(loss))}",
+        "loss": _without_addresses(f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', repr(loss))}"),
         "optimizer": repr(optimizer),
         "X": _data_hash(X),
         "Y": _data_hash(Y),
@@ -94,6 +95,12 @@ def fingerprint(
         "settings": json.dumps(settings, sort_keys=True),
     }
     return prints
+
+
+def _without_addresses(text: str) -> str:
+    """``text`` less the memory addresses a repr may hold (``functools.partial(<function f at 0x7f..>)``):
+    they differ between processes, so a resumed run in a new process would be refused."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _stable(key: Any) -> str:
