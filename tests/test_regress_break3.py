@@ -39,3 +39,27 @@ def test_resume_with_a_partial_loss_keeps_no_memory_address(tb, tmp_path):
             seed=0, checkpoint=path, progress=False)
     saved = bytes(pnn.to_numpy(pnn.load(path, backend="numpy")["fingerprint"]["loss"])).decode()
     assert "mean_squared_error" in saved and "0x" not in saved
+
+
+def _spec(tb):
+    """The backend spec an estimator takes (``backend=`` is a string: clone deep-copies parameters)."""
+    return f"{tb.be.name}:{tb.be.device_label}"
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_save_load_keeps_a_class_weight_dict(tb, tmp_path):
+    """A fitted classifier with class_weight={0: 2.0, 1: 1.0} saved its class_weight as an 'object'
+    hyperparameter (its repr), so load refused it ('pass the object hyperparameters again: missing
+    ['class_weight']') although it is plain data; it now round-trips with its int keys."""
+    pytest.importorskip("sklearn")
+    from portable_nn.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, batch_size=20, class_weight={0: 2.0, 1: 1.0},
+                        backend=_spec(tb), dtype=tb.float, random_state=0).fit(X, y)
+    clf.save(tmp_path / "clf")
+    back = MLPClassifier.load(tmp_path / "clf")
+    assert back.get_params()["class_weight"] == {0: 2.0, 1: 1.0}
+    assert np.array_equal(pnn.to_numpy(back.predict_proba(X)), pnn.to_numpy(clf.predict_proba(X)))

@@ -56,6 +56,12 @@ def _plain(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+def _pairs(mapping: dict[Any, Any]) -> dict[str, Any]:
+    """A dict hyperparameter (``class_weight``) as JSON that keeps its keys' types (JSON object keys
+    are strings, so ``{0: 2.0}`` would come back as ``{"0": 2.0}``): ``{".pairs": [[key, value], ...]}``."""
+    return {".pairs": [[_plain(k), _plain(v)] for k, v in mapping.items()]}
+
+
 class Persist:
     """``est.save(path)`` and ``Estimator.load(path, backend=None, **objects)``."""
 
@@ -84,7 +90,7 @@ def save(estimator: Any, path: str | os.PathLike[str]) -> None:
         if name == "random_state" and not isinstance(value, (int, np.integer)):
             value = None
         try:
-            params[name] = _plain(value)
+            params[name] = _pairs(value) if name == "class_weight" and isinstance(value, dict) else _plain(value)
         except TypeError:
             objects[name] = repr(value)
     fitted = {k: _plain(getattr(estimator, k)) for k in _FITTED if hasattr(estimator, k)}
@@ -149,6 +155,8 @@ def load(path: str | os.PathLike[str], *, backend: str | Backend | None = None, 
             f"file {unknown or 'none'} (saved: {saved})."
         )
     params = dict(config["params"], **objects)
+    if isinstance(params.get("class_weight"), dict) and set(params["class_weight"]) == {".pairs"}:
+        params["class_weight"] = {k: v for k, v in params["class_weight"][".pairs"]}
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     est = _classes()[config["class"]](**params)
