@@ -63,3 +63,16 @@ def test_sklearn_save_load_keeps_a_class_weight_dict(tb, tmp_path):
     back = MLPClassifier.load(tmp_path / "clf")
     assert back.get_params()["class_weight"] == {0: 2.0, 1: 1.0}
     assert np.array_equal(pnn.to_numpy(back.predict_proba(X)), pnn.to_numpy(clf.predict_proba(X)))
+
+
+def test_sklearn_wrong_keyword_names_the_estimator_not_a_private_base():
+    """MLPRegressor and NeuralNetRegressor inherited __init__ from private bases, so a misspelt keyword
+    raised 'MLPPart.__init__() got an unexpected keyword argument' (resp. 'WrapPart'): a private class."""
+    pytest.importorskip("sklearn")
+    from portable_nn import sklearn as pks
+
+    for cls in (pks.MLPClassifier, pks.MLPRegressor, pks.NeuralNetClassifier, pks.NeuralNetRegressor):
+        with pytest.raises(TypeError, match=rf"^{cls.__name__}\.__init__\(\) got an unexpected keyword") as e:
+            cls(max_iters=3)
+        assert "Part" not in str(e.value)
+        assert cls().get_params() == cls(**cls().get_params()).get_params()

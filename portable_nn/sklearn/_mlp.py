@@ -293,6 +293,24 @@ class MLPRegressor(RegressorMixin, RegressorPart, MLPPart):
         + _PARAMETERS.format(extra="", classes="")
     )
 
+    def __init__(  # its own, so that a wrong keyword's TypeError names this class, not a private base
+        self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+        alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate_init: float = 0.001,
+        max_iter: int = 200, shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+        verbose: bool = False, warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
+        beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10, backend: Any = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate_init=learning_rate_init, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, backend=backend, dtype=dtype,
+        )
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True

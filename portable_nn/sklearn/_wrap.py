@@ -232,6 +232,19 @@ class NeuralNetRegressor(RegressorMixin, RegressorPart, WrapPart):
         outputs="one value per target", default_loss="``pnn.losses.mean_squared_error``", extra="", classes="",
     )
 
+    def __init__(  # its own, so that a wrong keyword's TypeError names this class, not a private base
+        self, model: Any = None, *, loss: Any = None, optimizer: Any = None, epochs: int = 10,
+        batch_size: int = 32, shuffle: bool = True, random_state: Any = None, early_stopping: bool = False,
+        validation_fraction: float = 0.1, n_iter_no_change: int | None = None, tol: float = 1e-4,
+        warm_start: bool = False, verbose: bool = False, backend: Any = None, dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            model, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            random_state=random_state, early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, warm_start=warm_start, verbose=verbose, backend=backend,
+            dtype=dtype,
+        )
+
     def _default_loss(self) -> Any:
         return mean_squared_error
 
