@@ -76,3 +76,42 @@ def test_sklearn_wrong_keyword_names_the_estimator_not_a_private_base():
             cls(max_iters=3)
         assert "Part" not in str(e.value)
         assert cls().get_params() == cls(**cls().get_params()).get_params()
+
+
+def _checkpointed(tb, tmp_path, model, params, X, Y, **kw):
+    path = tmp_path / "run.safetensors"
+    kwargs = dict(loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.1), epochs=1, batch_size=8,
+                  seed=0, checkpoint=path, progress=False)
+    pnn.fit(model, params, X, Y, **kwargs)
+    return path, {**kwargs, "epochs": 2, "resume": True, **kw}
+
+
+def test_resume_with_params_of_another_dtype_names_the_params_not_x(tb, tmp_path):
+    """Resuming a float32 run with float64 params (the same X, Y) was refused as 'written for another X'
+    (fit casts float X to the params' dtype, and the fingerprint hashed the cast X): the user had not
+    changed X. The refusal now names the params' dtype, and the file is left as it was."""
+    if "float64" not in tb.dtypes:
+        pytest.skip("needs float64 params beside float32 ones")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((24, 3)).astype(np.float32), rng.standard_normal((24, 2)).astype(np.float32)
+    model = pnn.Sequential(pnn.Linear(3, 4), pnn.ReLU(), pnn.Linear(4, 2))
+    path, kwargs = _checkpointed(tb, tmp_path, model, tb.init(model, dtype="float32"), tb.asarray(X), tb.asarray(Y))
+    before = path.read_bytes()
+    with pytest.raises(pnn.CheckpointError, match="another params dtype: it has 'float32', this run has 'float64'"):
+        pnn.fit(model, tb.init(model, dtype="float64"), tb.asarray(X), tb.asarray(Y), **kwargs)
+    assert path.read_bytes() == before
+
+
+def test_resume_refusal_for_a_big_model_shows_where_it_differs(tb, tmp_path):
+    """Resuming with another model printed both models' full descriptions (for 16 layers about 5,000
+    characters), the one changed layer buried in them; the refusal now shows the part around the first
+    difference."""
+    X, Y = _regression(tb)
+    layers = [pnn.Linear(3, 4)] + [layer for _ in range(8) for layer in (pnn.ReLU(), pnn.Linear(4, 4))]
+    model = pnn.Sequential(*layers[:-1], pnn.Linear(4, 2))
+    path, kwargs = _checkpointed(tb, tmp_path, model, tb.init(model), X, Y)
+    layers[9] = pnn.Tanh()
+    other = pnn.Sequential(*layers[:-1], pnn.Linear(4, 2))
+    with pytest.raises(pnn.CheckpointError, match="written for another model: they first differ") as e:
+        pnn.fit(other, tb.init(other), X, Y, **kwargs)
+    assert "activations.ReLU" in str(e.value) and "activations.Tanh" in str(e.value) and len(str(e.value)) < 800

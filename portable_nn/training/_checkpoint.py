@@ -21,6 +21,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .._check import dtype_name
 from .._errors import CheckpointError
 from .._tree import tree_leaves, tree_map
 from ..backends import namespace, to_numpy
@@ -71,7 +72,7 @@ class RunState:
 
 def fingerprint(
     model: Layer, loss: Any, optimizer: Any, data: tuple[Any, Any, Any], validation: tuple[Any, Any] | None,
-    settings: dict[str, Any],
+    settings: dict[str, Any], params: Any = None,
 ) -> dict[str, str]:
     """What a checkpoint must match to be resumed, part by part (so a refusal can name the part).
 
@@ -81,13 +82,16 @@ def fingerprint(
     sample weights)`` and the validation data ``(X_val, Y_val)`` (each by
     shape, dtype and a hash of up to 256 rows spread over it: the saved best
     loss and history were measured on them), and ``settings`` (batch size,
-    shuffling, seed, patience, min_delta, reduce_lr, precision).
+    shuffling, seed, patience, min_delta, reduce_lr, precision), and the dtypes of ``params``
+    (before the data: float data are cast to the params' dtype, so otherwise another params dtype
+    would be refused as "another X").
     """
     X, Y, W = data
     prints = {
         "model": _stable(config_key(model)),
         "loss": _without_addresses(f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', repr(loss))}"),
         "optimizer": repr(optimizer),
+        **({} if params is None else {"params": ", ".join(sorted({dtype_name(a.dtype) for a in tree_leaves(params)}))}),
         "X": _data_hash(X),
         "Y": _data_hash(Y),
         "sample_weight": "none" if W is None else _data_hash(W),
@@ -210,6 +214,8 @@ class Checkpointer:
         saved = {k: bytes(to_numpy(v)).decode() for k, v in tree["fingerprint"].items()}
         # the settings first: another precision also changes the optimizer (float16 wraps it in a loss scale)
         for part in sorted(self.prints, key=lambda part: part != "settings"):
+            if part == "params" and part not in saved:  # written before the params' dtypes were recorded
+                continue
             if saved.get(part) != self.prints[part]:
                 if part == "settings":
                     raise CheckpointError(
@@ -218,10 +224,11 @@ class Checkpointer:
                         f"({', '.join(json.loads(self.prints[part]))}), or pass another checkpoint path "
                         "(the file is left as it is)."
                     )
+                what = "params dtype" if part == "params" else part
                 raise CheckpointError(
-                    f"fit: {self.path!r} was written for another {part}: it has {saved.get(part)!r}, this run "
-                    f"has {self.prints[part]!r}. Resume with the same model, loss, optimizer, data, validation "
-                    "data and settings, or pass another checkpoint path (the file is left as it is)."
+                    f"fit: {self.path!r} was written for another {what}: {_difference(saved.get(part), self.prints[part])}. "
+                    "Resume with the same model, params dtype, loss, optimizer, data, validation data and settings, "
+                    "or pass another checkpoint path (the file is left as it is)."
                 )
         position, partial, early = tree["position"], tree["partial"], tree["early"]
         return RunState(
@@ -249,6 +256,20 @@ class Checkpointer:
         return tree_map(
             lambda a: xp_asarray(self.xp, a, self.device) if isinstance(a, np.ndarray) else a, tree
         )
+
+
+def _difference(saved: str | None, now: str, context: int = 80) -> str:
+    """``it has A, this run has B``; for long texts (a big model's description) only the part around
+    the first character where they differ, so that the difference is not buried in thousands of characters."""
+    if saved is None or len(saved) + len(now) <= 4 * context:
+        return f"it has {saved!r}, this run has {now!r}"
+    i = next((k for k, (a, b) in enumerate(zip(saved, now)) if a != b), min(len(saved), len(now)))
+    lo = max(0, i - context // 2)
+
+    def part(text: str) -> str:
+        return ("..." if lo else "") + text[lo : i + context] + ("..." if i + context < len(text) else "")
+
+    return f"they first differ at character {i}: it has {part(saved)!r}, this run has {part(now)!r}"
 
 
 def _settings_diff(saved: str | None, now: str) -> str:

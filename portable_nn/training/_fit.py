@@ -204,7 +204,7 @@ def fit(
         spec = StepSpec(model, unchecked(loss, namespace(data.like)), optimizer, precision=s.precision)
     prints = None
     if s.checkpoint is not None:
-        prints = fingerprint(model, loss, optimizer, _arrays(data), validation, s.resume_key())
+        prints = fingerprint(model, loss, optimizer, _arrays(data), validation, s.resume_key(), params)
     out = train(spec, params, data, s, reduction=reduction, validation=validate, client=client, prints=prints)
     return out.params, out.history
 
