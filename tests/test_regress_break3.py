@@ -115,3 +115,26 @@ def test_resume_refusal_for_a_big_model_shows_where_it_differs(tb, tmp_path):
     with pytest.raises(pnn.CheckpointError, match="written for another model: they first differ") as e:
         pnn.fit(other, tb.init(other), X, Y, **kwargs)
     assert "activations.ReLU" in str(e.value) and "activations.Tanh" in str(e.value) and len(str(e.value)) < 800
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_partial_fit_classes_given_on_the_device(tb):
+    """Under array API dispatch, partial_fit(X, y, classes=xp.asarray([0, 1])) kept the device array as
+    classes_, and the label checks ran NumPy on it: a RuntimeError from array-api-strict ("Can't convert
+    array on the device1 device to a NumPy array"), a torch tensor as classes_ elsewhere. classes_ is now
+    host data, as fit's."""
+    sklearn = pytest.importorskip("sklearn")
+    if tb.be.name not in ("torch", "array_api_strict", "jax"):
+        pytest.skip("array API dispatch is tested with torch, JAX and array-api-strict inputs, in their sessions")
+    from portable_nn.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    Xd, yd = tb.asarray(X, dtype=tb.float), tb.asarray(y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+        clf.partial_fit(Xd, yd, classes=tb.asarray(np.array([0, 1, 2])))
+        clf.partial_fit(Xd, yd)
+        assert isinstance(clf.classes_, np.ndarray) and clf.classes_.tolist() == [0, 1, 2]
+        assert tuple(clf.predict_proba(Xd).shape) == (30, 3)

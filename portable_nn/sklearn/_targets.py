@@ -163,6 +163,8 @@ class ClassifierPart(NeuralNetBase):
 
         Labels outside ``classes_`` raise ValueError.
         """
+        if classes is not None:  # classes_ is host data, as fit's (a device array, e.g. under dispatch, broke the checks)
+            classes = _data.host(classes)
         if _check_partial_fit_first_call(self, classes):
             target = y if _data.host(y).ndim == 2 and _data.host(y).shape[1] > 1 else classes
             self._label_binarizer = LabelBinarizer().fit(target)
