@@ -138,3 +138,17 @@ def test_sklearn_partial_fit_classes_given_on_the_device(tb):
         clf.partial_fit(Xd, yd)
         assert isinstance(clf.classes_, np.ndarray) and clf.classes_.tolist() == [0, 1, 2]
         assert tuple(clf.predict_proba(Xd).shape) == (30, 3)
+
+
+def test_resume_from_a_damaged_checkpoint_names_fit_and_the_way_out(tb, tmp_path):
+    """fit(checkpoint=path, resume=True) with an empty or truncated file at path raised load's error
+    ("load: ... is truncated (0 bytes) ... Re-save it with pnn.save"): it named load, not fit, and told
+    a user of fit nothing they could do. It now names fit and resume=False; the file is left as it was."""
+    X, Y = _regression(tb)
+    model = pnn.Linear(3, 2)
+    path = tmp_path / "run.safetensors"
+    path.write_bytes(b"")
+    with pytest.raises(pnn.CheckpointError, match=r"^fit: cannot resume from checkpoint=.*truncated.*resume=False"):
+        pnn.fit(model, tb.init(model), X, Y, loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.1),
+                epochs=1, batch_size=8, checkpoint=path, resume=True, progress=False)
+    assert path.read_bytes() == b""

@@ -205,7 +205,13 @@ class Checkpointer:
         """
         if not os.path.exists(self.path):
             return None
-        tree = load(self.path, backend="numpy")
+        try:
+            tree = load(self.path, backend="numpy")
+        except CheckpointError as e:  # load's words name load and suggest pnn.save: say what fit can do
+            raise CheckpointError(
+                f"fit: cannot resume from checkpoint={self.path!r}: {e} Pass resume=False to start afresh (the "
+                "file will be overwritten), or another checkpoint path (the file is left as it is)."
+            ) from None
         if not isinstance(tree, dict) or "fingerprint" not in tree or "kind" not in tree:
             raise CheckpointError(
                 f"fit: {self.path!r} is a portable_nn file but not a fit checkpoint. "
@@ -263,7 +269,7 @@ def _difference(saved: str | None, now: str, context: int = 80) -> str:
     the first character where they differ, so that the difference is not buried in thousands of characters."""
     if saved is None or len(saved) + len(now) <= 4 * context:
         return f"it has {saved!r}, this run has {now!r}"
-    i = next((k for k, (a, b) in enumerate(zip(saved, now)) if a != b), min(len(saved), len(now)))
+    i = next((k for k, (a, b) in enumerate(zip(saved, now, strict=False)) if a != b), min(len(saved), len(now)))
     lo = max(0, i - context // 2)
 
     def part(text: str) -> str:
