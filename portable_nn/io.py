@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._check import dtype_name
-from ._errors import CheckpointError
+from ._errors import CheckpointError, PrecisionError
 from ._tree import tree_map, tree_paths
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
@@ -304,7 +304,8 @@ def load(
         CheckpointError: (a ValueError) a missing, truncated, corrupted, foreign or pickle file, or
             with ``like`` a file for another architecture, naming the first param that differs.
             Nothing in a file is ever executed.
-        TypeError: ``dtype`` is not a dtype ``backend`` supports.
+        TypeError: ``dtype`` is not a dtype ``backend`` supports (a ``PrecisionError`` also when
+            ``dtype`` is None and the file holds a dtype the device lacks, e.g. float64).
     """
     from safetensors.numpy import load as st_load
 
@@ -336,7 +337,13 @@ def load(
             name, problem, hint = e.args
             msg = f"load: {path!r} does not fit the model: param {name!r} {problem}. {hint}"
             raise CheckpointError(msg) from None
-    return tree_map(lambda a: be.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a, tree)
+    try:
+        return tree_map(lambda a: be.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a, tree)
+    except PrecisionError as e:  # a float64 file onto a device without float64: say which call and file
+        raise PrecisionError(
+            f"load: {path!r} holds arrays this backend cannot hold as saved: {e} Here: pass dtype= to load "
+            "to cast them, e.g. pnn.load(path, backend=..., dtype='float32')."
+        ) from None
 
 
 def _same_kind_of_tree(path: str, tree: Any, like: Any) -> None:

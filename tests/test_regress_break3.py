@@ -152,3 +152,15 @@ def test_resume_from_a_damaged_checkpoint_names_fit_and_the_way_out(tb, tmp_path
         pnn.fit(model, tb.init(model), X, Y, loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.1),
                 epochs=1, batch_size=8, checkpoint=path, resume=True, progress=False)
     assert path.read_bytes() == b""
+
+
+def test_load_onto_a_device_without_float64_names_load_and_the_file(tb, tmp_path):
+    """pnn.load of a float64 file onto array-api-strict's no_float64 device raised the backend's bare
+    PrecisionError ("Backend(...) does not support dtype float64"), naming neither load nor the file."""
+    if tb.float != "float64":
+        pytest.skip("needs float64 arrays to save")
+    path = tmp_path / "p.safetensors"
+    pnn.save(path, {"W": tb.asarray(np.zeros((2, 2)), dtype=tb.float)})
+    with pytest.raises(pnn.PrecisionError, match=r"^load: .*p\.safetensors.*float64.*dtype='float32'"):
+        pnn.load(path, backend="array_api_strict:no_float64")
+    assert pnn.load(path, backend="array_api_strict:no_float64", dtype="float32")["W"].shape == (2, 2)
