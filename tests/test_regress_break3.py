@@ -164,3 +164,24 @@ def test_load_onto_a_device_without_float64_names_load_and_the_file(tb, tmp_path
     with pytest.raises(pnn.PrecisionError, match=r"^load: .*p\.safetensors.*float64.*dtype='float32'"):
         pnn.load(path, backend="array_api_strict:no_float64")
     assert pnn.load(path, backend="array_api_strict:no_float64", dtype="float32")["W"].shape == (2, 2)
+
+
+def test_checkpoint_fingerprint_of_dask_data_reads_a_few_blocks_not_all(tb, tmp_path):
+    """With checkpoint=, fit fingerprinted Dask data by 256 rows spread over all of it, which touched
+    every block (up to 256): a whole extra pass over data larger than memory, for X, Y and the
+    validation data, before the first step. It now samples rows from at most 4 blocks of each."""
+    da = pytest.importorskip("dask.array")
+    reads: list[int] = []
+    rows = np.random.default_rng(0).standard_normal((64 * 8, 3))
+
+    def block(block_info=None):
+        b = block_info[None]["chunk-location"][0]
+        reads.append(b)
+        return rows[8 * b : 8 * b + 8]
+
+    X = da.map_blocks(block, chunks=((8,) * 64, (3,)), dtype=np.float64)
+    Y = da.from_array(rows[:, :2], chunks=(8, 2))
+    model = pnn.Linear(3, 2)
+    pnn.fit(model, tb.init(model), X, Y, loss=pnn.losses.mean_squared_error, optimizer=pnn.optim.SGD(lr=0.1),
+            epochs=0, batch_size=8, checkpoint=tmp_path / "run.safetensors", progress=False)
+    assert len(set(reads)) <= 5, sorted(set(reads))  # the entry check's first block, and the fingerprint's 4
