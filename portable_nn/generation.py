@@ -190,6 +190,13 @@ def generate(
             Z = xp.where(Z == 0, xp.zeros_like(Z), Z / temperature)
         E = xp.exp(Z)
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)
+        if not np.all(np.isfinite(probs)):  # NaN probabilities would sample id 0 every step, silently
+            raise ValueError(
+                f"{where}: the model's next-token logits (dtype {logits.dtype}) at new token "
+                f"{host_ids.shape[1] - ids.shape[1]} are not finite (NaN, or +inf / all -inf in a row), so no "
+                "probabilities follow from them. Check the params for NaN/inf (a diverged training run), or "
+                "run in float32 where half-precision logits overflow."
+            )
         new = _sample(probs, top_k, rng)
         host_ids = np.concatenate([host_ids, new[:, None].astype(host_ids.dtype)], axis=1)
     if max_new_tokens:
