@@ -24,6 +24,7 @@ losses and optimizers (a grid search's clones, successive fits) compile once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext as _nothing
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,13 +123,16 @@ def forward_backward(
         new = master_params(params, new)
         Y = namespace(Y).astype(Y, master)  # the loss and its gradient in the master dtype
     value, dY = spec.loss(Y, T) if W is None else spec.loss(Y, T, weights=W)
-    if scale is not None:
-        dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
-    if spec.precision is not None:
-        dY = namespace(dY).astype(dY, low)
-    _, grads = run_backprop(backprop, dY, need_dX=False)
-    if spec.precision is not None:
-        grads = to_dtype(grads, master)
+    # the scaled backward pass may overflow to inf/NaN: the loss scale finds that and skips the step, so NumPy's
+    # overflow/invalid warnings there are noise (torch's GradScaler is silent too); the forward pass still warns
+    with np.errstate(over="ignore", invalid="ignore") if scale is not None else _nothing():
+        if scale is not None:
+            dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
+        if spec.precision is not None:
+            dY = namespace(dY).astype(dY, low)
+        _, grads = run_backprop(backprop, dY, need_dX=False)
+        if spec.precision is not None:
+            grads = to_dtype(grads, master)
     if spec.penalty is not None:
         weight = X.shape[0] if W is None else namespace(W).sum(W)
         if scale is None:
