@@ -63,3 +63,12 @@ def test_float16_fit_on_numpy_is_silent_about_the_overflows_the_loss_scale_skips
     with pytest.raises(pnn.NonFiniteError):
         pnn.fit(mlp, [bad], np.ones((4, 2), "float32"), np.zeros(4, "int64"), loss=SCE,
                 optimizer=pnn.optim.SGD(0.1), epochs=1, precision="float16", progress=False)
+
+
+def test_init_in_bfloat16_says_to_use_precision(tb: Any) -> None:
+    """model.init(dtype="bfloat16") on torch/JAX said 'dtype must be a floating dtype such as float32, got
+    bfloat16' (bfloat16 is one) and not how to train in bfloat16: init in float32, pass precision=."""
+    if "bfloat16" not in pnn.available_precisions(tb.be):
+        pytest.skip(f"{tb.spec} has no bfloat16 (init raises PrecisionError there)")
+    with pytest.raises(TypeError, match=r"Linear\(2, 2\)\.init: .*got dtype 'bfloat16'.*precision='bfloat16'"):
+        pnn.Linear(2, 2).init(backend=tb.be, dtype="bfloat16")
