@@ -72,3 +72,14 @@ def test_init_in_bfloat16_says_to_use_precision(tb: Any) -> None:
         pytest.skip(f"{tb.spec} has no bfloat16 (init raises PrecisionError there)")
     with pytest.raises(TypeError, match=r"Linear\(2, 2\)\.init: .*got dtype 'bfloat16'.*precision='bfloat16'"):
         pnn.Linear(2, 2).init(backend=tb.be, dtype="bfloat16")
+
+
+def test_fit_compile_errors_name_fit(tb: Any) -> None:
+    """fit(compile=True) where it cannot compile (NumPy or array_api_strict arrays; a model with Dropout on
+    torch/JAX) raised an error that began 'compile_step: ...', a function the user never called."""
+    model = pnn.Sequential(pnn.Linear(2, 4), pnn.Dropout(0.5), pnn.Linear(4, 2))
+    params = tb.init(model, dtype="float32")
+    X = tb.asarray(np.ones((4, 2)), dtype="float32")
+    with pytest.raises(ValueError, match=r"^fit: (compile=True needs JAX or torch|.*draws host random numbers)"):
+        pnn.fit(model, params, X, np.zeros(4, "int64"), loss=SCE, optimizer=pnn.optim.SGD(0.1), epochs=1,
+                compile=True, progress=False)

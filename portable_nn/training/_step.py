@@ -241,10 +241,10 @@ class TrainStep:
     :meth:`compiler` says so.
     """
 
-    def __init__(self, spec: StepSpec, compile: bool | None) -> None:
+    def __init__(self, spec: StepSpec, compile: bool | None, where: str = "compile_step") -> None:
         if compile not in (None, True, False):
-            raise TypeError(f"compile must be None, True or False, got {compile!r}.")
-        self.spec, self.compile = spec, compile
+            raise TypeError(f"{where}: compile must be None, True or False, got {compile!r}.")
+        self.spec, self.compile, self.where = spec, compile, where  # where: the public function, for errors
         self._precision_checked: set[Any] = set()  # (library, device) pairs whose params can run spec.precision
 
     @property
@@ -277,14 +277,14 @@ class TrainStep:
         if name is None or not (self.compile or ad.jit_by_default):  # type: ignore[union-attr]
             if self.compile:
                 raise ValueError(
-                    f"compile_step: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
+                    f"{self.where}: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
                     "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
                 )
             return None
         if uses_host_rng(self.spec.model):
             if self.compile:
                 raise ValueError(
-                    f"compile_step: {self.spec.model!r} draws host random numbers (e.g. Dropout), which "
+                    f"{self.where}: {self.spec.model!r} draws host random numbers (e.g. Dropout), which "
                     f"{name} would freeze at trace time. Use compile=False (or None) for such models."
                 )
             return None
