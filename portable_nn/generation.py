@@ -137,7 +137,8 @@ def generate(
         TypeError: a float prompt, or non-integer max_new_tokens / top_k.
         ValueError: an empty prompt, ``temperature <= 0``, ``top_k`` outside
             ``[1, vocab]``, a prompt's integer dtype too narrow for the
-            vocabulary's ids (``uint8`` for 300 ids), or a model output of another shape.
+            vocabulary's ids (``uint8`` for 300 ids), a model output of another shape, or
+            next-token logits that are NaN or inf (a diverged model).
 
     >>> import numpy as np, portable_nn as pnn
     >>> model = pnn.Sequential(pnn.Embedding(10, 8), pnn.PositionalEmbedding(6, 8),
