@@ -86,3 +86,13 @@ def test_fit_compile_errors_name_fit(tb: Any) -> None:
     with pytest.raises(ValueError, match=r"^fit: (compile=True needs JAX or torch|.*draws host random numbers)"):
         pnn.fit(model, params, X, np.zeros(4, "int64"), loss=SCE, optimizer=pnn.optim.SGD(0.1), epochs=1,
                 compile=True, progress=False)
+
+
+def test_attention_on_an_empty_sequence_says_so(tb: Any) -> None:
+    """MultiHeadAttention on X of shape (batch, 0, dim) failed inside the softmax with NumPy's 'zero-size array to
+    reduction operation maximum which has no identity' (another library's message elsewhere), naming no layer."""
+    attn = pnn.MultiHeadAttention(4, 2, causal=True)
+    params = tb.init(attn, dtype="float32")
+    X = tb.asarray(np.ones((2, 0, 4)), dtype="float32")
+    with pytest.raises(ValueError, match=r"MultiHeadAttention\(4, 2, causal=True\): X has no positions \(shape \(2, 0, 4\)\)"):
+        attn.apply(params, X)
