@@ -137,7 +137,8 @@ def generate(
         TypeError: a float prompt, or non-integer max_new_tokens / top_k.
         ValueError: an empty prompt, ``temperature <= 0``, ``top_k`` outside
             ``[1, vocab]``, a prompt's integer dtype too narrow for the
-            vocabulary's ids (``uint8`` for 300 ids), or a model output of another shape.
+            vocabulary's ids (``uint8`` for 300 ids), a model output of another shape, or
+            next-token logits that are NaN or inf (a diverged model).
 
     >>> import numpy as np, portable_nn as pnn
     >>> model = pnn.Sequential(pnn.Embedding(10, 8), pnn.PositionalEmbedding(6, 8),
@@ -190,6 +191,13 @@ def generate(
             Z = xp.where(Z == 0, xp.zeros_like(Z), Z / temperature)
         E = xp.exp(Z)
         probs = to_numpy(E / xp.sum(E, axis=1, keepdims=True)).astype(np.float64)
+        if not np.all(np.isfinite(probs)):  # NaN probabilities would sample id 0 every step, silently
+            raise ValueError(
+                f"{where}: the model's next-token logits (dtype {logits.dtype}) at new token "
+                f"{host_ids.shape[1] - ids.shape[1]} are not finite (NaN, or +inf / all -inf in a row), so no "
+                "probabilities follow from them. Check the params for NaN/inf (a diverged training run), or "
+                "run in float32 where half-precision logits overflow."
+            )
         new = _sample(probs, top_k, rng)
         host_ids = np.concatenate([host_ids, new[:, None].astype(host_ids.dtype)], axis=1)
     if max_new_tokens:

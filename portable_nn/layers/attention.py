@@ -120,6 +120,11 @@ class MultiHeadAttention(Layer):
         b_qkv, b_o = (arrays[1], arrays[3]) if self.bias else (None, None)
         xp = check_array(self, X, like=W_qkv, ndim=3, features=self.dim, axes="(batch, seq, dim)")
         B, T, D = X.shape
+        if T == 0:  # the softmax's max over no keys has no value (NumPy raised 'zero-size array to reduction')
+            raise ValueError(
+                f"{self!r}: X has no positions (shape {tuple(X.shape)}); attention needs a sequence of at "
+                "least one position. Drop empty sequences before the model."
+            )
         H = self.heads
         d = D // H
         scale = 1.0 / math.sqrt(d)

@@ -121,6 +121,12 @@ class Layer:
         """
         be = get_backend(backend)
         name = dtype_name(be.dtype(dtype))
+        if name == "bfloat16":
+            raise TypeError(
+                f"{self!r}.init: params are float16, float32 or float64, got dtype 'bfloat16'. For bfloat16 "
+                "compute, init in float32 (the master weights) and pass precision='bfloat16' to fit, predict, "
+                "evaluate or compile_step."
+            )
         if name not in ("float16", "float32", "float64"):
             raise TypeError(f"{self!r}.init: dtype must be a floating dtype such as 'float32', got {name!r}.")
         params = self.init_params(host_rng(seed), be, name)

@@ -73,7 +73,7 @@ def train(
     """
     n, bs = data.n, s.batch_size
     steps_per_epoch = -(-n // bs)
-    trainer = TrainStep(spec, s.compile)
+    trainer = TrainStep(spec, s.compile, where="fit")
     shuffle_rng, dropout_rng = host_rng(s.seed).spawn(2)
     draw = orders or _default_orders(data, s, shuffle_rng)
     if opt_state is None:

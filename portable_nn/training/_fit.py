@@ -200,7 +200,7 @@ def fit(
     optimizer = with_loss_scale(optimizer, s.precision)
     data, validation, validate = _sources(model, params, X, Y, loss, validation_data, s, sample_weight)
     spec = StepSpec(model, loss, optimizer, precision=s.precision)
-    if client is None and TrainStep(spec, s.compile).compiler(data.like) is None:  # the data were checked above
+    if client is None and TrainStep(spec, s.compile, where="fit").compiler(data.like) is None:  # the data were checked above
         spec = StepSpec(model, unchecked(loss, namespace(data.like)), optimizer, precision=s.precision)
     prints = None
     if s.checkpoint is not None:

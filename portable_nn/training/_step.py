@@ -24,6 +24,7 @@ losses and optimizers (a grid search's clones, successive fits) compile once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext as _nothing
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,13 +123,16 @@ def forward_backward(
         new = master_params(params, new)
         Y = namespace(Y).astype(Y, master)  # the loss and its gradient in the master dtype
     value, dY = spec.loss(Y, T) if W is None else spec.loss(Y, T, weights=W)
-    if scale is not None:
-        dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
-    if spec.precision is not None:
-        dY = namespace(dY).astype(dY, low)
-    _, grads = run_backprop(backprop, dY, need_dX=False)
-    if spec.precision is not None:
-        grads = to_dtype(grads, master)
+    # the scaled backward pass may overflow to inf/NaN: the loss scale finds that and skips the step, so NumPy's
+    # overflow/invalid warnings there are noise (torch's GradScaler is silent too); the forward pass still warns
+    with np.errstate(over="ignore", invalid="ignore") if scale is not None else _nothing():
+        if scale is not None:
+            dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
+        if spec.precision is not None:
+            dY = namespace(dY).astype(dY, low)
+        _, grads = run_backprop(backprop, dY, need_dX=False)
+        if spec.precision is not None:
+            grads = to_dtype(grads, master)
     if spec.penalty is not None:
         weight = X.shape[0] if W is None else namespace(W).sum(W)
         if scale is None:
@@ -237,10 +241,10 @@ class TrainStep:
     :meth:`compiler` says so.
     """
 
-    def __init__(self, spec: StepSpec, compile: bool | None) -> None:
+    def __init__(self, spec: StepSpec, compile: bool | None, where: str = "compile_step") -> None:
         if compile not in (None, True, False):
-            raise TypeError(f"compile must be None, True or False, got {compile!r}.")
-        self.spec, self.compile = spec, compile
+            raise TypeError(f"{where}: compile must be None, True or False, got {compile!r}.")
+        self.spec, self.compile, self.where = spec, compile, where  # where: the public function, for errors
         self._precision_checked: set[Any] = set()  # (library, device) pairs whose params can run spec.precision
 
     @property
@@ -273,14 +277,14 @@ class TrainStep:
         if name is None or not (self.compile or ad.jit_by_default):  # type: ignore[union-attr]
             if self.compile:
                 raise ValueError(
-                    f"compile_step: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
+                    f"{self.where}: compile=True needs JAX or torch arrays, got {type(X).__name__}. "
                     "Use compile=None (portable everywhere, jit on JAX) or the 'jax' or 'torch' backend."
                 )
             return None
         if uses_host_rng(self.spec.model):
             if self.compile:
                 raise ValueError(
-                    f"compile_step: {self.spec.model!r} draws host random numbers (e.g. Dropout), which "
+                    f"{self.where}: {self.spec.model!r} draws host random numbers (e.g. Dropout), which "
                     f"{name} would freeze at trace time. Use compile=False (or None) for such models."
                 )
             return None
