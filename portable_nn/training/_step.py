@@ -23,8 +23,9 @@ losses and optimizers (a grid search's clones, successive fits) compile once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from contextlib import nullcontext as _nothing
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,7 @@ def forward_backward(
     value, dY = spec.loss(Y, T) if W is None else spec.loss(Y, T, weights=W)
     # the scaled backward pass may overflow to inf/NaN: the loss scale finds that and skips the step, so NumPy's
     # overflow/invalid warnings there are noise (torch's GradScaler is silent too); the forward pass still warns
-    with np.errstate(over="ignore", invalid="ignore") if scale is not None else _nothing():
+    with _quiet_overflow(scale is not None):
         if scale is not None:
             dY = dY * namespace(dY).astype(scale, dY.dtype) if hasattr(scale, "dtype") else dY * scale
         if spec.precision is not None:
@@ -196,6 +197,18 @@ def finite_check(value: Any, params: Params, like: Array | None = None) -> Array
     for p in tree_leaves(params):
         check = check + (xp.sum(p, dtype=xp.float32) if dtype_name(p.dtype) == "float16" else xp.sum(p))
     return check
+
+
+@contextmanager
+def _quiet_overflow(quiet: bool) -> Any:
+    """Within it, when ``quiet``: no "overflow encountered" / "invalid value encountered" RuntimeWarnings
+    (NumPy's, for a scaled backward pass whose inf/NaN the loss scale handles); nothing else is hidden."""
+    if not quiet:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(overflow|invalid value) encountered", category=RuntimeWarning)
+        yield
 
 
 def n_correct(xp: Any, Y: Array, T: Array) -> Array | None:
