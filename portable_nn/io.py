@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from ._check import dtype_name
+from ._conform import Misfit, conform, join, same_kind_of_tree, sequence
 from ._errors import CheckpointError, PrecisionError
-from ._tree import tree_map, tree_paths
+from ._tree import tree_map
 from ._version import __version__
 from .backends import Backend, get_backend, to_numpy
 
@@ -42,12 +43,6 @@ _SCALARS: dict[str, tuple[type, np.dtype[Any]]] = {  # marker: the Python type, 
     ".float": (float, np.dtype(np.float64)),
 }
 _DTYPES = {"bool", *(f"{kind}{bits}" for kind in ("int", "uint", "float") for bits in (8, 16, 32, 64))}
-_ARCHITECTURE = "Was it saved from another architecture? Build the model it was saved from."
-
-
-def _join(prefix: str, key: str) -> str:
-    """The path of child ``key`` under ``prefix``, as :func:`tree_paths` names it."""
-    return f"{prefix}.{key}" if prefix else key
 
 
 def _encode(tree: Any, name: str, tensors: dict[str, np.ndarray]) -> Any:
@@ -63,9 +58,9 @@ def _encode(tree: Any, name: str, tensors: dict[str, np.ndarray]) -> Any:
                     f"save: the top-level dict key {k!r} is reserved: safetensors keeps the file's header "
                     "under that name, so the file could never be loaded. Rename the key, e.g. to 'metadata'."
                 )
-        return {k: _encode(v, _join(name, k), tensors) for k, v in tree.items()}
+        return {k: _encode(v, join(name, k), tensors) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        items = [_encode(v, _join(name, str(i)), tensors) for i, v in enumerate(tree)]
+        items = [_encode(v, join(name, str(i)), tensors) for i, v in enumerate(tree)]
         if isinstance(tree, list):
             return items
         node: dict[str, Any] = {".tuple": items}
@@ -228,11 +223,11 @@ def _decode(node: Any, name: str, tensors: dict[str, np.ndarray], used: set[str]
     if isinstance(node, str):
         return _take(node, name, tensors, used)
     if isinstance(node, list):
-        return [_decode(c, _join(name, str(i)), tensors, used) for i, c in enumerate(node)]
+        return [_decode(c, join(name, str(i)), tensors, used) for i, c in enumerate(node)]
     if not isinstance(node, dict):
         raise _Inconsistent(f"its tree has a JSON {type(node).__name__} at {name!r}")
     if not any("." in k for k in node):
-        return {k: _decode(v, _join(name, k), tensors, used) for k, v in node.items()}
+        return {k: _decode(v, join(name, k), tensors, used) for k, v in node.items()}
     if len(node) == 1 and next(iter(node)) in _SCALARS:
         ((marker, leaf),) = node.items()
         kind, dtype = _SCALARS[marker]
@@ -243,16 +238,9 @@ def _decode(node: Any, name: str, tensors: dict[str, np.ndarray], used: set[str]
     items = node.get(".tuple")
     if not isinstance(items, list) or set(node) not in ({".tuple"}, {".tuple", ".type", ".fields"}):
         raise _Inconsistent(f"its tree has an unknown node {sorted(node)} at {name!r}")
-    children = [_decode(c, _join(name, str(i)), tensors, used) for i, c in enumerate(items)]
+    children = [_decode(c, join(name, str(i)), tensors, used) for i, c in enumerate(items)]
     cls = _namedtuple(node.get(".type"), node.get(".fields"))
-    return _sequence(tuple if cls is None or len(cls._fields) != len(children) else cls, children)
-
-
-def _sequence(kind: Any, items: list[Any]) -> Any:
-    """``items`` as a ``kind``: ``list``, a NamedTuple class (given them as its fields), else a tuple."""
-    if kind is list:
-        return items
-    return kind(*items) if hasattr(kind, "_fields") else tuple(items)
+    return sequence(tuple if cls is None or len(cls._fields) != len(children) else cls, children)
 
 
 def _namedtuple(ref: Any, fields: Any) -> Any:
@@ -330,10 +318,10 @@ def load(
             "Re-save it with pnn.save."
         ) from None
     if like is not None:  # compared as load returns them: after the cast
-        _same_kind_of_tree(path, tree, like)
+        same_kind_of_tree(path, tree, like)
         try:
-            tree = _fit(tree, like, "", None if dtype is None else dtype_name(be.dtype(dtype)))
-        except _Misfit as e:
+            tree = conform(tree, like, "", None if dtype is None else dtype_name(be.dtype(dtype)))
+        except Misfit as e:
             name, problem, hint = e.args
             msg = f"load: {path!r} does not fit the model: param {name!r} {problem}. {hint}"
             raise CheckpointError(msg) from None
@@ -344,70 +332,3 @@ def load(
             f"load: {path!r} holds arrays this backend cannot hold as saved: {e} Here: pass dtype= to load "
             "to cast them, e.g. pnn.load(path, backend=..., dtype='float32')."
         ) from None
-
-
-def _same_kind_of_tree(path: str, tree: Any, like: Any) -> None:
-    """Raise CheckpointError when one of the file and ``like`` is a stateful model's Variables and the other not."""
-    from .layers.base import Variables
-
-    what = "the Variables (params, state) of a model with a state (e.g. BatchNorm)"
-    if (in_file := type(tree) is Variables) == (type(like) is Variables):
-        return
-    if in_file:
-        raise CheckpointError(
-            f"load: {path!r} holds {what}, but like= is not Variables. Pass like=model.init(...) "
-            "(a stateful model's init returns Variables), or load without like= and take .params."
-        )
-    raise CheckpointError(
-        f"load: {path!r} holds params without a model state, but like= is {what}. Was it saved from the "
-        "model without its BatchNorm, or from variables.params? Load it with like=variables.params."
-    )
-
-
-def _kind(x: Any) -> str:
-    """``x`` in words: "None", "an int", "a float32[3, 4] array", "a dict", "an AdamState"..."""
-    if x is None:
-        return "None"
-    if hasattr(x, "shape"):
-        return f"a {dtype_name(x.dtype)}{list(x.shape)} array"
-    name = type(x).__name__
-    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
-
-
-class _Misfit(Exception):
-    """The file and ``like`` differ at a param: ``(name, problem, hint)``; load raises a CheckpointError."""
-
-
-def _fit(got: Any, want: Any, name: str, cast: str | None) -> Any:
-    """``got`` (the file's tree at ``name``, host arrays) with ``want``'s (like's) container types.
-    Raises _Misfit at the first difference in structure, shape, kind of leaf or dtype (after ``cast``)."""
-    if isinstance(want, (dict, list, tuple)):
-        if not isinstance(got, (dict, list, tuple)) or isinstance(got, dict) != isinstance(want, dict):
-            raise _Misfit(name, f"is {_kind(got)} in the file but {_kind(want)} in the model", _ARCHITECTURE)
-        g: dict[Any, Any] = got if isinstance(got, dict) else dict(enumerate(got))
-        w: dict[Any, Any] = want if isinstance(want, dict) else dict(enumerate(want))
-        for k in [k for k in w if k not in g] + [k for k in g if k not in w]:
-            sub = _join(name, str(k))
-            if k in w:
-                raise _Misfit(_first_path(w[k], sub), "is missing from the file", _ARCHITECTURE)
-            raise _Misfit(_first_path(g[k], sub), "is in the file but not in the model", _ARCHITECTURE)
-        out = [_fit(g[k], w[k], _join(name, str(k)), cast) for k in w]
-        if isinstance(want, dict):
-            return dict(zip(w, out, strict=True))
-        return _sequence(list if isinstance(want, list) else type(want), out)
-    if not hasattr(want, "shape") or not isinstance(got, np.ndarray):
-        if type(got) is not type(want):
-            raise _Misfit(name, f"is {_kind(got)} in the file but {_kind(want)} in the model", _ARCHITECTURE)
-        return got
-    shape, want_shape, want_dtype = list(got.shape), list(want.shape), dtype_name(want.dtype)
-    if shape != want_shape or (cast or got.dtype.name) != want_dtype:
-        after = f", {cast}{shape} after dtype={cast!r}," if cast else ""
-        hint = f"Pass dtype={want_dtype!r} to load to cast it." if shape == want_shape else _ARCHITECTURE
-        problem = f"is {got.dtype.name}{shape} in the file{after} but {want_dtype}{want_shape} in the model"
-        raise _Misfit(name, problem, hint)
-    return got
-
-
-def _first_path(tree: Any, name: str) -> str:
-    """The path of the first leaf of ``tree`` (at path ``name``), or ``name`` when it has none."""
-    return next(iter(tree_paths(tree, name)), (name, None))[0]

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "portable_nn"
 # layer of each top-level part: a module may import only from its own layer or below
 LAYERS = {
-    "_version": 0, "_errors": 0, "_tree": 0, "_rng": 0, "backends": 1, "_check": 2,
+    "_version": 0, "_errors": 0, "_tree": 0, "_rng": 0, "backends": 1, "_check": 2, "_conform": 3,
     "layers": 3, "losses": 4, "optim": 4, "schedules": 4, "training": 5, "io": 5, "testing": 5, "generation": 5, "tools": 6,
     "sklearn": 6, "__main__": 7, "__init__": 7,
 }
