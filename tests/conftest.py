@@ -103,9 +103,7 @@ def dask_client(request: pytest.FixtureRequest) -> Any:
     from ._dask_support import loopback_cluster
 
     cluster = loopback_cluster(2)
-    # not the default client: Dask code elsewhere in the session (a guide's block, a streamed fit) would
-    # otherwise run on these workers, in this process's working folder at their start
-    client = distributed.Client(cluster, set_as_default=False)
+    client = distributed.Client(cluster)
     yield client
     client.close()
     cluster.close()
