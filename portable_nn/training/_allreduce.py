@@ -36,7 +36,7 @@ import numpy as np
 
 from .._errors import ClusterError, FitInterrupted
 from ..layers.base import Params
-from ._epoch import Loop, nonfinite
+from ._epoch import Loop, epoch_lrs, nonfinite, record
 from ._members import RETRIES, AllLost, MemberGroup, show
 from ._shards import check_client, is_lost, start
 
@@ -216,16 +216,15 @@ class AllReduceRunner(MemberGroup):
 
     def _history(self, report: dict[str, Any], state: Any) -> dict[str, list[float]]:
         """The driver's history with the chunk's completed epochs added (for ``FitInterrupted``)."""
-        from ._driver import _epoch_lrs, _record
 
         history = {k: list(v) for k, v in self.loop.history.items()}
         k = len(report["epochs"])
         if k:
             count = getattr(state, "count", None)
             at = state._replace(count=int(count) - report["step"]) if count is not None else state
-            lrs = _epoch_lrs(self.spec.optimizer, at, k, self.spe)
+            lrs = epoch_lrs(self.spec.optimizer, at, k, self.spe)
             for (t, c), lr in zip(report["epochs"], lrs, strict=True):
-                _record(history, self.loop.epoch_loss(t), c, self.loop.source.n_labels, lr)
+                record(history, self.loop.epoch_loss(t), c, self.loop.source.n_labels, lr)
         return history
 
 

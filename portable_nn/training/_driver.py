@@ -30,7 +30,7 @@ from .._errors import FitInterrupted, StopTraining
 from .._rng import host_rng
 from ..layers.base import Params, trainable
 from ._checkpoint import Checkpointer, RunState
-from ._epoch import History, Loop, StepRunner
+from ._epoch import History, Loop, StepRunner, epoch_lrs, record, replace_state
 from ._interrupt import Interrupts, interrupts_between_steps
 from ._precision import loss_scale_of
 from ._scan import ScanRunner
@@ -118,9 +118,9 @@ def train(
                 epoch_orders = [draw() for _ in range(1 if run.step else runner.chunk(s.epochs - epoch))]
                 params, state, stats = runner.run(params, state, epoch_orders, epoch, run.step, run.total, run.correct)
                 before = run.steps_done
-                for (epoch_loss, correct), lr in zip(stats, _epoch_lrs(spec.optimizer, state, len(stats),
+                for (epoch_loss, correct), lr in zip(stats, epoch_lrs(spec.optimizer, state, len(stats),
                                                                        steps_per_epoch), strict=True):
-                    _record(history, epoch_loss, correct, data.n_labels, lr)
+                    record(history, epoch_loss, correct, data.n_labels, lr)
                 if scaled:  # one epoch per run: the loss scale at its end and the steps it skipped
                     history.setdefault("loss_scale", []).append(float(state.scale))
                     history.setdefault("skipped_steps", []).append(float(int(state.skipped) - run.skipped_before))
@@ -238,38 +238,9 @@ def _after_epoch(
             run.plateau_best, run.plateau_wait, float(state.lr_scale), monitored
         )
         if scale != float(state.lr_scale):
-            state = run.opt_state = _replace(state, lr_scale=scale)
+            state = run.opt_state = replace_state(state, lr_scale=scale)
     run.stopped = run.stopped or any(bool(cb.on_epoch_end(epoch - 1, history, params)) for cb in s.callbacks)
     return best, state
-
-
-def _record(history: History, epoch_loss: float, n_correct: Any, n_labels: int, lr: float | None) -> None:
-    """Append one epoch's training loss (accuracy, for integer labels; lr, where known) to the history."""
-    history["loss"].append(epoch_loss)
-    if n_correct is not None:
-        history.setdefault("accuracy", []).append(int(n_correct) / n_labels)
-    if lr is not None:
-        history.setdefault("lr", []).append(lr)
-
-
-def _epoch_lrs(optimizer: Any, state: Any, k: int, steps_per_epoch: int) -> list[float | None]:
-    """The learning rate of the last step of each of the last ``k`` epochs (``state`` is after them), or Nones."""
-    learning_rate = getattr(optimizer, "learning_rate", None)
-    if learning_rate is None:
-        return [None] * k
-    if not hasattr(state, "count") or not hasattr(state, "_replace"):
-        return [float(learning_rate(state))] * k
-    count = int(state.count)  # the next step's; each epoch's last step is one before its end (a loss-scaled
-    # optimizer counts the steps it applied: none yet, the next step's rate)
-    return [float(learning_rate(_replace(state, count=max(0, count - 1 - (k - 1 - i) * steps_per_epoch))))
-            for i in range(k)]
-
-
-def _replace(state: Any, **fields: Any) -> Any:
-    """``state._replace(**fields)``, into the ``inner`` state of a wrapper's state (``DynamicLossScale``'s)."""
-    if hasattr(state, "inner") and hasattr(state, "_replace"):
-        return state._replace(inner=_replace(state.inner, **fields))
-    return state._replace(**fields)
 
 
 def _progress_bar(progress: bool | None, total: int, done: int = 0) -> Any:

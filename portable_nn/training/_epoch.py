@@ -24,7 +24,7 @@ from ._interrupt import Interrupts
 from ._source import Source
 from ._step import TrainStep, finite_check, n_correct
 
-__all__ = ["History", "Loop", "StepRunner", "nonfinite", "run_epoch"]
+__all__ = ["History", "Loop", "StepRunner", "epoch_lrs", "nonfinite", "record", "replace_state", "run_epoch"]
 
 History = dict[str, list[float]]
 
@@ -256,3 +256,32 @@ class StepRunner:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def record(history: History, epoch_loss: float, n_correct: Any, n_labels: int, lr: float | None) -> None:
+    """Append one epoch's training loss (accuracy, for integer labels; lr, where known) to the history."""
+    history["loss"].append(epoch_loss)
+    if n_correct is not None:
+        history.setdefault("accuracy", []).append(int(n_correct) / n_labels)
+    if lr is not None:
+        history.setdefault("lr", []).append(lr)
+
+
+def epoch_lrs(optimizer: Any, state: Any, k: int, steps_per_epoch: int) -> list[float | None]:
+    """The learning rate of the last step of each of the last ``k`` epochs (``state`` is after them), or Nones."""
+    learning_rate = getattr(optimizer, "learning_rate", None)
+    if learning_rate is None:
+        return [None] * k
+    if not hasattr(state, "count") or not hasattr(state, "_replace"):
+        return [float(learning_rate(state))] * k
+    count = int(state.count)  # the next step's; each epoch's last step is one before its end (a loss-scaled
+    # optimizer counts the steps it applied: none yet, the next step's rate)
+    return [float(learning_rate(replace_state(state, count=max(0, count - 1 - (k - 1 - i) * steps_per_epoch))))
+            for i in range(k)]
+
+
+def replace_state(state: Any, **fields: Any) -> Any:
+    """``state._replace(**fields)``, into the ``inner`` state of a wrapper's state (``DynamicLossScale``'s)."""
+    if hasattr(state, "inner") and hasattr(state, "_replace"):
+        return state._replace(inner=replace_state(state.inner, **fields))
+    return state._replace(**fields)
